@@ -1,0 +1,1 @@
+"""Composition root: settings -> adapters -> services. The only module that wires adapters."""

@@ -1,0 +1,39 @@
+"""Audit events: names follow Azure DevOps where one exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class AuditEventType(StrEnum):
+    PAT_CREATE = "Token.PatCreateEvent"
+    PAT_UPDATE = "Token.PatUpdateEvent"
+    PAT_REGENERATE = "Token.PatRegenerateEvent"
+    PAT_REVOKE = "Token.PatRevokeEvent"
+    PAT_SYSTEM_REVOKE = "Token.PatSystemRevokeEvent"
+    REVOCATION_RULE_CREATE = "Token.RevocationRuleCreateEvent"
+    ORG_CREATE = "Organization.Create"
+    USER_CREATE = "User.Create"
+    USER_UPDATE = "User.Update"
+    USER_DISABLE = "User.Disable"
+    MEMBERSHIP_CHANGE = "Organization.MembershipChange"
+    POLICY_UPDATE = "Policy.PolicyValueUpdated"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One immutable audit row. ``details`` must never contain a secret."""
+
+    at: datetime
+    event_type: str
+    org_id: str | None
+    actor_id: str | None
+    actor_upn: str | None
+    target_type: str
+    target_id: str
+    ip: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None

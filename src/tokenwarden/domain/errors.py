@@ -1,0 +1,71 @@
+"""Domain errors. Each carries a stable ``code`` (Azure DevOps names where one exists).
+
+Only ``tokenwarden.http.errors`` maps these classes to HTTP status codes.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class: ``code`` is stable and machine-readable, ``message`` is for humans."""
+
+    default_code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class InvalidInput(DomainError):
+    """The request is malformed or names something that cannot exist."""
+
+    default_code = "invalidInput"
+
+
+class Unauthenticated(DomainError):
+    """No usable credential was presented."""
+
+    default_code = "unauthenticated"
+
+
+class InvalidToken(Unauthenticated):
+    """The presented token is malformed, unknown, expired, revoked or its owner is inactive."""
+
+    default_code = "invalidToken"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
+    default_code = "accessDenied"
+
+
+class InsufficientScope(Forbidden):
+    """The token lacks the scope the operation needs."""
+
+    default_code = "insufficientScope"
+
+
+class PolicyViolation(Forbidden):
+    """An organization or global policy forbids the request."""
+
+    default_code = "policyViolation"
+
+
+class NotFound(DomainError):
+    """The target does not exist or is not visible to the caller."""
+
+    default_code = "notFound"
+
+
+class Conflict(DomainError):
+    """The request conflicts with the current state (duplicate, already initialised...)."""
+
+    default_code = "conflict"
+
+
+class Unavailable(DomainError):
+    """A dependency is down and the answer cannot be given safely (fail closed)."""
+
+    default_code = "unavailable"

@@ -1,0 +1,25 @@
+"""Invalidation events: every change that can make a cached token invalid becomes one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    TOKEN_REVOKED = "token.revoked"
+    TOKEN_CHANGED = "token.changed"
+    USER_CHANGED = "user.changed"
+    MEMBERSHIP_CHANGED = "membership.changed"
+    POLICY_CHANGED = "policy.changed"
+    RULE_ADDED = "rule.added"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidationEvent:
+    """An ordered event; ``seq`` is assigned by the store when it is committed."""
+
+    type: EventType
+    payload: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0

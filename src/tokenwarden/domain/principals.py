@@ -1,0 +1,90 @@
+"""Organizations, users and their memberships."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    DELETED = "deleted"
+
+
+class RiskLevel(StrEnum):
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class IdentitySource(StrEnum):
+    LOCAL = "local"
+    EXTERNAL = "external"
+
+
+class Role(StrEnum):
+    MEMBER = "member"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    upn: str
+    display_name: str
+    status: UserStatus
+    risk_level: RiskLevel
+    identity_source: IdentitySource
+    created_at: datetime
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is UserStatus.ACTIVE
+
+    @property
+    def descriptor(self) -> str:
+        """Azure DevOps-style subject descriptor; uses only URL-safe characters."""
+        return subject_descriptor(self.id)
+
+    def with_changes(self, **changes: object) -> User:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    org_id: str
+    user_id: str
+    role: Role
+
+
+def subject_descriptor(user_id: str) -> str:
+    """``aad.`` + unpadded base64url of the user id (what Token Admin routes take)."""
+    raw = base64.urlsafe_b64encode(user_id.encode("ascii")).decode("ascii").rstrip("=")
+    return f"aad.{raw}"
+
+
+def user_id_from_descriptor(descriptor: str) -> str | None:
+    """Inverse of :func:`subject_descriptor`; ``None`` when it is not one of ours."""
+    if not descriptor.startswith("aad."):
+        return None
+    raw = descriptor[4:]
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def normalize_upn(upn: str) -> str:
+    """UPNs match case-insensitively; this is the stored lookup key."""
+    return upn.strip().casefold()

@@ -1,0 +1,80 @@
+"""Token records and their derived lifecycle state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+
+class TokenKind(StrEnum):
+    """What a token is for; each kind has its own prefix and watermarks."""
+
+    PAT = "pat"
+    ACCESS = "access"
+    REFRESH = "refresh"
+    SESSION = "session"
+    SERVICE = "service"
+
+
+class TokenState(StrEnum):
+    """Lifecycle state, derived from timestamps (never stored)."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "notYetValid"
+
+
+class RevokedBy(StrEnum):
+    """Who ended a token's life."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored token. The secret itself is never kept: only its keyed hash."""
+
+    authorization_id: str
+    kind: TokenKind
+    user_id: str
+    org_id: str
+    display_name: str
+    scopes: tuple[str, ...]
+    target_orgs: tuple[str, ...] | None  # None = all of the owner's organizations
+    secret_hash: bytes
+    pepper_id: str
+    valid_from: datetime
+    valid_to: datetime
+    created_at: datetime
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+    last_used_at: datetime | None = None
+    last_used_ip: str | None = None
+
+    @property
+    def all_orgs(self) -> bool:
+        return self.target_orgs is None
+
+    @property
+    def scope_string(self) -> str:
+        return " ".join(self.scopes)
+
+    def state(self, now: datetime) -> TokenState:
+        if self.revoked_at is not None:
+            return TokenState.REVOKED
+        if now >= self.valid_to:
+            return TokenState.EXPIRED
+        if now < self.valid_from:
+            return TokenState.NOT_YET_VALID
+        return TokenState.ACTIVE
+
+    def is_active(self, now: datetime) -> bool:
+        return self.state(now) is TokenState.ACTIVE
+
+    def with_changes(self, **changes: object) -> TokenRecord:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Background jobs (usage flushing, event polling, scheduled work)."""

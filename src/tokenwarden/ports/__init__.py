@@ -1,0 +1,1 @@
+"""tokenwarden.ports"""
