@@ -1,1 +1,165 @@
 """Composition root: settings -> adapters -> services. The only module that wires adapters."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
+from tokenwarden.domain.clock import Clock, SystemClock
+from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.hashing import Pepper, SecretHasher
+from tokenwarden.domain.policies import GlobalPolicy
+from tokenwarden.domain.scopes import ScopeCatalog
+from tokenwarden.jobs.background import BackgroundSync
+from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
+from tokenwarden.services.audit_log import AuditService
+from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.pats import PatService
+from tokenwarden.services.policies import PolicyService
+from tokenwarden.services.rules import RuleService
+from tokenwarden.services.validation import Validator
+from tokenwarden.settings import Settings
+
+
+@dataclass
+class Container:
+    """Everything a process needs, wired once."""
+
+    settings: Settings
+    database: Database
+    uow: UnitOfWorkFactory
+    clock: Clock
+    catalog: ScopeCatalog
+    hasher: SecretHasher
+    validator: Validator
+    pats: PatService
+    directory: DirectoryService
+    policies: PolicyService
+    audit: AuditService
+    rules: RuleService
+    background: BackgroundSync | None = field(default=None)
+
+    def start_background(self) -> None:
+        """Start event sync and usage flushing (servers only)."""
+        if self.background is None:
+            self.background = BackgroundSync(
+                self.validator,
+                self.uow,
+                poll_interval=self.settings.poll_interval_seconds,
+                flush_interval=self.settings.usage_flush_seconds,
+            )
+        self.validator.sync()
+        self.background.start()
+
+    def close(self) -> None:
+        if self.background is not None:
+            self.background.stop()
+        self.database.dispose()
+
+
+def load_peppers(settings: Settings, *, create: bool = False) -> SecretHasher:
+    """Peppers from ``TOKENWARDEN_PEPPERS`` or the pepper file (created 0600 when ``create``)."""
+    text = settings.peppers
+    path = settings.resolved_pepper_file
+    if text is None:
+        if not path.exists():
+            if not create:
+                raise InvalidInput(
+                    f"no pepper: set TOKENWARDEN_PEPPERS or create {path} (tokenwarden init does)",
+                    code="pepperMissing",
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"p1:{secrets.token_hex(32)}\n")
+        text = path.read_text(encoding="utf-8")
+    return SecretHasher(_parse_peppers(text))
+
+
+def _parse_peppers(text: str) -> list[Pepper]:
+    peppers = []
+    for item in text.replace(",", "\n").splitlines():
+        item = item.strip()
+        if not item or item.startswith("#"):
+            continue
+        pid, sep, hexkey = item.partition(":")
+        try:
+            key = bytes.fromhex(hexkey.strip())
+        except ValueError:
+            key = b""
+        if not sep or not key:
+            raise InvalidInput("peppers are id:hexkey pairs (e.g. p1:<64 hex digits>)", code="invalidPepper")
+        peppers.append(Pepper(pid.strip(), key))
+    return peppers
+
+
+def load_catalog(settings: Settings) -> ScopeCatalog:
+    if settings.scope_catalog_file is not None:
+        return ScopeCatalog.from_toml(Path(settings.scope_catalog_file))
+    return ScopeCatalog.default()
+
+
+def build(
+    settings: Settings | None = None, *, create_pepper: bool = False, clock: Clock | None = None
+) -> Container:
+    """Wire a container from settings (the database must exist: call ``upgrade`` first)."""
+    settings = settings or Settings()
+    database = SqlDatabase(settings.resolved_database_url)
+    return wire(settings, database, load_peppers(settings, create=create_pepper), clock=clock)
+
+
+def wire(
+    settings: Settings, database: Database, hasher: SecretHasher, *, clock: Clock | None = None
+) -> Container:
+    """Assemble services over an already-built database adapter (also used by tests/bench)."""
+    clock = clock or SystemClock()
+    catalog = load_catalog(settings)
+    uow: UnitOfWorkFactory = database
+    reader = database.reader
+    validator = Validator(
+        reader,
+        hasher,
+        catalog,
+        staleness_seconds=settings.staleness_seconds,
+        max_entries=settings.cache_max_entries,
+        negative_max_entries=settings.negative_cache_max_entries,
+    )
+    pats = PatService(
+        uow,
+        hasher,
+        catalog,
+        clock,
+        GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled),
+        default_days=settings.default_pat_days,
+        after_commit=validator.sync,
+    )
+    return Container(
+        settings=settings,
+        database=database,
+        uow=uow,
+        clock=clock,
+        catalog=catalog,
+        hasher=hasher,
+        validator=validator,
+        pats=pats,
+        directory=DirectoryService(uow, clock, pats, after_commit=validator.sync),
+        policies=PolicyService(uow, clock),
+        audit=AuditService(uow),
+        rules=RuleService(uow, catalog, clock, after_commit=validator.sync),
+    )
+
+
+def memory_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
+    """An in-memory container (unit tests, benchmarks)."""
+    from tokenwarden.adapters.memory.store import MemoryDatabase
+
+    hasher = SecretHasher([Pepper("p1", secrets.token_bytes(32))])
+    return wire(settings or Settings(), MemoryDatabase(), hasher, clock=clock)
+
+
+def database_for(settings: Settings) -> Database:
+    """Just the database adapter (status checks that must not need a pepper)."""
+    return SqlDatabase(settings.resolved_database_url)

@@ -1,0 +1,385 @@
+"""SQL implementations of the storage ports (SQLite and PostgreSQL share this code)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from tokenwarden.adapters.sql import tables as t
+from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.clock import SystemClock
+from tokenwarden.domain.errors import Conflict
+from tokenwarden.domain.events import EventType, InvalidationEvent
+from tokenwarden.domain.policies import OrgPolicy
+from tokenwarden.domain.principals import (
+    IdentitySource,
+    Membership,
+    Organization,
+    RiskLevel,
+    Role,
+    User,
+    UserStatus,
+    normalize_upn,
+)
+from tokenwarden.domain.revocation import RevocationRule
+from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.ports.repositories import AuditQuery
+
+
+class SqlOrgRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, org: Organization) -> None:
+        values = {
+            "id": org.id,
+            "name": org.name,
+            "name_key": org.name.casefold(),
+            "created_at": org.created_at,
+        }
+        _insert_unique(self._c, t.orgs, values, f"organization {org.name!r} exists")
+
+    def get(self, org_id: str) -> Organization | None:
+        row = self._c.execute(select(t.orgs).where(t.orgs.c.id == org_id)).first()
+        return _org(row) if row else None
+
+    def by_name(self, name: str) -> Organization | None:
+        row = self._c.execute(select(t.orgs).where(t.orgs.c.name_key == name.casefold())).first()
+        return _org(row) if row else None
+
+    def all(self) -> list[Organization]:
+        return [_org(r) for r in self._c.execute(select(t.orgs).order_by(t.orgs.c.name_key))]
+
+
+class SqlUserRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, user: User) -> None:
+        _insert_unique(self._c, t.users, _user_values(user), f"user {user.upn!r} exists")
+
+    def get(self, user_id: str) -> User | None:
+        row = self._c.execute(select(t.users).where(t.users.c.id == user_id)).first()
+        return _user(row) if row else None
+
+    def by_upn(self, upn: str) -> User | None:
+        row = self._c.execute(select(t.users).where(t.users.c.upn_key == normalize_upn(upn))).first()
+        return _user(row) if row else None
+
+    def update(self, user: User) -> None:
+        values = _user_values(user)
+        del values["id"]
+        self._c.execute(update(t.users).where(t.users.c.id == user.id).values(**values))
+
+    def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]:
+        stmt = select(t.users)
+        if org_id is not None:
+            stmt = stmt.join(t.memberships, t.memberships.c.user_id == t.users.c.id).where(
+                t.memberships.c.org_id == org_id
+            )
+        if status is not None:
+            stmt = stmt.where(t.users.c.status == status.value)
+        return [_user(r) for r in self._c.execute(stmt.order_by(t.users.c.upn_key))]
+
+    def set_membership(self, membership: Membership) -> None:
+        m = t.memberships.c
+        changed = self._c.execute(
+            update(t.memberships)
+            .where(and_(m.org_id == membership.org_id, m.user_id == membership.user_id))
+            .values(role=membership.role.value)
+        ).rowcount
+        if not changed:
+            self._c.execute(
+                insert(t.memberships).values(
+                    org_id=membership.org_id, user_id=membership.user_id, role=membership.role.value
+                )
+            )
+
+    def remove_membership(self, org_id: str, user_id: str) -> bool:
+        m = t.memberships.c
+        result = self._c.execute(delete(t.memberships).where(and_(m.org_id == org_id, m.user_id == user_id)))
+        return bool(result.rowcount)
+
+    def membership(self, org_id: str, user_id: str) -> Membership | None:
+        m = t.memberships.c
+        row = self._c.execute(
+            select(t.memberships).where(and_(m.org_id == org_id, m.user_id == user_id))
+        ).first()
+        return Membership(row.org_id, row.user_id, Role(row.role)) if row else None
+
+    def memberships_of(self, user_id: str) -> list[Membership]:
+        rows = self._c.execute(select(t.memberships).where(t.memberships.c.user_id == user_id))
+        return [Membership(r.org_id, r.user_id, Role(r.role)) for r in rows]
+
+    def count(self) -> int:
+        return int(self._c.execute(select(func.count()).select_from(t.users)).scalar_one())
+
+
+class SqlTokenRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, token: TokenRecord) -> None:
+        _insert_unique(self._c, t.tokens, _token_values(token), "duplicate token")
+
+    def get(self, authorization_id: str) -> TokenRecord | None:
+        row = self._c.execute(select(t.tokens).where(t.tokens.c.id == authorization_id)).first()
+        return _token(row) if row else None
+
+    def by_hash(self, secret_hash: bytes) -> TokenRecord | None:
+        row = self._c.execute(select(t.tokens).where(t.tokens.c.secret_hash == secret_hash)).first()
+        return _token(row) if row else None
+
+    def update(self, token: TokenRecord) -> None:
+        values = _token_values(token)
+        del values["id"]
+        self._c.execute(update(t.tokens).where(t.tokens.c.id == token.authorization_id).values(**values))
+
+    def list_for_user(self, user_id: str, kind: TokenKind | None = None) -> list[TokenRecord]:
+        stmt = select(t.tokens).where(t.tokens.c.user_id == user_id)
+        if kind is not None:
+            stmt = stmt.where(t.tokens.c.kind == kind.value)
+        return [_token(r) for r in self._c.execute(stmt.order_by(t.tokens.c.created_at, t.tokens.c.id))]
+
+    def record_usage(self, uses: Sequence[tuple[str, datetime, str | None]]) -> None:
+        if not uses:
+            return
+        c = t.tokens.c
+
+        stmt = (
+            update(t.tokens)
+            .where(c.id == bindparam("b_id"))
+            .where(or_(c.last_used_at.is_(None), c.last_used_at < bindparam("b_at")))
+            .values(last_used_at=bindparam("b_at"), last_used_ip=bindparam("b_ip"))
+        )
+        self._c.execute(stmt, [{"b_id": i, "b_at": at, "b_ip": ip} for i, at, ip in uses])
+
+
+class SqlPolicyRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def get(self, org_id: str) -> OrgPolicy | None:
+        row = self._c.execute(select(t.org_policies).where(t.org_policies.c.org_id == org_id)).first()
+        if row is None:
+            return None
+        return OrgPolicy(
+            org_id=row.org_id,
+            max_lifetime_days=row.max_lifetime_days,
+            restrict_full_scope=row.restrict_full_scope,
+            restrict_creation=row.restrict_creation,
+            creation_allowlist=tuple(row.creation_allowlist),
+            require_external_identity=row.require_external_identity,
+            disable_pat_creation=row.disable_pat_creation,
+        )
+
+    def save(self, policy: OrgPolicy) -> None:
+        values: dict[str, Any] = {
+            "max_lifetime_days": policy.max_lifetime_days,
+            "restrict_full_scope": policy.restrict_full_scope,
+            "restrict_creation": policy.restrict_creation,
+            "creation_allowlist": list(policy.creation_allowlist),
+            "require_external_identity": policy.require_external_identity,
+            "disable_pat_creation": policy.disable_pat_creation,
+        }
+        changed = self._c.execute(
+            update(t.org_policies).where(t.org_policies.c.org_id == policy.org_id).values(**values)
+        ).rowcount
+        if not changed:
+            self._c.execute(insert(t.org_policies).values(org_id=policy.org_id, **values))
+
+
+class SqlAuditRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def append(self, entry: AuditEntry) -> None:
+        self._c.execute(
+            insert(t.audit_log).values(
+                at=entry.at,
+                event_type=entry.event_type,
+                org_id=entry.org_id,
+                actor_id=entry.actor_id,
+                actor_upn=entry.actor_upn,
+                target_type=entry.target_type,
+                target_id=entry.target_id,
+                ip=entry.ip,
+                details=entry.details,
+            )
+        )
+
+    def query(self, query: AuditQuery) -> list[AuditEntry]:
+        c = t.audit_log.c
+        stmt = select(t.audit_log).where(c.id > query.after_id)
+        if query.org_id is not None:
+            stmt = stmt.where(c.org_id == query.org_id)
+        if query.since is not None:
+            stmt = stmt.where(c.at >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(c.at < query.until)
+        if query.actor_id is not None:
+            stmt = stmt.where(c.actor_id == query.actor_id)
+        if query.target_id is not None:
+            stmt = stmt.where(c.target_id == query.target_id)
+        if query.event_types:
+            stmt = stmt.where(c.event_type.in_(query.event_types))
+        rows = self._c.execute(stmt.order_by(c.id).limit(query.limit))
+        return [
+            AuditEntry(
+                id=r.id,
+                at=r.at,
+                event_type=r.event_type,
+                org_id=r.org_id,
+                actor_id=r.actor_id,
+                actor_upn=r.actor_upn,
+                target_type=r.target_type,
+                target_id=r.target_id,
+                ip=r.ip,
+                details=dict(r.details or {}),
+            )
+            for r in rows
+        ]
+
+
+class SqlEventRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+        self._clock = SystemClock()
+
+    def append(self, event: InvalidationEvent) -> None:
+        if self._c.dialect.name == "postgresql":
+            # Serialise event writers so that sequence order equals commit order: a reader
+            # that has seen seq N can never later find a committed event below N.
+            self._c.exec_driver_sql("SELECT pg_advisory_xact_lock(7355608)")
+        self._c.execute(
+            insert(t.events).values(at=self._clock.now(), type=event.type.value, payload=event.payload)
+        )
+
+    def since(self, seq: int, limit: int = 1000) -> list[InvalidationEvent]:
+        rows = self._c.execute(
+            select(t.events).where(t.events.c.seq > seq).order_by(t.events.c.seq).limit(limit)
+        )
+        return [InvalidationEvent(EventType(r.type), dict(r.payload), r.seq) for r in rows]
+
+    def latest_seq(self) -> int:
+        return int(self._c.execute(select(func.coalesce(func.max(t.events.c.seq), 0))).scalar_one())
+
+
+class SqlRuleRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, rule: RevocationRule) -> None:
+        self._c.execute(
+            insert(t.revocation_rules).values(
+                id=rule.id,
+                org_id=rule.org_id,
+                scopes=" ".join(rule.scopes),
+                created_before=rule.created_before,
+                created_at=rule.created_at,
+                created_by=rule.created_by,
+            )
+        )
+
+    def find(self, org_id: str | None = None) -> list[RevocationRule]:
+        stmt = select(t.revocation_rules)
+        if org_id is not None:
+            stmt = stmt.where(t.revocation_rules.c.org_id == org_id)
+        return [
+            RevocationRule(
+                id=r.id,
+                org_id=r.org_id,
+                scopes=tuple(r.scopes.split()),
+                created_before=r.created_before,
+                created_at=r.created_at,
+                created_by=r.created_by,
+            )
+            for r in self._c.execute(stmt.order_by(t.revocation_rules.c.created_at))
+        ]
+
+
+def _insert_unique(conn: Connection, table: Any, values: dict[str, Any], message: str) -> None:
+    """Insert one row; a unique-key clash becomes a domain Conflict (savepoint keeps the txn)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(table).values(**values))
+    except IntegrityError as exc:
+        raise Conflict(message) from exc
+
+
+def _org(row: Row[Any]) -> Organization:
+    return Organization(id=row.id, name=row.name, created_at=row.created_at)
+
+
+def _user_values(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "upn": user.upn,
+        "upn_key": normalize_upn(user.upn),
+        "display_name": user.display_name,
+        "status": user.status.value,
+        "risk_level": user.risk_level.value,
+        "identity_source": user.identity_source.value,
+        "created_at": user.created_at,
+    }
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        upn=row.upn,
+        display_name=row.display_name,
+        status=UserStatus(row.status),
+        risk_level=RiskLevel(row.risk_level),
+        identity_source=IdentitySource(row.identity_source),
+        created_at=row.created_at,
+    )
+
+
+def _token_values(token: TokenRecord) -> dict[str, Any]:
+    return {
+        "id": token.authorization_id,
+        "kind": token.kind.value,
+        "user_id": token.user_id,
+        "org_id": token.org_id,
+        "display_name": token.display_name,
+        "scopes": " ".join(token.scopes),
+        "target_orgs": None if token.target_orgs is None else " ".join(token.target_orgs),
+        "secret_hash": token.secret_hash,
+        "pepper_id": token.pepper_id,
+        "valid_from": token.valid_from,
+        "valid_to": token.valid_to,
+        "created_at": token.created_at,
+        "revoked_at": token.revoked_at,
+        "revoked_by": token.revoked_by,
+        "revoke_reason": token.revoke_reason,
+        "last_used_at": token.last_used_at,
+        "last_used_ip": token.last_used_ip,
+    }
+
+
+def _token(row: Row[Any]) -> TokenRecord:
+    return TokenRecord(
+        authorization_id=row.id,
+        kind=TokenKind(row.kind),
+        user_id=row.user_id,
+        org_id=row.org_id,
+        display_name=row.display_name,
+        scopes=tuple(row.scopes.split()),
+        target_orgs=None if row.target_orgs is None else tuple(row.target_orgs.split()),
+        secret_hash=bytes(row.secret_hash),
+        pepper_id=row.pepper_id,
+        valid_from=row.valid_from,
+        valid_to=row.valid_to,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        revoked_by=row.revoked_by,
+        revoke_reason=row.revoke_reason,
+        last_used_at=row.last_used_at,
+        last_used_ip=row.last_used_ip,
+    )

@@ -1,0 +1,163 @@
+"""SQLAlchemy Core tables (the schema Alembic migrates)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+# BIGINT autoincrement primary keys need INTEGER on SQLite to alias the rowid.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("upn", String(256), nullable=False),
+    Column("upn_key", String(256), nullable=False, unique=True),
+    Column("display_name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("risk_level", String(16), nullable=False),
+    Column("identity_source", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("org_id", String(36), ForeignKey("orgs.id"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Index("ix_memberships_user_id", "user_id"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("scopes", Text(), nullable=False),
+    Column("target_orgs", Text(), nullable=True),
+    Column("secret_hash", LargeBinary(64), nullable=False, unique=True),
+    Column("pepper_id", String(32), nullable=False),
+    Column("valid_from", UTCDateTime(), nullable=False),
+    Column("valid_to", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("revoked_by", String(36), nullable=True),
+    Column("revoke_reason", String(512), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("last_used_ip", String(64), nullable=True),
+    Index("ix_tokens_user_kind", "user_id", "kind"),
+    Index("ix_tokens_created_at", "created_at"),
+)
+
+org_policies = Table(
+    "org_policies",
+    metadata,
+    Column("org_id", String(36), ForeignKey("orgs.id"), primary_key=True),
+    Column("max_lifetime_days", Integer(), nullable=False),
+    Column("restrict_full_scope", Boolean(), nullable=False),
+    Column("restrict_creation", Boolean(), nullable=False),
+    Column("creation_allowlist", JSON(), nullable=False),
+    Column("require_external_identity", Boolean(), nullable=False),
+    Column("disable_pat_creation", Boolean(), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("org_id", String(36), nullable=True),
+    Column("actor_id", String(36), nullable=True),
+    Column("actor_upn", String(256), nullable=True),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(256), nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("details", JSON(), nullable=False),
+    Index("ix_audit_log_org_at", "org_id", "at"),
+    Index("ix_audit_log_actor", "actor_id"),
+    Index("ix_audit_log_target", "target_id"),
+    sqlite_autoincrement=True,
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", AutoId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("payload", JSON(), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+revocation_rules = Table(
+    "revocation_rules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("scopes", Text(), nullable=False),
+    Column("created_before", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(36), nullable=True),
+    Index("ix_revocation_rules_org", "org_id"),
+)

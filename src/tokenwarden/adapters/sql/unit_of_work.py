@@ -1,0 +1,144 @@
+"""Transactions over the SQL repositories, and schema management."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from tokenwarden.adapters.sql import tables as t
+from tokenwarden.adapters.sql.engine import display_url, make_engine
+from tokenwarden.adapters.sql.repositories import (
+    SqlAuditRepository,
+    SqlEventRepository,
+    SqlOrgRepository,
+    SqlPolicyRepository,
+    SqlRuleRepository,
+    SqlTokenRepository,
+    SqlUserRepository,
+)
+from tokenwarden.domain.errors import Unavailable
+from tokenwarden.ports.repositories import (
+    AuditRepository,
+    EventRepository,
+    OrgRepository,
+    PolicyRepository,
+    RuleRepository,
+    TokenRepository,
+    UserRepository,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SqlUnitOfWork:
+    """One connection, one transaction; repositories share it."""
+
+    orgs: OrgRepository
+    users: UserRepository
+    tokens: TokenRepository
+    policies: PolicyRepository
+    audit: AuditRepository
+    events: EventRepository
+    rules: RuleRepository
+
+    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+        self._engine = engine
+        self._readonly = readonly
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> Self:
+        try:
+            conn = self._engine.connect()
+            if self._readonly:
+                conn = conn.execution_options(tw_readonly=True)
+            conn.begin()
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        self._conn = conn
+        self.orgs = SqlOrgRepository(conn)
+        self.users = SqlUserRepository(conn)
+        self.tokens = SqlTokenRepository(conn)
+        self.policies = SqlPolicyRepository(conn)
+        self.audit = SqlAuditRepository(conn)
+        self.events = SqlEventRepository(conn)
+        self.rules = SqlRuleRepository(conn)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is None:
+            return
+        try:
+            if self._conn.in_transaction():
+                self._conn.rollback()
+        finally:
+            self._conn.close()
+            self._conn = None
+
+    def commit(self) -> None:
+        if self._conn is None:
+            raise RuntimeError("commit() outside a unit of work")
+        self._conn.commit()
+
+
+class SqlDatabase:
+    """A SQLAlchemy-backed store: unit-of-work factory, migrations and health."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.url_for_display = display_url(url)
+        self.engine = make_engine(url)
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)
+
+    def reader(self) -> SqlUnitOfWork:
+        """A read-only unit of work (never takes SQLite's write lock)."""
+        return SqlUnitOfWork(self.engine, readonly=True)
+
+    def alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return cfg
+
+    def upgrade(self) -> None:
+        with self.engine.connect() as conn:
+            cfg = self.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            if conn.in_transaction():
+                conn.commit()
+
+    def is_initialized(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                if not inspect(conn).has_table("orgs"):
+                    return False
+                count = conn.execute(select(func.count()).select_from(t.orgs)).scalar_one()
+                conn.rollback()
+                return bool(count)
+        except SQLAlchemyError:
+            return False
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                conn.rollback()
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,160 @@
+"""Administration commands: org policies and the audit log."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from tokenwarden.cli.output import emit_json, fail, out, table
+from tokenwarden.domain.clock import iso_z
+from tokenwarden.domain.errors import DomainError
+from tokenwarden.ports.repositories import AuditQuery
+from tokenwarden.services.common import OPERATOR
+from tokenwarden.services.policies import policy_as_dict
+
+policy_app = typer.Typer(help="Organization PAT policies.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+AUDIT_COLUMNS = ("id", "at", "eventType", "actorUpn", "targetType", "targetId", "ip", "details")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(policy_app, name="policy")
+    app.add_typer(audit_app, name="audit")
+
+
+def _container() -> Any:
+    from tokenwarden.cli.main import open_container
+
+    return open_container()
+
+
+@policy_app.command("show")
+def policy_show(org: OrgOpt, json_out: JsonOpt = False) -> None:
+    """Show an organization's PAT policy."""
+    try:
+        data = policy_as_dict(_container().policies.get(OPERATOR, org))
+    except DomainError as exc:
+        fail(f"{exc.message} ({exc.code})")
+        return
+    if json_out:
+        emit_json(data)
+    else:
+        table(f"policy of {org}", ["setting", "value"], sorted(data.items()))
+
+
+@policy_app.command("set")
+def policy_set(
+    org: OrgOpt,
+    max_lifetime_days: Annotated[int | None, typer.Option("--max-lifetime-days", min=1, max=365)] = None,
+    restrict_full_scope: Annotated[
+        bool | None, typer.Option("--restrict-full-scope/--allow-full-scope", help="Forbid app_token PATs.")
+    ] = None,
+    restrict_creation: Annotated[
+        bool | None, typer.Option("--restrict-creation/--unrestrict-creation", help="Allowlist only.")
+    ] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option("--allow", help="UPN allowed to create PATs (repeatable; replaces).")
+    ] = None,
+    require_external: Annotated[
+        bool | None, typer.Option("--require-external/--allow-local", help="Only externally backed users.")
+    ] = None,
+    disable_creation: Annotated[
+        bool | None, typer.Option("--disable-creation/--enable-creation", help="No new PATs at all.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change an organization's PAT policy (options left out keep their value)."""
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "max_lifetime_days": max_lifetime_days,
+            "restrict_full_scope": restrict_full_scope,
+            "restrict_creation": restrict_creation,
+            "creation_allowlist": allow,
+            "require_external_identity": require_external,
+            "disable_pat_creation": disable_creation,
+        }.items()
+        if v is not None
+    }
+    if not changes:
+        fail("nothing to change: give at least one policy option (see --help)", code=2)
+    try:
+        data = policy_as_dict(_container().policies.update(OPERATOR, org, **changes))
+    except DomainError as exc:
+        fail(f"{exc.message} ({exc.code})")
+        return
+    if json_out:
+        emit_json(data)
+    else:
+        table(f"policy of {org}", ["setting", "value"], sorted(data.items()))
+
+
+@audit_app.command("query")
+def audit_query(
+    org: OrgOpt,
+    since: Annotated[
+        datetime | None, typer.Option("--since", help="From this time (UTC if no offset).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option("--until", help="Before this time.")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Actor UPN or id.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target id (authorizationId, user id).")
+    ] = None,
+    event_type: Annotated[list[str] | None, typer.Option("--event-type", help="Repeatable.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 1000,
+    json_out: JsonOpt = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+) -> None:
+    """Query the audit log of an organization."""
+    from tokenwarden.domain.clock import ensure_utc
+
+    query = AuditQuery(
+        since=ensure_utc(since) if since else None,
+        until=ensure_utc(until) if until else None,
+        actor_id=actor,
+        target_id=target,
+        event_types=tuple(event_type or ()),
+        limit=limit,
+    )
+    try:
+        entries = _container().audit.query(OPERATOR, org, query)
+    except DomainError as exc:
+        fail(f"{exc.message} ({exc.code})")
+        return
+    rows = [
+        {
+            "id": e.id,
+            "at": iso_z(e.at),
+            "eventType": e.event_type,
+            "actorId": e.actor_id,
+            "actorUpn": e.actor_upn,
+            "targetType": e.target_type,
+            "targetId": e.target_id,
+            "ip": e.ip,
+            "details": e.details,
+        }
+        for e in entries
+    ]
+    if json_out:
+        emit_json(rows)
+    elif csv_out:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(AUDIT_COLUMNS)
+        for r in rows:
+            writer.writerow(
+                [json.dumps(r[c], sort_keys=True) if c == "details" else r[c] for c in AUDIT_COLUMNS]
+            )
+    else:
+        table(
+            f"audit log of {org}",
+            ["id", "at", "eventType", "actorUpn", "targetType", "targetId"],
+            [[r["id"], r["at"], r["eventType"], r["actorUpn"], r["targetType"], r["targetId"]] for r in rows],
+        )
+        out.print(f"{len(rows)} entries")

@@ -1,0 +1,352 @@
+"""The ``tokenwarden`` command line (contract: ../shared/specs/cli.md)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from tokenwarden import __version__
+from tokenwarden.bootstrap import Container, build
+from tokenwarden.cli import admin_cmds
+from tokenwarden.cli.output import emit_json, err, fail, out, table
+from tokenwarden.domain.clock import iso_z
+from tokenwarden.domain.errors import DomainError
+from tokenwarden.domain.principals import IdentitySource, Role, UserStatus
+from tokenwarden.domain.tokens import TokenRecord
+from tokenwarden.services.common import OPERATOR
+from tokenwarden.services.pats import PatFilter
+from tokenwarden.settings import Settings
+
+app = typer.Typer(
+    name="tokenwarden",
+    help="Self-hosted token authority: issue, govern, validate and revoke tokens.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and memberships (operator mode, local database).", no_args_is_help=True)
+pat_app = typer.Typer(help="Personal access tokens (operator mode, local database).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(pat_app, name="pat")
+admin_cmds.register(app)
+
+F = TypeVar("F", bound=Callable[..., Any])
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
+
+
+def domain_errors(fn: F) -> F:
+    """Turn domain errors into a one-line message on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DomainError as exc:
+            fail(f"{exc.message} ({exc.code})")
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_container(*, create_pepper: bool = False) -> Container:
+    """Upgrade the schema, then wire services over the configured database."""
+    settings = Settings()
+    container = build(settings, create_pepper=create_pepper)
+    container.database.upgrade()
+    return container
+
+
+def pat_dict(record: TokenRecord, now: Any, secret: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "authorizationId": record.authorization_id,
+        "displayName": record.display_name,
+        "scope": record.scope_string,
+        "validFrom": iso_z(record.valid_from),
+        "validTo": iso_z(record.valid_to),
+        "state": record.state(now).value,
+        "targetAccounts": None if record.target_orgs is None else list(record.target_orgs),
+        "lastUsedAt": iso_z(record.last_used_at),
+        "lastUsedIp": record.last_used_ip,
+        "revokedAt": iso_z(record.revoked_at),
+    }
+    if secret is not None:
+        data["token"] = secret
+    return data
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit(0)
+
+
+# ---------------------------------------------------------------------- init / serve / db
+@app.command()
+@domain_errors
+def init(
+    org: OrgOpt,
+    admin: Annotated[str, typer.Option("--admin", help="UPN of the organization's first administrator.")],
+    name: Annotated[str | None, typer.Option("--name", help="Display name of the administrator.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite under ./data).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the database, the organization and its admin; print the admin's first PAT once."""
+    if database_url:
+        os.environ["TOKENWARDEN_DATABASE_URL"] = database_url
+    c = open_container(create_pepper=True)
+    try:
+        result = c.directory.initialize(org, admin, name)
+    finally:
+        c.database.dispose()
+    token = result.token
+    if json_out:
+        emit_json({"org": result.org.name, "admin": result.admin.upn, "token": token.secret})
+        return
+    out.print(f"Initialised [bold]{result.org.name}[/] with administrator [bold]{result.admin.upn}[/].")
+    out.print(f"Database: {c.database.url_for_display}")
+    out.print("\nThe administrator's full-scope token (shown only this once; store it now):\n")
+    out.print(token.secret, highlight=False)
+    out.print(f"\nauthorizationId {token.record.authorization_id}, valid to {iso_z(token.record.valid_to)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="Port (default 8080).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = None,
+) -> None:
+    """Serve the HTTP API (upgrades the database schema first)."""
+    import uvicorn
+
+    settings = Settings()
+    try:
+        c = build(settings, create_pepper=True)
+        c.database.upgrade()
+        initialised = c.database.is_initialized()
+        url = c.database.url_for_display
+        c.database.dispose()
+    except DomainError as exc:
+        fail(f"{exc.message} ({exc.code})")
+        return
+    if not initialised:
+        err.print("[yellow]warning:[/] the database has no organization yet: run `tokenwarden init` first")
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    err.print(f"tokenwarden {__version__} on http://{bind_host}:{bind_port} (database {url})")
+    uvicorn.run(
+        "tokenwarden.http.app:app_from_env",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers or settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+@domain_errors
+def db_upgrade() -> None:
+    """Migrate the schema to the newest version."""
+    c = open_container()
+    out.print(f"database {c.database.url_for_display} is up to date")
+    c.database.dispose()
+
+
+@db_app.command("status")
+def db_status(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No output; exit 0 only if initialised.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Is the database reachable and initialised? Exit 1 when not initialised."""
+    from tokenwarden.bootstrap import database_for
+
+    db = database_for(Settings())
+    data = {"database": db.url_for_display, "reachable": db.ping(), "initialized": db.is_initialized()}
+    db.dispose()
+    if json_out:
+        emit_json(data)
+    elif not quiet:
+        table(None, ["database", "reachable", "initialized"], [list(data.values())])
+    raise typer.Exit(0 if data["initialized"] else 1)
+
+
+# ---------------------------------------------------------------------- users
+@user_app.command("add")
+@domain_errors
+def user_add(
+    upn: Annotated[str, typer.Argument(help="User principal name, e.g. alice@example.com.")],
+    org: OrgOpt,
+    role: Annotated[Role, typer.Option("--role", help="member or admin.")] = Role.MEMBER,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    external: Annotated[bool, typer.Option("--external", help="Identity backed by an external IdP.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a user to an organization (creating the user if new)."""
+    c = open_container()
+    source = IdentitySource.EXTERNAL if external else IdentitySource.LOCAL
+    user, m = c.directory.add_user(OPERATOR, org, upn, display_name=name, role=role, identity_source=source)
+    data = {
+        "id": user.id,
+        "upn": user.upn,
+        "displayName": user.display_name,
+        "role": m.role.value,
+        "status": user.status.value,
+        "identitySource": user.identity_source.value,
+    }
+    if json_out:
+        emit_json(data)
+    else:
+        out.print(f"added {user.upn} to {org} as {m.role.value}")
+
+
+@user_app.command("list")
+@domain_errors
+def user_list(org: OrgOpt, json_out: JsonOpt = False) -> None:
+    """List the members of an organization."""
+    c = open_container()
+    rows = [
+        {
+            "id": u.id,
+            "upn": u.upn,
+            "displayName": u.display_name,
+            "role": r.value,
+            "status": u.status.value,
+            "riskLevel": u.risk_level.value,
+            "identitySource": u.identity_source.value,
+        }
+        for u, r in c.directory.list_users(OPERATOR, org)
+    ]
+    if json_out:
+        emit_json(rows)
+    else:
+        table(
+            f"members of {org}",
+            ["upn", "displayName", "role", "status", "identitySource"],
+            [[r["upn"], r["displayName"], r["role"], r["status"], r["identitySource"]] for r in rows],
+        )
+
+
+@user_app.command("disable")
+@domain_errors
+def user_disable(
+    upn: Annotated[str, typer.Argument(help="User principal name.")], org: OrgOpt, json_out: JsonOpt = False
+) -> None:
+    """Disable a user: every token of theirs stops working at once."""
+    c = open_container()
+    user = c.directory.set_status(OPERATOR, org, upn, UserStatus.DISABLED)
+    if json_out:
+        emit_json({"id": user.id, "upn": user.upn, "status": user.status.value})
+    else:
+        out.print(f"disabled {user.upn}: all of their tokens are rejected from now on")
+
+
+# ---------------------------------------------------------------------- PATs
+@pat_app.command("create")
+@domain_errors
+def pat_create(
+    user: Annotated[str, typer.Option("--user", help="Owner's UPN.")],
+    org: OrgOpt,
+    name: Annotated[str, typer.Option("--name", help="Display name of the token.")],
+    scope: Annotated[str, typer.Option("--scope", help='Space-separated scopes, e.g. "vso.code vso.pats".')],
+    days: Annotated[int, typer.Option("--days", min=1, help="Lifetime in days (policy caps apply).")] = 30,
+    all_orgs: Annotated[
+        bool, typer.Option("--all-orgs", help="Valid in all of the owner's organizations.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Issue a PAT (operator mode); the secret is printed this once."""
+    c = open_container()
+    issued = c.pats.create(
+        OPERATOR,
+        org=org,
+        user=user,
+        display_name=name,
+        scope=scope,
+        valid_to=c.clock.now() + timedelta(days=days),
+        all_orgs=all_orgs,
+    )
+    data = pat_dict(issued.record, c.clock.now(), issued.secret)
+    if json_out:
+        emit_json(data)
+        return
+    out.print(f"created PAT [bold]{issued.record.display_name}[/] ({issued.record.authorization_id})")
+    out.print(f"valid to {data['validTo']}, scope {data['scope']}")
+    out.print("secret (shown only this once):")
+    out.print(issued.secret, highlight=False)
+
+
+@pat_app.command("list")
+@domain_errors
+def pat_list(
+    user: Annotated[str, typer.Option("--user", help="Owner's UPN.")],
+    org: OrgOpt,
+    state: Annotated[
+        PatFilter, typer.Option("--filter", help="active, revoked, expired or all.")
+    ] = PatFilter.ALL,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a user's PATs (never their secrets)."""
+    c = open_container()
+    _, records = c.pats.list_for_admin(OPERATOR, org, user)
+    now = c.clock.now()
+    rows = [pat_dict(r, now) for r in records]
+    if state is not PatFilter.ALL:
+        rows = [
+            r
+            for r in rows
+            if r["state"] == state.value or (state is PatFilter.ACTIVE and r["state"] == "notYetValid")
+        ]
+    if json_out:
+        emit_json(rows)
+    else:
+        table(
+            f"PATs of {user}",
+            ["authorizationId", "displayName", "scope", "validTo", "state", "lastUsedAt"],
+            [
+                [
+                    r["authorizationId"],
+                    r["displayName"],
+                    r["scope"],
+                    r["validTo"],
+                    r["state"],
+                    r["lastUsedAt"],
+                ]
+                for r in rows
+            ],
+        )
+
+
+@pat_app.command("revoke")
+@domain_errors
+def pat_revoke(
+    authorization_id: Annotated[str, typer.Argument(help="The PAT's authorizationId.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Recorded in the audit log.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke one PAT; every node rejects it within its staleness bound."""
+    c = open_container()
+    record = c.pats.revoke(OPERATOR, authorization_id, reason or "revoked by operator")
+    if json_out:
+        emit_json(pat_dict(record, c.clock.now()))
+    else:
+        out.print(f"revoked {record.authorization_id} ({record.display_name})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,196 @@
+"""Native organization administration: members, policy, audit log, bulk revocation."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from tokenwarden.domain.clock import iso_z
+from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.principals import Role, User
+from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
+from tokenwarden.http.deps import container, org_caller, pat_json
+from tokenwarden.ports.repositories import AuditQuery
+from tokenwarden.services.policies import policy_as_dict
+
+router = APIRouter(prefix="/api/v1/orgs/{org}", tags=["administration"])
+ADMIN = "vso.tokenadministration"
+AUDIT = "vso.auditlog"
+AUDIT_COLUMNS = ("id", "at", "eventType", "actorId", "actorUpn", "targetType", "targetId", "ip", "details")
+
+
+def user_json(user: User, role: Role | None = None) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "upn": user.upn,
+        "displayName": user.display_name,
+        "status": user.status.value,
+        "riskLevel": user.risk_level.value,
+        "identitySource": user.identity_source.value,
+        "descriptor": user.descriptor,
+        "createdAt": iso_z(user.created_at),
+        "role": role.value if role else None,
+    }
+
+
+@router.get("/users")
+def list_users(request: Request, org: str) -> dict[str, Any]:
+    _, _, actor = org_caller(request, org, ADMIN)
+    users = container(request).directory.list_users(actor, org)
+    return {"value": [user_json(u, r) for u, r in users], "count": len(users)}
+
+
+@router.post("/users", status_code=201)
+def add_user(request: Request, org: str, body: UserCreate) -> dict[str, Any]:
+    """Add a member (the user is created when the UPN is new)."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    user, membership = container(request).directory.add_user(
+        actor,
+        org,
+        body.upn,
+        display_name=body.display_name,
+        role=body.role,
+        identity_source=body.identity_source,
+    )
+    return user_json(user, membership.role)
+
+
+@router.get("/users/{user}")
+def get_user(request: Request, org: str, user: str) -> dict[str, Any]:
+    _, _, actor = org_caller(request, org, ADMIN)
+    found, role = container(request).directory.get_member(actor, org, user)
+    return user_json(found, role)
+
+
+@router.patch("/users/{user}")
+def patch_user(request: Request, org: str, user: str, body: UserPatch) -> dict[str, Any]:
+    """Change a member's role or status (disabling kills every token of the user at once)."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    d = container(request).directory
+    if body.risk_level is not None:
+        raise InvalidInput("riskLevel cannot be changed yet", code="notSupported")
+    if body.role is not None:
+        d.set_role(actor, org, user, body.role)
+    if body.status is not None:
+        d.set_status(actor, org, user, body.status)
+    found, role = d.get_member(actor, org, user)
+    return user_json(found, role)
+
+
+@router.delete("/users/{user}", status_code=204)
+def remove_user(request: Request, org: str, user: str) -> Response:
+    _, _, actor = org_caller(request, org, ADMIN)
+    container(request).directory.remove_member(actor, org, user)
+    return Response(status_code=204)
+
+
+@router.get("/users/{user}/pats")
+def list_user_pats(request: Request, org: str, user: str) -> dict[str, Any]:
+    """Every PAT of a member, active, expired and revoked."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    c = container(request)
+    _, records = c.pats.list_for_admin(actor, org, user)
+    now = c.clock.now()
+    return {"value": [pat_json(r, now) for r in records], "count": len(records)}
+
+
+@router.get("/policy")
+def get_policy(request: Request, org: str) -> dict[str, Any]:
+    _, _, actor = org_caller(request, org, ADMIN)
+    return policy_as_dict(container(request).policies.get(actor, org))
+
+
+@router.patch("/policy")
+def patch_policy(request: Request, org: str, body: PolicyPatch) -> dict[str, Any]:
+    """Change PAT policies; fields left out keep their value."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    changes = body.model_dump(exclude_none=True)
+    if not changes:
+        raise InvalidInput("no policy field given", code="invalidPolicy")
+    return policy_as_dict(container(request).policies.update(actor, org, **changes))
+
+
+@router.post("/revocation-rules", status_code=201)
+def create_rule(request: Request, org: str, body: RuleCreate) -> dict[str, Any]:
+    """Revoke every token issued before ``createdBefore`` that literally carries one of ``scopes``."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    rule = container(request).rules.create(actor, org, body.scopes, body.created_before)
+    return {
+        "id": rule.id,
+        "scopes": " ".join(rule.scopes),
+        "createdBefore": iso_z(rule.created_before),
+        "createdAt": iso_z(rule.created_at),
+    }
+
+
+@router.post("/revocations")
+def revoke_many(request: Request, org: str, body: RevocationsRequest) -> dict[str, Any]:
+    """Revoke many PATs by authorizationId; every id is checked before anything changes."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    count = container(request).pats.revoke_many(actor, org, body.authorization_ids)
+    return {"revoked": count}
+
+
+@router.get("/audit", response_model=None)
+def query_audit(
+    request: Request,
+    org: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = Query(None, max_length=256),
+    target: str | None = Query(None, max_length=256),
+    event_type: list[str] = Query(default_factory=list, alias="eventType"),
+    after_id: int = Query(0, ge=0, alias="afterId"),
+    limit: int = Query(1000, ge=1, le=10_000),
+    format: str = Query("json", pattern="^(json|csv)$"),
+) -> dict[str, Any] | Response:
+    """Audit entries of the organization (JSON, or CSV with ``format=csv``)."""
+    _, _, who = org_caller(request, org, AUDIT)
+    entries = container(request).audit.query(
+        who,
+        org,
+        AuditQuery(
+            since=since,
+            until=until,
+            actor_id=actor,
+            target_id=target,
+            event_types=tuple(event_type),
+            after_id=after_id,
+            limit=limit,
+        ),
+    )
+    rows = [audit_json(e) for e in entries]
+    if format == "csv":
+        return Response(audit_csv(rows), media_type="text/csv; charset=utf-8")
+    return {"value": rows, "count": len(rows), "nextAfterId": rows[-1]["id"] if rows else after_id}
+
+
+def audit_json(entry: Any) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": iso_z(entry.at),
+        "eventType": entry.event_type,
+        "orgId": entry.org_id,
+        "actorId": entry.actor_id,
+        "actorUpn": entry.actor_upn,
+        "targetType": entry.target_type,
+        "targetId": entry.target_id,
+        "ip": entry.ip,
+        "details": entry.details,
+    }
+
+
+def audit_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(AUDIT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in AUDIT_COLUMNS]
+        )
+    return out.getvalue()

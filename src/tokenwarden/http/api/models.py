@@ -1,0 +1,58 @@
+"""Request bodies of the native API (camelCase on the wire, unknown fields rejected)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokenwarden.domain.principals import IdentitySource, RiskLevel, Role, UserStatus
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PatCreate(Body):
+    display_name: str | None = Field(default=None, alias="displayName", max_length=100_000)
+    scope: str | None = Field(default=None, max_length=10_000)
+    valid_to: datetime | None = Field(default=None, alias="validTo")
+    all_orgs: bool = Field(default=False, alias="allOrgs")
+
+
+class PatUpdate(Body):
+    display_name: str | None = Field(default=None, alias="displayName", max_length=100_000)
+    scope: str | None = Field(default=None, max_length=10_000)
+    valid_to: datetime | None = Field(default=None, alias="validTo")
+    all_orgs: bool | None = Field(default=None, alias="allOrgs")
+
+
+class UserCreate(Body):
+    upn: str = Field(max_length=256)
+    display_name: str | None = Field(default=None, alias="displayName", max_length=100_000)
+    role: Role = Role.MEMBER
+    identity_source: IdentitySource = Field(default=IdentitySource.LOCAL, alias="identitySource")
+
+
+class UserPatch(Body):
+    role: Role | None = None
+    status: UserStatus | None = None
+    risk_level: RiskLevel | None = Field(default=None, alias="riskLevel")
+
+
+class PolicyPatch(Body):
+    max_lifetime_days: int | None = Field(default=None, alias="maxLifetimeDays")
+    restrict_full_scope: bool | None = Field(default=None, alias="restrictFullScope")
+    restrict_creation: bool | None = Field(default=None, alias="restrictCreation")
+    creation_allowlist: list[str] | None = Field(default=None, alias="creationAllowlist", max_length=10_000)
+    require_external_identity: bool | None = Field(default=None, alias="requireExternalIdentity")
+    disable_pat_creation: bool | None = Field(default=None, alias="disablePatCreation")
+
+
+class RuleCreate(Body):
+    scopes: str | None = Field(default=None, max_length=10_000)
+    created_before: datetime | None = Field(default=None, alias="createdBefore")
+
+
+class RevocationsRequest(Body):
+    authorization_ids: list[str] = Field(alias="authorizationIds", min_length=1, max_length=10_000)

@@ -1,0 +1,70 @@
+"""Who am I, my organizations, health and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tokenwarden import __version__
+from tokenwarden.domain.clock import iso_z
+from tokenwarden.http.auth import authenticate
+from tokenwarden.http.deps import container
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/api/v1/me")
+def me(request: Request) -> dict[str, Any]:
+    """The caller, the token it used and its organizations."""
+    c = container(request)
+    caller, actor = authenticate(request, c.validator)
+    orgs = c.directory.orgs_of(actor)
+    token = caller.token
+    return {
+        "id": caller.user.id,
+        "upn": caller.user.upn,
+        "token": {
+            "authorizationId": token.authorization_id,
+            "kind": token.kind.value,
+            "scope": " ".join(token.literal_scopes),
+            "allOrgs": token.targets is None,
+        },
+        "orgs": [{"id": o.id, "name": o.name, "role": r.value} for o, r in orgs],
+    }
+
+
+@router.get("/api/v1/orgs")
+def my_orgs(request: Request) -> dict[str, Any]:
+    c = container(request)
+    _, actor = authenticate(request, c.validator)
+    orgs = c.directory.orgs_of(actor)
+    return {
+        "value": [
+            {"id": o.id, "name": o.name, "role": r.value, "createdAt": iso_z(o.created_at)} for o, r in orgs
+        ]
+    }
+
+
+@router.get("/health")
+def health(request: Request) -> JSONResponse:
+    """Liveness and readiness: 200 when the database answers, 503 otherwise."""
+    c = container(request)
+    db_ok = c.database.ping()
+    body = {
+        "status": "ok" if db_ok else "degraded",
+        "version": __version__,
+        "database": db_ok,
+        "eventSeq": c.validator.seq,
+        "secondsSinceSync": round(c.validator.seconds_since_sync(), 3),
+    }
+    return JSONResponse(body, status_code=200 if db_ok else 503)
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

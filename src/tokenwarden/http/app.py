@@ -1,0 +1,143 @@
+"""The FastAPI application: routers, the path normaliser for Azure DevOps clients, error rendering."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokenwarden import __version__
+from tokenwarden.bootstrap import Container, build
+from tokenwarden.domain.errors import DomainError
+from tokenwarden.http.api import admin, pats, system
+from tokenwarden.http.compat import ado
+from tokenwarden.http.errors import (
+    ADO_TYPE_KEYS,
+    ado_response,
+    native_error,
+    native_response,
+    wrapped_exception,
+)
+from tokenwarden.http.metrics import Metrics
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ADO_PATH = re.compile(r"^/([^/]+)/_apis(/.*)?$", re.IGNORECASE)
+
+
+def normalize_ado_path(path: str) -> str:
+    """Lower-case the literal segments of ``/{org}/_apis/...`` paths (clients mix casings) but
+    keep route values such as a subject descriptor exactly as sent; drop a trailing slash."""
+    m = _ADO_PATH.match(path)
+    if not m:
+        return path
+    org, rest = m.group(1), (m.group(2) or "").rstrip("/")
+    segments = [s for s in rest.split("/") if s]
+    out = []
+    keep_next = False
+    for seg in segments:
+        out.append(seg if keep_next else seg.lower())
+        keep_next = seg.lower() == "personalaccesstokens"
+    return f"/{org}/_apis" + "".join("/" + s for s in out)
+
+
+class AdoPathMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "_apis" in scope["path"].lower():
+            scope = dict(scope)
+            scope["path"] = normalize_ado_path(scope["path"])
+            scope.pop("raw_path", None)
+        await self.app(scope, receive, send)
+
+
+def _is_ado(request: Request) -> bool:
+    return "/_apis" in request.url.path.lower()
+
+
+def create_app(container: Container, *, start_background: bool = True) -> FastAPI:
+    """Build the ASGI app around a wired container."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start_background:
+            container.start_background()
+        try:
+            yield
+        finally:
+            container.close()
+
+    app = FastAPI(
+        title="tokenwarden",
+        version=__version__,
+        description="Self-hosted token authority: PATs, policies, validation, revocation, audit.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    app.state.metrics = Metrics(container.validator)
+    for module in (system, pats, admin, ado):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        app.state.metrics.requests.labels(request.method, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        return ado_response(exc) if _is_ado(request) else native_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = "; ".join(_describe(e) for e in exc.errors()[:10]) or "invalid request"
+        if _is_ado(request):
+            return wrapped_exception(400, message, ADO_TYPE_KEYS[400])
+        return native_error(400, "invalidInput", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if _is_ado(request):
+            return wrapped_exception(
+                exc.status_code, message, ADO_TYPE_KEYS.get(exc.status_code, "VssServiceException")
+            )
+        return native_error(exc.status_code, "httpError", message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return native_error(500, "internalError", "internal error; see the server log")
+
+    app.add_middleware(AdoPathMiddleware)
+    return app
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+    msg = error.get("msg", "invalid")
+    if error.get("type") == "json_invalid":
+        return f"request body is not valid JSON: {msg}"
+    return f"{loc}: {msg}"
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker builds its own container)."""
+    container = build()
+    return create_app(container)

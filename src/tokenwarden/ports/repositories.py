@@ -1,0 +1,149 @@
+"""Storage ports. Every adapter (memory, SQLite, PostgreSQL) passes the same contract suite."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.events import InvalidationEvent
+from tokenwarden.domain.policies import OrgPolicy
+from tokenwarden.domain.principals import Membership, Organization, User, UserStatus
+from tokenwarden.domain.revocation import RevocationRule
+from tokenwarden.domain.tokens import TokenKind, TokenRecord
+
+
+class OrgRepository(Protocol):
+    def add(self, org: Organization) -> None: ...
+    def get(self, org_id: str) -> Organization | None: ...
+    def by_name(self, name: str) -> Organization | None:
+        """Case-insensitive lookup by name."""
+        ...
+
+    def all(self) -> list[Organization]: ...
+
+
+class UserRepository(Protocol):
+    def add(self, user: User) -> None: ...
+    def get(self, user_id: str) -> User | None: ...
+    def by_upn(self, upn: str) -> User | None:
+        """Case-insensitive lookup by user principal name."""
+        ...
+
+    def update(self, user: User) -> None: ...
+    def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]: ...
+    def set_membership(self, membership: Membership) -> None:
+        """Insert or replace the user's role in an organization."""
+        ...
+
+    def remove_membership(self, org_id: str, user_id: str) -> bool: ...
+    def membership(self, org_id: str, user_id: str) -> Membership | None: ...
+    def memberships_of(self, user_id: str) -> list[Membership]: ...
+    def count(self) -> int: ...
+
+
+class TokenRepository(Protocol):
+    def add(self, token: TokenRecord) -> None: ...
+    def get(self, authorization_id: str) -> TokenRecord | None: ...
+    def by_hash(self, secret_hash: bytes) -> TokenRecord | None: ...
+    def update(self, token: TokenRecord) -> None: ...
+    def list_for_user(self, user_id: str, kind: TokenKind | None = None) -> list[TokenRecord]: ...
+    def record_usage(self, uses: Sequence[tuple[str, datetime, str | None]]) -> None:
+        """Set last_used_at/ip for many tokens in one statement (never moves time backwards)."""
+        ...
+
+
+class PolicyRepository(Protocol):
+    def get(self, org_id: str) -> OrgPolicy | None: ...
+    def save(self, policy: OrgPolicy) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Filters for the audit log; every field is optional and they combine with AND."""
+
+    org_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    actor_id: str | None = None
+    target_id: str | None = None
+    event_types: tuple[str, ...] = ()
+    after_id: int = 0
+    limit: int = 1000
+
+
+class AuditRepository(Protocol):
+    def append(self, entry: AuditEntry) -> None:
+        """Append one entry. There is no update or delete: the log is append-only."""
+        ...
+
+    def query(self, query: AuditQuery) -> list[AuditEntry]:
+        """Entries matching ``query`` in ascending id order."""
+        ...
+
+
+class EventRepository(Protocol):
+    def append(self, event: InvalidationEvent) -> None:
+        """Append an event inside the current transaction; the store assigns its ``seq``."""
+        ...
+
+    def since(self, seq: int, limit: int = 1000) -> list[InvalidationEvent]: ...
+    def latest_seq(self) -> int: ...
+
+
+class RuleRepository(Protocol):
+    def add(self, rule: RevocationRule) -> None: ...
+    def find(self, org_id: str | None = None) -> list[RevocationRule]: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over every repository. Leaving the block without commit() rolls back."""
+
+    orgs: OrgRepository
+    users: UserRepository
+    tokens: TokenRepository
+    policies: PolicyRepository
+    audit: AuditRepository
+    events: EventRepository
+    rules: RuleRepository
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class Database(Protocol):
+    """Schema management and health for a storage backend."""
+
+    url_for_display: str
+
+    def __call__(self) -> UnitOfWork:
+        """A read-write unit of work."""
+        ...
+
+    def reader(self) -> UnitOfWork:
+        """A read-only unit of work (never blocks writers)."""
+        ...
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest version (idempotent)."""
+        ...
+
+    def is_initialized(self) -> bool:
+        """True once ``init`` has created the first organization."""
+        ...
+
+    def ping(self) -> bool: ...
+    def dispose(self) -> None: ...

@@ -1,0 +1,304 @@
+"""Organizations, users and memberships, and the first-run initialisation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tokenwarden.domain.audit import AuditEventType
+from tokenwarden.domain.clock import Clock
+from tokenwarden.domain.errors import Conflict, InvalidInput, NotFound
+from tokenwarden.domain.events import EventType
+from tokenwarden.domain.policies import OrgPolicy
+from tokenwarden.domain.principals import (
+    IdentitySource,
+    Membership,
+    Organization,
+    RiskLevel,
+    Role,
+    User,
+    UserStatus,
+)
+from tokenwarden.domain.scopes import FULL_ACCESS
+from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from tokenwarden.services.common import OPERATOR, Actor, audit, get_org, new_id, publish, require_admin
+from tokenwarden.services.pats import IssuedPat, PatService, check_display_name
+
+ORG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+UPN = re.compile(r"^[^\s@/\\]{1,128}@[^\s@/\\]{1,127}$")
+INIT_TOKEN_DAYS = 90
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    org: Organization
+    admin: User
+    token: IssuedPat
+
+
+def check_upn(upn: str) -> str:
+    upn = upn.strip()
+    if not UPN.match(upn) or any(ord(c) < 32 for c in upn):
+        raise InvalidInput(f"not a valid user principal name: {upn!r:.80}", code="invalidUserId")
+    return upn
+
+
+def check_org_name(name: str) -> str:
+    if not ORG_NAME.match(name):
+        raise InvalidInput(
+            "organization names are 1-63 characters of letters, digits, '.', '_' and '-'",
+            code="invalidOrganizationName",
+        )
+    return name
+
+
+class DirectoryService:
+    """Organization membership management (org admins) and ``init`` (operator)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        pats: PatService,
+        *,
+        after_commit: Callable[[], object] = lambda: None,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._pats = pats
+        self._after_commit = after_commit
+        self._orgs_by_key: dict[str, Organization] = {}
+
+    def initialize(self, org_name: str, admin_upn: str, admin_name: str | None = None) -> InitResult:
+        """Create the first organization, its admin and the admin's full-scope PAT. Runs once."""
+        check_org_name(org_name)
+        upn = check_upn(admin_upn)
+        with self._uow() as uow:
+            if uow.orgs.all():
+                raise Conflict("this database is already initialised", code="alreadyInitialized")
+            org = self._create_org(uow, OPERATOR, org_name)
+            admin = self._create_user(
+                uow, OPERATOR, org, upn, admin_name or upn, Role.ADMIN, IdentitySource.LOCAL
+            )
+            uow.commit()
+        token = self._pats.create(
+            OPERATOR,
+            org=org.id,
+            user=admin.id,
+            display_name="initial admin token",
+            scope=FULL_ACCESS,
+            valid_to=self._clock.now() + timedelta(days=INIT_TOKEN_DAYS),
+        )
+        return InitResult(org, admin, token)
+
+    def create_org(self, actor: Actor, name: str) -> Organization:
+        check_org_name(name)
+        with self._uow() as uow:
+            if uow.orgs.by_name(name):
+                raise Conflict(f"organization {name!r} exists", code="organizationExists")
+            org = self._create_org(uow, actor, name)
+            uow.commit()
+        return org
+
+    def add_user(
+        self,
+        actor: Actor,
+        org: str,
+        upn: str,
+        *,
+        display_name: str | None = None,
+        role: Role = Role.MEMBER,
+        identity_source: IdentitySource = IdentitySource.LOCAL,
+    ) -> tuple[User, Membership]:
+        """Add a user to an organization (creating the user when the UPN is new)."""
+        upn = check_upn(upn)
+        name = check_display_name(display_name) if display_name else upn
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            user = uow.users.by_upn(upn)
+            if user is None:
+                user = self._create_user(uow, actor, the_org, upn, name, role, identity_source)
+            else:
+                if uow.users.membership(the_org.id, user.id) is not None:
+                    raise Conflict(f"{upn} is already a member of {the_org.name}", code="memberExists")
+                self._set_role(uow, actor, the_org, user, role)
+            uow.commit()
+            membership = Membership(the_org.id, user.id, role)
+        self._after_commit()
+        return user, membership
+
+    def set_role(self, actor: Actor, org: str, upn: str, role: Role) -> Membership:
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            user = self._member(uow, the_org, upn)
+            self._set_role(uow, actor, the_org, user, role)
+            uow.commit()
+        self._after_commit()
+        return Membership(the_org.id, user.id, role)
+
+    def remove_member(self, actor: Actor, org: str, upn: str) -> None:
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            user = self._member(uow, the_org, upn)
+            if user.id == actor.user_id:
+                raise InvalidInput("administrators cannot remove themselves", code="cannotRemoveSelf")
+            uow.users.remove_membership(the_org.id, user.id)
+            publish(uow, EventType.MEMBERSHIP_CHANGED, user_id=user.id, org_id=the_org.id)
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.MEMBERSHIP_CHANGE,
+                org_id=the_org.id,
+                target_type="user",
+                target_id=user.id,
+                details={"upn": user.upn, "role": None},
+            )
+            uow.commit()
+        self._after_commit()
+
+    def set_status(self, actor: Actor, org: str, upn: str, status: UserStatus) -> User:
+        """Disable, delete or re-activate a member. Disabling kills every token at once."""
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            user = self._member(uow, the_org, upn)
+            if user.id == actor.user_id and status is not UserStatus.ACTIVE:
+                raise InvalidInput("administrators cannot disable themselves", code="cannotDisableSelf")
+            updated = user.with_changes(status=status)
+            uow.users.update(updated)
+            publish(uow, EventType.USER_CHANGED, user_id=user.id)
+            event = (
+                AuditEventType.USER_DISABLE if status is not UserStatus.ACTIVE else AuditEventType.USER_UPDATE
+            )
+            audit(
+                uow,
+                self._clock,
+                actor,
+                event,
+                org_id=the_org.id,
+                target_type="user",
+                target_id=user.id,
+                details={"upn": user.upn, "status": status.value, "previousStatus": user.status.value},
+            )
+            uow.commit()
+        self._after_commit()
+        return updated
+
+    def list_users(self, actor: Actor, org: str) -> list[tuple[User, Role]]:
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            result = []
+            for user in uow.users.find(org_id=the_org.id):
+                m = uow.users.membership(the_org.id, user.id)
+                result.append((user, m.role if m else Role.MEMBER))
+            return result
+
+    def get_member(self, actor: Actor, org: str, upn_or_id: str) -> tuple[User, Role]:
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            user = self._member(uow, the_org, upn_or_id)
+            if user.id != actor.user_id:
+                require_admin(uow, actor, the_org.id)
+            m = uow.users.membership(the_org.id, user.id)
+            return user, m.role if m else Role.MEMBER
+
+    def orgs_of(self, actor: Actor) -> list[tuple[Organization, Role]]:
+        with self._uow() as uow:
+            if actor.is_operator:
+                return [(o, Role.ADMIN) for o in uow.orgs.all()]
+            result = []
+            for m in uow.users.memberships_of(actor.user_id or ""):
+                o = uow.orgs.get(m.org_id)
+                if o is not None:
+                    result.append((o, m.role))
+            return sorted(result, key=lambda pair: pair[0].name.casefold())
+
+    def find_org(self, name_or_id: str) -> Organization:
+        """Organization by name (case-insensitive) or id. Organizations are never renamed or
+        deleted, so positive answers are cached for the life of the process."""
+        key = name_or_id.casefold()
+        cached = self._orgs_by_key.get(key)
+        if cached is not None:
+            return cached
+        with self._uow() as uow:
+            org = get_org(uow, name_or_id)
+        if len(self._orgs_by_key) < 10_000:
+            self._orgs_by_key[key] = org
+        return org
+
+    # ------------------------------------------------------------------ helpers
+    def _member(self, uow: UnitOfWork, org: Organization, upn_or_id: str) -> User:
+        user = uow.users.by_upn(upn_or_id) or uow.users.get(upn_or_id)
+        if user is None or uow.users.membership(org.id, user.id) is None:
+            raise NotFound(f"user {upn_or_id!r} is not a member of {org.name}", code="userNotFound")
+        return user
+
+    def _create_org(self, uow: UnitOfWork, actor: Actor, name: str) -> Organization:
+        org = Organization(id=new_id(), name=name, created_at=self._clock.now())
+        uow.orgs.add(org)
+        uow.policies.save(OrgPolicy(org_id=org.id))
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.ORG_CREATE,
+            org_id=org.id,
+            target_type="org",
+            target_id=org.id,
+            details={"name": name},
+        )
+        return org
+
+    def _create_user(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        org: Organization,
+        upn: str,
+        name: str,
+        role: Role,
+        source: IdentitySource,
+    ) -> User:
+        user = User(
+            id=new_id(),
+            upn=upn,
+            display_name=name,
+            status=UserStatus.ACTIVE,
+            risk_level=RiskLevel.NONE,
+            identity_source=source,
+            created_at=self._clock.now(),
+        )
+        uow.users.add(user)
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.USER_CREATE,
+            org_id=org.id,
+            target_type="user",
+            target_id=user.id,
+            details={"upn": upn, "displayName": name, "identitySource": source.value},
+        )
+        self._set_role(uow, actor, org, user, role)
+        return user
+
+    def _set_role(self, uow: UnitOfWork, actor: Actor, org: Organization, user: User, role: Role) -> None:
+        uow.users.set_membership(Membership(org.id, user.id, role))
+        publish(uow, EventType.MEMBERSHIP_CHANGED, user_id=user.id, org_id=org.id)
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.MEMBERSHIP_CHANGE,
+            org_id=org.id,
+            target_type="user",
+            target_id=user.id,
+            details={"upn": user.upn, "role": role.value},
+        )

@@ -1,0 +1,430 @@
+"""Personal access tokens: create, list, get, update, regenerate, revoke."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from tokenwarden.domain import token_format
+from tokenwarden.domain.audit import AuditEventType
+from tokenwarden.domain.clock import Clock, ensure_utc
+from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
+from tokenwarden.domain.events import EventType
+from tokenwarden.domain.hashing import SecretHasher
+from tokenwarden.domain.policies import (
+    GlobalPolicy,
+    OrgPolicy,
+    check_may_create,
+    check_token_shape,
+)
+from tokenwarden.domain.principals import Role, User
+from tokenwarden.domain.scopes import ScopeCatalog
+from tokenwarden.domain.tokens import RevokedBy, TokenKind, TokenRecord, TokenState
+from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from tokenwarden.services.common import (
+    Actor,
+    audit,
+    get_org,
+    get_user,
+    new_id,
+    parse_uuid,
+    publish,
+    require_admin,
+)
+
+MAX_DISPLAY_NAME = 256
+MAX_PAGE = 100
+
+
+class PatFilter(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    ALL = "all"
+
+
+class PatSort(StrEnum):
+    DISPLAY_NAME = "displayName"
+    DISPLAY_DATE = "displayDate"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPat:
+    """A token record plus its secret: exists only in the response that creates it."""
+
+    record: TokenRecord
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatPage:
+    items: list[TokenRecord]
+    continuation: str  # "" on the last page
+
+
+def check_display_name(name: str | None) -> str:
+    """1 to 256 characters, no control characters."""
+    if name is None or not name.strip():
+        raise InvalidInput("displayName is required", code="displayNameRequired")
+    if len(name) > MAX_DISPLAY_NAME:
+        raise InvalidInput(
+            f"displayName is longer than {MAX_DISPLAY_NAME} characters", code="invalidDisplayName"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise InvalidInput("displayName contains control characters", code="invalidDisplayName")
+    return name
+
+
+class PatService:
+    """Use cases on PATs. ``after_commit`` makes this node see its own changes at once."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: SecretHasher,
+        catalog: ScopeCatalog,
+        clock: Clock,
+        global_policy: GlobalPolicy,
+        *,
+        default_days: int = 30,
+        after_commit: Callable[[], object] = lambda: None,
+    ) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._catalog = catalog
+        self._clock = clock
+        self._global = global_policy
+        self._default_days = default_days
+        self._after_commit = after_commit
+
+    # ------------------------------------------------------------------ create
+    def create(
+        self,
+        actor: Actor,
+        *,
+        org: str,
+        user: str,
+        display_name: str | None,
+        scope: str | Sequence[str] | None,
+        valid_to: datetime | None = None,
+        all_orgs: bool = False,
+    ) -> IssuedPat:
+        """Issue a PAT for ``user`` (a UPN or id) in ``org``; the secret is returned once."""
+        name = check_display_name(display_name)
+        scopes = self._catalog.parse(scope or "")
+        now = self._clock.now()
+        expires = (
+            self._check_valid_to(valid_to, now) if valid_to else now + timedelta(days=self._default_days)
+        )
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            owner = get_user(uow, user)
+            self._check_actor_may_manage(uow, actor, owner, the_org.id)
+            if uow.users.membership(the_org.id, owner.id) is None:
+                raise Forbidden("the user is not a member of this organization", code="accessDenied")
+            if not owner.is_active:
+                raise Forbidden("the user is not active", code="invalidUserId")
+            targets = None if all_orgs else (the_org.id,)
+            for policy in self._policies_for(uow, owner, targets):
+                check_may_create(policy, self._global, owner)
+                check_token_shape(policy, scopes, now, expires)
+            secret = token_format.generate(TokenKind.PAT)
+            record = TokenRecord(
+                authorization_id=new_id(),
+                kind=TokenKind.PAT,
+                user_id=owner.id,
+                org_id=the_org.id,
+                display_name=name,
+                scopes=scopes,
+                target_orgs=targets,
+                secret_hash=self._hasher.hash(secret),
+                pepper_id=self._hasher.current_id,
+                valid_from=now,
+                valid_to=expires,
+                created_at=now,
+            )
+            uow.tokens.add(record)
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.PAT_CREATE,
+                org_id=the_org.id,
+                target_type="pat",
+                target_id=record.authorization_id,
+                details={**_describe(record), "owner": owner.upn},
+            )
+            uow.commit()
+        return IssuedPat(record, secret)
+
+    # ------------------------------------------------------------------ read
+    def get(self, actor: Actor, authorization_id: str) -> TokenRecord:
+        auth_id = parse_uuid(authorization_id, "authorizationId")
+        with self._uow() as uow:
+            return self._own(uow, actor, auth_id)
+
+    def page(
+        self,
+        user_id: str,
+        *,
+        filter: PatFilter = PatFilter.ACTIVE,
+        sort: PatSort = PatSort.DISPLAY_DATE,
+        ascending: bool = True,
+        top: int = MAX_PAGE,
+        continuation: str | None = None,
+    ) -> PatPage:
+        """One page of a user's PATs. Continuation tokens only use ``[0-9a-z.-]``."""
+        if not 1 <= top <= MAX_PAGE:
+            raise InvalidInput(f"$top must be between 1 and {MAX_PAGE}")
+        offset = self._decode_continuation(continuation, filter, sort, ascending)
+        now = self._clock.now()
+        with self._uow() as uow:
+            tokens = uow.tokens.list_for_user(user_id, TokenKind.PAT)
+        wanted = {
+            PatFilter.ACTIVE: (TokenState.ACTIVE, TokenState.NOT_YET_VALID),
+            PatFilter.REVOKED: (TokenState.REVOKED,),
+            PatFilter.EXPIRED: (TokenState.EXPIRED,),
+            PatFilter.ALL: tuple(TokenState),
+        }[filter]
+        selected = [t for t in tokens if t.state(now) in wanted]
+        order = {
+            TokenState.ACTIVE: 0,
+            TokenState.NOT_YET_VALID: 1,
+            TokenState.EXPIRED: 2,
+            TokenState.REVOKED: 3,
+        }
+        if sort is PatSort.DISPLAY_NAME:
+            selected.sort(
+                key=lambda t: (t.display_name.casefold(), t.authorization_id), reverse=not ascending
+            )
+        elif sort is PatSort.STATUS:
+            selected.sort(key=lambda t: (order[t.state(now)], t.authorization_id), reverse=not ascending)
+        else:
+            selected.sort(key=lambda t: (t.valid_from, t.authorization_id), reverse=not ascending)
+        page = selected[offset : offset + top]
+        more = offset + top < len(selected)
+        nxt = f"{offset + top}.{filter.value}.{sort.value}.{int(ascending)}".lower() if more else ""
+        return PatPage(page, nxt)
+
+    @staticmethod
+    def _decode_continuation(token: str | None, filter: PatFilter, sort: PatSort, ascending: bool) -> int:
+        if not token:
+            return 0
+        parts = token.split(".")
+        expected = [filter.value.lower(), sort.value.lower(), str(int(ascending))]
+        if len(parts) != 4 or not parts[0].isdigit() or parts[1:] != expected:
+            raise InvalidInput(
+                "continuationToken is invalid or was issued for other filter/sort options",
+                code="invalidContinuationToken",
+            )
+        return int(parts[0])
+
+    # ------------------------------------------------------------------ update
+    def update(
+        self,
+        actor: Actor,
+        authorization_id: str,
+        *,
+        display_name: str | None = None,
+        scope: str | None = None,
+        valid_to: datetime | None = None,
+        all_orgs: bool | None = None,
+    ) -> TokenRecord:
+        """Rename, re-scope or move validTo of a still-valid PAT (policies re-checked)."""
+        auth_id = parse_uuid(authorization_id, "authorizationId")
+        name = check_display_name(display_name) if display_name is not None else None
+        scopes = self._catalog.parse(scope) if scope is not None else None
+        now = self._clock.now()
+        expires = self._check_valid_to(valid_to, now) if valid_to is not None else None
+        with self._uow() as uow:
+            current = self._own(uow, actor, auth_id)
+            state = current.state(now)
+            if state is TokenState.EXPIRED:
+                raise InvalidInput("an expired PAT cannot be updated", code="expiredPatCannotBeExtended")
+            if state is TokenState.REVOKED:
+                raise InvalidInput("a revoked PAT cannot be updated", code="failedToUpdateAccessToken")
+            targets = current.target_orgs
+            if all_orgs is not None:
+                targets = None if all_orgs else (current.org_id,)
+            updated = current.with_changes(
+                display_name=name if name is not None else current.display_name,
+                scopes=scopes if scopes is not None else current.scopes,
+                valid_to=expires if expires is not None else current.valid_to,
+                target_orgs=targets,
+            )
+            owner = get_user(uow, current.user_id)
+            for policy in self._policies_for(uow, owner, updated.target_orgs):
+                check_token_shape(policy, updated.scopes, updated.valid_from, updated.valid_to)
+            uow.tokens.update(updated)
+            publish(uow, EventType.TOKEN_CHANGED, hashes=[current.secret_hash.hex()])
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.PAT_UPDATE,
+                org_id=current.org_id,
+                target_type="pat",
+                target_id=auth_id,
+                details={"before": _describe(current), "after": _describe(updated)},
+            )
+            uow.commit()
+        self._after_commit()
+        return updated
+
+    def regenerate(self, actor: Actor, authorization_id: str) -> IssuedPat:
+        """New secret, same authorizationId and metadata; the old secret dies at once."""
+        auth_id = parse_uuid(authorization_id, "authorizationId")
+        now = self._clock.now()
+        with self._uow() as uow:
+            current = self._own(uow, actor, auth_id)
+            if current.state(now) is not TokenState.ACTIVE:
+                raise InvalidInput("only an active PAT can be regenerated", code="failedToUpdateAccessToken")
+            secret = token_format.generate(TokenKind.PAT)
+            updated = current.with_changes(
+                secret_hash=self._hasher.hash(secret), pepper_id=self._hasher.current_id
+            )
+            uow.tokens.update(updated)
+            publish(uow, EventType.TOKEN_REVOKED, hashes=[current.secret_hash.hex()])
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.PAT_REGENERATE,
+                org_id=current.org_id,
+                target_type="pat",
+                target_id=auth_id,
+                details=_describe(current),
+            )
+            uow.commit()
+        self._after_commit()
+        return IssuedPat(updated, secret)
+
+    # ------------------------------------------------------------------ revoke
+    def revoke(self, actor: Actor, authorization_id: str, reason: str | None = None) -> TokenRecord:
+        """Revoke one PAT (owner, an admin of its organization, or the operator). Idempotent."""
+        auth_id = parse_uuid(authorization_id, "authorizationId")
+        with self._uow() as uow:
+            record = self._visible(uow, actor, auth_id, admin_ok=True)
+            if record.revoked_at is not None:
+                return record
+            revoked = self._revoke_in(uow, actor, record, reason)
+            uow.commit()
+        self._after_commit()
+        return revoked
+
+    def revoke_many(self, actor: Actor, org: str, authorization_ids: Sequence[str]) -> int:
+        """Admin bulk revoke (Token Admin "revocations"): all ids are checked before any change.
+
+        Ids of tokens outside the organization or unknown are ignored (no existence leak).
+        Returns how many tokens were newly revoked.
+        """
+        ids = [parse_uuid(i, "authorizationId") for i in authorization_ids]
+        count = 0
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            hashes: list[str] = []
+            for auth_id in dict.fromkeys(ids):
+                record = uow.tokens.get(auth_id)
+                if record is None or record.revoked_at is not None:
+                    continue
+                if record.org_id != the_org.id and uow.users.membership(the_org.id, record.user_id) is None:
+                    continue
+                self._revoke_in(
+                    uow, actor, record, "revoked by organization administrator", publish_event=False
+                )
+                hashes.append(record.secret_hash.hex())
+                count += 1
+            if hashes:
+                publish(uow, EventType.TOKEN_REVOKED, hashes=hashes)
+            uow.commit()
+        self._after_commit()
+        return count
+
+    def _revoke_in(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        record: TokenRecord,
+        reason: str | None,
+        *,
+        publish_event: bool = True,
+    ) -> TokenRecord:
+        by = RevokedBy.OWNER if actor.user_id == record.user_id else RevokedBy.ADMIN
+        revoked = record.with_changes(
+            revoked_at=self._clock.now(),
+            revoked_by=actor.user_id or "operator",
+            revoke_reason=(reason or f"revoked by {by.value}")[:512],
+        )
+        uow.tokens.update(revoked)
+        if publish_event:
+            publish(uow, EventType.TOKEN_REVOKED, hashes=[record.secret_hash.hex()])
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.PAT_REVOKE,
+            org_id=record.org_id,
+            target_type="pat",
+            target_id=record.authorization_id,
+            details={**_describe(record), "revokedBy": by.value, "reason": revoked.revoke_reason},
+        )
+        return revoked
+
+    # ------------------------------------------------------------------ admin views
+    def list_for_admin(self, actor: Actor, org: str, user: str) -> tuple[User, list[TokenRecord]]:
+        """Every PAT (active, expired, revoked) of an organization member, for its admins."""
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            owner = get_user(uow, user)
+            if uow.users.membership(the_org.id, owner.id) is None:
+                raise NotFound(f"user {user!r} not found in this organization", code="userNotFound")
+            return owner, uow.tokens.list_for_user(owner.id, TokenKind.PAT)
+
+    # ------------------------------------------------------------------ helpers
+    def _check_valid_to(self, valid_to: datetime, now: datetime) -> datetime:
+        value = ensure_utc(valid_to)
+        if value <= now:
+            raise InvalidInput("validTo must be in the future", code="invalidValidTo")
+        return value
+
+    def _policies_for(self, uow: UnitOfWork, owner: User, targets: tuple[str, ...] | None) -> list[OrgPolicy]:
+        org_ids = targets if targets is not None else [m.org_id for m in uow.users.memberships_of(owner.id)]
+        return [uow.policies.get(o) or OrgPolicy(org_id=o) for o in org_ids]
+
+    def _own(self, uow: UnitOfWork, actor: Actor, auth_id: str) -> TokenRecord:
+        return self._visible(uow, actor, auth_id, admin_ok=False)
+
+    def _visible(self, uow: UnitOfWork, actor: Actor, auth_id: str, *, admin_ok: bool) -> TokenRecord:
+        record = uow.tokens.get(auth_id)
+        if record is None or record.kind is not TokenKind.PAT:
+            raise NotFound(f"no PAT with authorizationId {auth_id}", code="authorizationNotFound")
+        if actor.is_operator or record.user_id == actor.user_id:
+            return record
+        if admin_ok and actor.user_id is not None:
+            m = uow.users.membership(record.org_id, actor.user_id)
+            if m is not None and m.role is Role.ADMIN:
+                return record
+        # Someone else's token: answer as if it did not exist.
+        raise NotFound(f"no PAT with authorizationId {auth_id}", code="authorizationNotFound")
+
+    def _check_actor_may_manage(self, uow: UnitOfWork, actor: Actor, owner: User, org_id: str) -> None:
+        if actor.is_operator or actor.user_id == owner.id:
+            return
+        require_admin(uow, actor, org_id)
+
+
+def _describe(record: TokenRecord) -> dict[str, object]:
+    """Audit-safe description of a PAT (never the secret or its hash)."""
+    return {
+        "displayName": record.display_name,
+        "scope": record.scope_string,
+        "validFrom": record.valid_from.isoformat(),
+        "validTo": record.valid_to.isoformat(),
+        "allOrgs": record.all_orgs,
+    }

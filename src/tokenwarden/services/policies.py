@@ -1,0 +1,73 @@
+"""Organization policy management (org admins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenwarden.domain.audit import AuditEventType
+from tokenwarden.domain.clock import Clock
+from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.events import EventType
+from tokenwarden.domain.policies import OrgPolicy
+from tokenwarden.ports.repositories import UnitOfWorkFactory
+from tokenwarden.services.common import Actor, audit, get_org, get_user, publish, require_admin
+
+EDITABLE = (
+    "max_lifetime_days",
+    "restrict_full_scope",
+    "restrict_creation",
+    "creation_allowlist",
+    "require_external_identity",
+    "disable_pat_creation",
+)
+
+
+def policy_as_dict(policy: OrgPolicy) -> dict[str, Any]:
+    return {
+        "maxLifetimeDays": policy.max_lifetime_days,
+        "restrictFullScope": policy.restrict_full_scope,
+        "restrictCreation": policy.restrict_creation,
+        "creationAllowlist": list(policy.creation_allowlist),
+        "requireExternalIdentity": policy.require_external_identity,
+        "disablePatCreation": policy.disable_pat_creation,
+    }
+
+
+class PolicyService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def get(self, actor: Actor, org: str) -> OrgPolicy:
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            return uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
+
+    def update(self, actor: Actor, org: str, **changes: Any) -> OrgPolicy:
+        """Change some policy fields; ``creation_allowlist`` takes UPNs or user ids."""
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise InvalidInput(f"unknown policy field(s): {', '.join(sorted(unknown))}", code="invalidPolicy")
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            current = uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
+            if "creation_allowlist" in changes:
+                names = changes["creation_allowlist"] or []
+                changes["creation_allowlist"] = tuple(dict.fromkeys(get_user(uow, n).id for n in names))
+            updated = current.with_changes(**changes)
+            uow.policies.save(updated)
+            publish(uow, EventType.POLICY_CHANGED, org_id=the_org.id)
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.POLICY_UPDATE,
+                org_id=the_org.id,
+                target_type="policy",
+                target_id=the_org.id,
+                details={"before": policy_as_dict(current), "after": policy_as_dict(updated)},
+            )
+            uow.commit()
+        return updated

@@ -1,0 +1,331 @@
+"""The validation hot path: is this secret a live token allowed to do this, right now?
+
+State lives in memory (token entries by keyed hash, owner states, revocation cut-offs) and is
+kept coherent with the database through the ordered events table: :meth:`Validator.sync`
+applies new events in sequence order. A node that has not synced within the staleness bound
+does not trust its cache: it syncs before answering, and fails closed (``Unavailable``) when
+the database cannot be reached. Never a stale "yes".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Final
+
+from tokenwarden.domain import token_format
+from tokenwarden.domain.errors import Forbidden, InsufficientScope, InvalidToken, Unavailable
+from tokenwarden.domain.events import EventType, InvalidationEvent
+from tokenwarden.domain.hashing import SecretHasher
+from tokenwarden.domain.principals import Role, UserStatus
+from tokenwarden.domain.revocation import compile_cutoffs
+from tokenwarden.domain.scopes import ScopeCatalog
+from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.ports.repositories import UnitOfWork
+
+log = logging.getLogger(__name__)
+_TOKEN_LEN: Final = token_format.TOKEN_LEN
+
+
+class CachedToken:
+    """What validation needs of a token (about 280 bytes with its cache slot; see BENCHMARKS.md)."""
+
+    __slots__ = (
+        "auth_id",
+        "issued",
+        "kind",
+        "literal_scopes",
+        "org_id",
+        "revoked",
+        "scopes",
+        "targets",
+        "user_id",
+        "valid_to",
+    )
+
+    def __init__(
+        self,
+        auth_id: bytes,
+        kind: TokenKind,
+        user_id: str,
+        org_id: str,
+        targets: tuple[str, ...] | None,
+        scopes: frozenset[str],
+        literal_scopes: tuple[str, ...],
+        issued: float,
+        valid_to: float,
+        revoked: bool,
+    ) -> None:
+        self.auth_id = auth_id
+        self.kind = kind
+        self.user_id = user_id
+        self.org_id = org_id
+        self.targets = targets
+        self.scopes = scopes
+        self.literal_scopes = literal_scopes
+        self.issued = issued
+        self.valid_to = valid_to
+        self.revoked = revoked
+
+    @property
+    def authorization_id(self) -> str:
+        return str(uuid.UUID(bytes=self.auth_id))
+
+
+class UserState:
+    """Owner facts validation needs: status and organization roles."""
+
+    __slots__ = ("active", "id", "roles", "upn")
+
+    def __init__(self, id: str, upn: str, active: bool, roles: dict[str, Role]) -> None:
+        self.id = id
+        self.upn = upn
+        self.active = active
+        self.roles = roles
+
+
+class Caller:
+    """A validated credential: the token and its owner."""
+
+    __slots__ = ("token", "user")
+
+    def __init__(self, token: CachedToken, user: UserState) -> None:
+        self.token = token
+        self.user = user
+
+    def role_in(self, org_id: str) -> Role | None:
+        return self.user.roles.get(org_id)
+
+
+ReaderFactory = Callable[[], UnitOfWork]
+
+
+class Validator:
+    """Validates secrets against an in-memory view kept coherent with the events table."""
+
+    def __init__(
+        self,
+        reader: ReaderFactory,
+        hasher: SecretHasher,
+        catalog: ScopeCatalog,
+        *,
+        staleness_seconds: float = 1.0,
+        max_entries: int = 1_000_000,
+        negative_max_entries: int = 100_000,
+    ) -> None:
+        self._reader = reader
+        self._hasher = hasher
+        self._hash = hasher.hash
+        self._catalog = catalog
+        self._stale_after = staleness_seconds
+        self._max_entries = max_entries
+        self._negative_max = negative_max_entries
+        self._tokens: dict[bytes, CachedToken] = {}
+        self._negative: set[bytes] = set()
+        self._users: dict[str, UserState] = {}
+        self._cutoffs: dict[tuple[str, str], float] = {}
+        self._interned: dict[object, object] = {}
+        self._usage: dict[bytes, tuple[float, str | None]] = {}
+        self._seq = 0
+        self._synced_at = float("-inf")
+        self._sync_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- hot path
+    def validate(
+        self,
+        secret: str,
+        needed_scope: str | None = None,
+        org_id: str | None = None,
+        ip: str | None = None,
+    ) -> Caller:
+        """Return the caller behind ``secret`` or raise InvalidToken / InsufficientScope / Forbidden."""
+        if len(secret) != _TOKEN_LEN:
+            raise InvalidToken("malformed token")
+        if time.monotonic() - self._synced_at > self._stale_after:
+            self.sync_or_fail()
+        h = self._hash(secret)
+        entry = self._tokens.get(h)
+        if entry is None:
+            entry = self._miss(secret, h)
+        now = time.time()
+        if entry.revoked or now >= entry.valid_to or now < entry.issued:
+            raise InvalidToken("token is expired, revoked or not yet valid")
+        user = self._users.get(entry.user_id) or self._load_user(entry.user_id)
+        if not user.active:
+            raise InvalidToken("token owner is not active")
+        if self._cutoffs and self._ruled_out(entry, org_id):
+            raise InvalidToken("token is revoked by a revocation rule")
+        if needed_scope is not None and needed_scope not in entry.scopes:
+            raise InsufficientScope(f"token lacks the scope {needed_scope!r}")
+        if org_id is not None:
+            if entry.targets is not None and org_id not in entry.targets:
+                raise Forbidden("token is not valid for this organization")
+            if org_id not in user.roles:
+                raise Forbidden("token owner is not a member of this organization")
+        self._usage[entry.auth_id] = (now, ip)
+        return Caller(entry, user)
+
+    def _ruled_out(self, entry: CachedToken, org_id: str | None) -> bool:
+        cutoffs = self._cutoffs
+        for org in (entry.org_id, org_id):
+            if org is None:
+                continue
+            for scope in entry.literal_scopes:
+                cutoff = cutoffs.get((org, scope))
+                if cutoff is not None and entry.issued < cutoff:
+                    return True
+        return False
+
+    # ---------------------------------------------------------------- cache misses
+    def _miss(self, secret: str, h: bytes) -> CachedToken:
+        if h in self._negative:
+            raise InvalidToken("unknown token")
+        token_format.parse(secret)  # reject typos and garbage before any database read
+        seq_before = self._seq
+        record = self._lookup(secret, h)
+        if record is None:
+            if len(self._negative) >= self._negative_max:
+                self._negative.clear()
+            self._negative.add(h)
+            raise InvalidToken("unknown token")
+        entry = self.make_entry(record)
+        if self._seq == seq_before:  # no event applied meanwhile: the read cannot be stale
+            self._store(h, entry)
+        return entry
+
+    def _lookup(self, secret: str, h: bytes) -> TokenRecord | None:
+        try:
+            with self._reader() as uow:
+                record = uow.tokens.by_hash(h)
+                if record is None:
+                    for pepper in self._hasher.older():
+                        record = uow.tokens.by_hash(self._hasher.hash_with(pepper, secret))
+                        if record is not None:
+                            break
+                return record
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable("token store unavailable") from exc
+
+    def make_entry(self, record: TokenRecord) -> CachedToken:
+        """Build a cache entry; equal scope sets and target tuples share one object."""
+        intern = self._interned.setdefault
+        return CachedToken(
+            auth_id=uuid.UUID(record.authorization_id).bytes,
+            kind=record.kind,
+            user_id=intern(record.user_id, record.user_id),  # type: ignore[arg-type]
+            org_id=intern(record.org_id, record.org_id),  # type: ignore[arg-type]
+            targets=None if record.target_orgs is None else intern(record.target_orgs, record.target_orgs),  # type: ignore[arg-type]
+            scopes=self._catalog.expand(record.scopes),
+            literal_scopes=intern(record.scopes, record.scopes),  # type: ignore[arg-type]
+            issued=record.valid_from.timestamp(),
+            valid_to=record.valid_to.timestamp(),
+            revoked=record.revoked_at is not None,
+        )
+
+    def _store(self, h: bytes, entry: CachedToken) -> None:
+        tokens = self._tokens
+        if len(tokens) >= self._max_entries:
+            # Evict the oldest-inserted tenth (dicts keep insertion order); misses reload.
+            for key in list(tokens)[: max(1, self._max_entries // 10)]:
+                tokens.pop(key, None)
+        tokens[h] = entry
+
+    def preload(self, h: bytes, record: TokenRecord) -> None:
+        """Insert a record directly (warm-up and benchmarks)."""
+        self._store(h, self.make_entry(record))
+
+    def _load_user(self, user_id: str) -> UserState:
+        try:
+            with self._reader() as uow:
+                user = uow.users.get(user_id)
+                roles = {m.org_id: m.role for m in uow.users.memberships_of(user_id)} if user else {}
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable("user store unavailable") from exc
+        if user is None:
+            state = UserState(user_id, "", False, {})
+        else:
+            state = UserState(user_id, user.upn, user.status is UserStatus.ACTIVE, roles)
+        self._users[user_id] = state
+        return state
+
+    # ---------------------------------------------------------------- coherence
+    def sync(self) -> int:
+        """Apply every event newer than the last applied one; returns how many were applied."""
+        with self._sync_lock:
+            applied = 0
+            with self._reader() as uow:
+                if self._synced_at == float("-inf"):
+                    self._seq = uow.events.latest_seq()
+                    self._cutoffs = compile_cutoffs(uow.rules.find())
+                while True:
+                    batch = uow.events.since(self._seq, limit=1000)
+                    for event in batch:
+                        if event.seq != self._seq + 1 and self._seq:
+                            log.warning("event gap %s -> %s: flushing cache", self._seq, event.seq)
+                            self._flush()
+                        self._apply(event, uow)
+                        self._seq = event.seq
+                        applied += 1
+                    if len(batch) < 1000:
+                        break
+            self._synced_at = time.monotonic()
+            return applied
+
+    def sync_or_fail(self) -> None:
+        """Sync now; if the database cannot be reached, refuse to answer (fail closed)."""
+        try:
+            self.sync()
+        except Exception as exc:
+            raise Unavailable("cannot confirm token state: event store unreachable") from exc
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def seconds_since_sync(self) -> float:
+        return time.monotonic() - self._synced_at
+
+    def _apply(self, event: InvalidationEvent, uow: UnitOfWork) -> None:
+        p = event.payload
+        if event.type in (EventType.TOKEN_REVOKED, EventType.TOKEN_CHANGED):
+            for hex_hash in p.get("hashes", ()):
+                self._tokens.pop(bytes.fromhex(hex_hash), None)
+        elif event.type in (EventType.USER_CHANGED, EventType.MEMBERSHIP_CHANGED):
+            self._users.pop(p.get("user_id", ""), None)
+        elif event.type is EventType.RULE_ADDED:
+            self._cutoffs = compile_cutoffs(uow.rules.find())
+
+    def _flush(self) -> None:
+        self._tokens.clear()
+        self._users.clear()
+        self._negative.clear()
+
+    # ---------------------------------------------------------------- usage
+    def drain_usage(self) -> list[tuple[str, datetime, str | None]]:
+        """Take the uses recorded since the last drain (authorization id, time, ip), newest per token."""
+        usage, self._usage = self._usage, {}
+        return [
+            (str(uuid.UUID(bytes=auth_id)), datetime.fromtimestamp(ts, UTC), ip)
+            for auth_id, (ts, ip) in usage.items()
+        ]
+
+    def cache_size(self) -> int:
+        return len(self._tokens)
+
+
+def flush_usage(validator: Validator, uow_factory: ReaderFactory) -> int:
+    """Write batched last-used times and IPs in one statement; returns how many tokens."""
+    uses = validator.drain_usage()
+    if uses:
+        with uow_factory() as uow:
+            uow.tokens.record_usage(uses)
+            uow.commit()
+    return len(uses)

@@ -1,0 +1,70 @@
+"""All configuration in one object: ``TOKENWARDEN_*`` env vars > TOML file > defaults.
+
+The TOML file is ``$TOKENWARDEN_CONFIG`` or ``./tokenwarden.toml`` when present. Every default
+works embedded: SQLite under ``./data``, no other service.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("TOKENWARDEN_CONFIG", "tokenwarden.toml"))
+
+
+class Settings(BaseSettings):
+    """Every knob tokenwarden has. Secrets (peppers) come from env vars or files, never argv."""
+
+    model_config = SettingsConfigDict(env_prefix="TOKENWARDEN_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="where embedded state lives")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite under data_dir")
+    peppers: str | None = Field(
+        default=None,
+        description="comma-separated id:hexkey pairs, current first (overrides pepper_file)",
+    )
+    pepper_file: Path | None = Field(
+        default=None, description="file of id:hexkey lines; default data_dir/pepper.key"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    staleness_seconds: float = Field(default=1.0, gt=0, description="max age of the cache view")
+    poll_interval_seconds: float = Field(default=0.25, gt=0)
+    usage_flush_seconds: float = Field(default=2.0, gt=0)
+    cache_max_entries: int = Field(default=1_000_000, ge=1000)
+    negative_cache_max_entries: int = Field(default=100_000, ge=100)
+    scope_catalog_file: Path | None = None
+    pat_creation_disabled: bool = False
+    default_pat_days: int = Field(default=30, ge=1, le=365)
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tokenwarden.db').as_posix()}"
+
+    @property
+    def resolved_pepper_file(self) -> Path:
+        return self.pepper_file or self.data_dir / "pepper.key"
