@@ -33,6 +33,7 @@ ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"
 PATS_READ, PATS_MANAGE, ADMIN = "vso.pats", "vso.pats_manage", "vso.tokenadministration"
 _API_VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(\.\d+)?)?$")
 MAX_BODY = 5 * 1024 * 1024
+GRAPH_PAGE_SIZE = 500
 
 LOCATIONS: Final = [
     ("e81700f7-3be2-46de-8624-2eb35882fcaa", "Location", "ResourceAreas", "_apis/{resource}/{areaId}"),
@@ -372,7 +373,7 @@ def graph_users(request: Request, org: str) -> AdoJSONResponse:
     cont = request.query_params.get("continuationToken") or "0"
     if not cont.isdigit() or int(cont) > len(users):
         raise InvalidInput("continuationToken is invalid", code="invalidContinuationToken")
-    start, size = int(cont), 500
+    start, size = int(cont), GRAPH_PAGE_SIZE
     page = users[start : start + size]
     headers = {"X-MS-ContinuationToken": str(start + size)} if start + size < len(users) else None
     value = [
