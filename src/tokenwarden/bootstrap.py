@@ -121,6 +121,7 @@ def wire(
     reader = database.reader
     validator = Validator(
         reader,
+        uow,
         hasher,
         catalog,
         staleness_seconds=settings.staleness_seconds,

@@ -43,10 +43,5 @@ def authenticate(
     secret = secret_from_header(request.headers.get("authorization"))
     ip = client_ip(request)
     caller = validator.validate(secret, needed_scope, org_id, ip)
-    actor = Actor(
-        user_id=caller.user.id,
-        upn=caller.user.upn,
-        ip=ip,
-        token_id=caller.token.authorization_id,
-    )
+    actor = Actor(user_id=caller.user.id, upn=caller.user.upn, ip=ip)
     return caller, actor

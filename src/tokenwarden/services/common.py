@@ -21,7 +21,6 @@ class Actor:
     user_id: str | None
     upn: str | None
     ip: str | None = None
-    token_id: str | None = None
 
     @property
     def is_operator(self) -> bool:

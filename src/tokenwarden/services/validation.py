@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
@@ -32,10 +31,10 @@ _TOKEN_LEN: Final = token_format.TOKEN_LEN
 
 
 class CachedToken:
-    """What validation needs of a token (about 280 bytes with its cache slot; see BENCHMARKS.md)."""
+    """What validation needs of a token. Deliberately no id: the cache key (the secret's keyed
+    hash) identifies it, which keeps an entry with its dict slot under 300 bytes (BENCHMARKS.md)."""
 
     __slots__ = (
-        "auth_id",
         "issued",
         "kind",
         "literal_scopes",
@@ -49,7 +48,6 @@ class CachedToken:
 
     def __init__(
         self,
-        auth_id: bytes,
         kind: TokenKind,
         user_id: str,
         org_id: str,
@@ -60,7 +58,6 @@ class CachedToken:
         valid_to: float,
         revoked: bool,
     ) -> None:
-        self.auth_id = auth_id
         self.kind = kind
         self.user_id = user_id
         self.org_id = org_id
@@ -70,10 +67,6 @@ class CachedToken:
         self.issued = issued
         self.valid_to = valid_to
         self.revoked = revoked
-
-    @property
-    def authorization_id(self) -> str:
-        return str(uuid.UUID(bytes=self.auth_id))
 
 
 class UserState:
@@ -89,13 +82,14 @@ class UserState:
 
 
 class Caller:
-    """A validated credential: the token and its owner."""
+    """A validated credential: the token, its owner and the token's key (keyed secret hash)."""
 
-    __slots__ = ("token", "user")
+    __slots__ = ("key", "token", "user")
 
-    def __init__(self, token: CachedToken, user: UserState) -> None:
+    def __init__(self, token: CachedToken, user: UserState, key: bytes) -> None:
         self.token = token
         self.user = user
+        self.key = key
 
     def role_in(self, org_id: str) -> Role | None:
         return self.user.roles.get(org_id)
@@ -110,6 +104,7 @@ class Validator:
     def __init__(
         self,
         reader: ReaderFactory,
+        writer: ReaderFactory,
         hasher: SecretHasher,
         catalog: ScopeCatalog,
         *,
@@ -118,6 +113,7 @@ class Validator:
         negative_max_entries: int = 100_000,
     ) -> None:
         self._reader = reader
+        self._writer = writer
         self._hasher = hasher
         self._hash = hasher.hash
         self._catalog = catalog
@@ -166,8 +162,8 @@ class Validator:
                 raise Forbidden("token is not valid for this organization")
             if org_id not in user.roles:
                 raise Forbidden("token owner is not a member of this organization")
-        self._usage[entry.auth_id] = (now, ip)
-        return Caller(entry, user)
+        self._usage[h] = (now, ip)
+        return Caller(entry, user, h)
 
     def _ruled_out(self, entry: CachedToken, org_id: str | None) -> bool:
         cutoffs = self._cutoffs
@@ -206,17 +202,33 @@ class Validator:
                         record = uow.tokens.by_hash(self._hasher.hash_with(pepper, secret))
                         if record is not None:
                             break
-                return record
+            if record is not None and record.secret_hash != h:
+                record = self._rehash(record, h)
+            return record
         except Unavailable:
             raise
         except Exception as exc:
             raise Unavailable("token store unavailable") from exc
 
+    def _rehash(self, record: TokenRecord, h: bytes) -> TokenRecord:
+        """Move a token hashed with a retired pepper to the current one (on its first use)."""
+        upgraded = record.with_changes(secret_hash=h, pepper_id=self._hasher.current_id)
+        with self._writer() as uow:
+            uow.tokens.update(upgraded)
+            uow.commit()
+        log.info("token %s re-hashed with pepper %s", record.authorization_id, self._hasher.current_id)
+        return upgraded
+
+    def authorization_id(self, caller: Caller) -> str | None:
+        """The caller token's authorizationId (a read; not for the hot path)."""
+        with self._reader() as uow:
+            record = uow.tokens.by_hash(caller.key)
+        return record.authorization_id if record else None
+
     def make_entry(self, record: TokenRecord) -> CachedToken:
         """Build a cache entry; equal scope sets and target tuples share one object."""
         intern = self._interned.setdefault
         return CachedToken(
-            auth_id=uuid.UUID(record.authorization_id).bytes,
             kind=record.kind,
             user_id=intern(record.user_id, record.user_id),  # type: ignore[arg-type]
             org_id=intern(record.org_id, record.org_id),  # type: ignore[arg-type]
@@ -309,13 +321,10 @@ class Validator:
         self._negative.clear()
 
     # ---------------------------------------------------------------- usage
-    def drain_usage(self) -> list[tuple[str, datetime, str | None]]:
-        """Take the uses recorded since the last drain (authorization id, time, ip), newest per token."""
+    def drain_usage(self) -> list[tuple[bytes, datetime, str | None]]:
+        """Take the uses recorded since the last drain (secret hash, time, ip), newest per token."""
         usage, self._usage = self._usage, {}
-        return [
-            (str(uuid.UUID(bytes=auth_id)), datetime.fromtimestamp(ts, UTC), ip)
-            for auth_id, (ts, ip) in usage.items()
-        ]
+        return [(h, datetime.fromtimestamp(ts, UTC), ip) for h, (ts, ip) in usage.items()]
 
     def cache_size(self) -> int:
         return len(self._tokens)

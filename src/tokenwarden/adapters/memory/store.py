@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from tokenwarden.domain.audit import AuditEntry
 from tokenwarden.domain.clock import SystemClock
@@ -51,17 +51,20 @@ class MemoryStore:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
-def _set(d: dict[object, object], key: object, value: object, journal: list[Undo]) -> None:
-    missing = key not in d
-    old = d.get(key)
-    d[key] = value
-    if missing:
-        journal.append(lambda: _discard(d, key))
-    else:
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _set(d: dict[K, V], key: K, value: V, journal: list[Undo]) -> None:
+    if key in d:
+        old = d[key]
         journal.append(lambda: d.__setitem__(key, old))
+    else:
+        journal.append(lambda: _discard(d, key))
+    d[key] = value
 
 
-def _discard(d: dict[object, object], key: object) -> None:
+def _discard(d: dict[K, V], key: K) -> None:
     d.pop(key, None)
 
 
@@ -79,7 +82,7 @@ class MemoryOrgRepository(_Repo):
     def add(self, org: Organization) -> None:
         if org.id in self.s.orgs or self.by_name(org.name) is not None:
             raise Conflict(f"organization {org.name!r} exists")
-        _set(self.s.orgs, org.id, org, self.j)  # type: ignore[arg-type]
+        _set(self.s.orgs, org.id, org, self.j)
 
     def get(self, org_id: str) -> Organization | None:
         return self.s.orgs.get(org_id)
@@ -96,7 +99,7 @@ class MemoryUserRepository(_Repo):
     def add(self, user: User) -> None:
         if user.id in self.s.users or self.by_upn(user.upn) is not None:
             raise Conflict(f"user {user.upn!r} exists")
-        _set(self.s.users, user.id, user, self.j)  # type: ignore[arg-type]
+        _set(self.s.users, user.id, user, self.j)
 
     def get(self, user_id: str) -> User | None:
         return self.s.users.get(user_id)
@@ -107,7 +110,7 @@ class MemoryUserRepository(_Repo):
 
     def update(self, user: User) -> None:
         if user.id in self.s.users:
-            _set(self.s.users, user.id, user, self.j)  # type: ignore[arg-type]
+            _set(self.s.users, user.id, user, self.j)
 
     def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]:
         found = [
@@ -119,7 +122,7 @@ class MemoryUserRepository(_Repo):
         return sorted(found, key=lambda u: normalize_upn(u.upn))
 
     def set_membership(self, membership: Membership) -> None:
-        _set(self.s.memberships, (membership.org_id, membership.user_id), membership, self.j)  # type: ignore[arg-type]
+        _set(self.s.memberships, (membership.org_id, membership.user_id), membership, self.j)
 
     def remove_membership(self, org_id: str, user_id: str) -> bool:
         old = self.s.memberships.pop((org_id, user_id), None)
@@ -142,8 +145,8 @@ class MemoryTokenRepository(_Repo):
     def add(self, token: TokenRecord) -> None:
         if token.authorization_id in self.s.tokens or token.secret_hash in self.s.token_by_hash:
             raise Conflict("duplicate token")
-        _set(self.s.tokens, token.authorization_id, token, self.j)  # type: ignore[arg-type]
-        _set(self.s.token_by_hash, token.secret_hash, token.authorization_id, self.j)  # type: ignore[arg-type]
+        _set(self.s.tokens, token.authorization_id, token, self.j)
+        _set(self.s.token_by_hash, token.secret_hash, token.authorization_id, self.j)
 
     def get(self, authorization_id: str) -> TokenRecord | None:
         return self.s.tokens.get(authorization_id)
@@ -159,8 +162,8 @@ class MemoryTokenRepository(_Repo):
         if old.secret_hash != token.secret_hash:
             del self.s.token_by_hash[old.secret_hash]
             self.j.append(lambda: self.s.token_by_hash.__setitem__(old.secret_hash, old.authorization_id))
-            _set(self.s.token_by_hash, token.secret_hash, token.authorization_id, self.j)  # type: ignore[arg-type]
-        _set(self.s.tokens, token.authorization_id, token, self.j)  # type: ignore[arg-type]
+            _set(self.s.token_by_hash, token.secret_hash, token.authorization_id, self.j)
+        _set(self.s.tokens, token.authorization_id, token, self.j)
 
     def list_for_user(self, user_id: str, kind: TokenKind | None = None) -> list[TokenRecord]:
         found = [
@@ -168,11 +171,17 @@ class MemoryTokenRepository(_Repo):
         ]
         return sorted(found, key=lambda t: (t.created_at, t.authorization_id))
 
-    def record_usage(self, uses: Sequence[tuple[str, datetime, str | None]]) -> None:
-        for auth_id, at, ip in uses:
-            old = self.s.tokens.get(auth_id)
+    def record_usage(self, uses: Sequence[tuple[bytes, datetime, str | None]]) -> None:
+        for secret_hash, at, ip in uses:
+            auth_id = self.s.token_by_hash.get(secret_hash)
+            old = self.s.tokens.get(auth_id) if auth_id else None
             if old is not None and (old.last_used_at is None or old.last_used_at < at):
-                _set(self.s.tokens, auth_id, replace(old, last_used_at=at, last_used_ip=ip), self.j)  # type: ignore[arg-type]
+                _set(
+                    self.s.tokens,
+                    old.authorization_id,
+                    replace(old, last_used_at=at, last_used_ip=ip),
+                    self.j,
+                )
 
 
 class MemoryPolicyRepository(_Repo):
@@ -180,7 +189,7 @@ class MemoryPolicyRepository(_Repo):
         return self.s.policies.get(org_id)
 
     def save(self, policy: OrgPolicy) -> None:
-        _set(self.s.policies, policy.org_id, policy, self.j)  # type: ignore[arg-type]
+        _set(self.s.policies, policy.org_id, policy, self.j)
 
 
 class MemoryAuditRepository(_Repo):

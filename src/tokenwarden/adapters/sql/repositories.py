@@ -146,18 +146,18 @@ class SqlTokenRepository:
             stmt = stmt.where(t.tokens.c.kind == kind.value)
         return [_token(r) for r in self._c.execute(stmt.order_by(t.tokens.c.created_at, t.tokens.c.id))]
 
-    def record_usage(self, uses: Sequence[tuple[str, datetime, str | None]]) -> None:
+    def record_usage(self, uses: Sequence[tuple[bytes, datetime, str | None]]) -> None:
         if not uses:
             return
         c = t.tokens.c
 
         stmt = (
             update(t.tokens)
-            .where(c.id == bindparam("b_id"))
+            .where(c.secret_hash == bindparam("b_hash"))
             .where(or_(c.last_used_at.is_(None), c.last_used_at < bindparam("b_at")))
             .values(last_used_at=bindparam("b_at"), last_used_ip=bindparam("b_ip"))
         )
-        self._c.execute(stmt, [{"b_id": i, "b_at": at, "b_ip": ip} for i, at, ip in uses])
+        self._c.execute(stmt, [{"b_hash": h, "b_at": at, "b_ip": ip} for h, at, ip in uses])
 
 
 class SqlPolicyRepository:

@@ -27,7 +27,7 @@ def me(request: Request) -> dict[str, Any]:
         "id": caller.user.id,
         "upn": caller.user.upn,
         "token": {
-            "authorizationId": token.authorization_id,
+            "authorizationId": c.validator.authorization_id(caller),
             "kind": token.kind.value,
             "scope": " ".join(token.literal_scopes),
             "allOrgs": token.targets is None,

@@ -1,0 +1,122 @@
+"""The command line, run as a real process against a real SQLite file (specs/cli.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import LiveServer, run_cli
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    e = {**os.environ, "TOKENWARDEN_DATA_DIR": str(tmp_path / "data")}
+    e.pop("TOKENWARDEN_DATABASE_URL", None)
+    return e
+
+
+def cli_json(args: list[str], env: dict[str, str], cwd: Path) -> object:
+    r = run_cli([*args, "--json"], env, cwd)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # exactly one JSON document on stdout
+
+
+def test_init_prints_token_once_and_refuses_twice(env: dict[str, str], tmp_path: Path) -> None:
+    data = cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    assert isinstance(data, dict)
+    assert data["org"] == "Acme" and data["admin"] == "root@acme.test" and data["token"].startswith("twp_")
+    again = run_cli(["init", "--org", "Other", "--admin", "x@acme.test"], env, tmp_path)
+    assert again.returncode == 1 and "already initialised" in again.stderr
+    status = run_cli(["db", "status", "--json"], env, tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout)["initialized"] is True
+    # the secret is stored nowhere in plain text
+    db_bytes = (tmp_path / "data" / "tokenwarden.db").read_bytes()
+    assert data["token"].encode() not in db_bytes
+    assert (tmp_path / "data" / "pepper.key").stat().st_mode & 0o077 == 0
+
+
+def test_db_status_on_an_empty_directory(env: dict[str, str], tmp_path: Path) -> None:
+    r = run_cli(["db", "status", "--quiet"], env, tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+
+
+def test_users_pats_policy_audit(env: dict[str, str], tmp_path: Path) -> None:
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    user = cli_json(["user", "add", "alice@acme.test", "--org", "Acme", "--name", "Alice"], env, tmp_path)
+    assert isinstance(user, dict) and user["role"] == "member"
+    users = cli_json(["user", "list", "--org", "acme"], env, tmp_path)
+    assert {u["upn"] for u in users} == {"root@acme.test", "alice@acme.test"}  # type: ignore[union-attr]
+    pat = cli_json(
+        ["pat", "create", "--user", "alice@acme.test", "--org", "Acme", "--name", "ci",
+         "--scope", "vso.code vso.pats_manage", "--days", "30"],
+        env, tmp_path,
+    )
+    assert isinstance(pat, dict)
+    assert {"authorizationId", "token", "displayName", "scope", "validFrom", "validTo"} <= set(pat)
+    listed = cli_json(["pat", "list", "--user", "alice@acme.test", "--org", "Acme"], env, tmp_path)
+    assert [p["authorizationId"] for p in listed] == [pat["authorizationId"]]  # type: ignore[union-attr]
+    assert "token" not in listed[0]  # type: ignore[index]
+    revoked = cli_json(["pat", "revoke", pat["authorizationId"]], env, tmp_path)
+    assert isinstance(revoked, dict) and revoked["state"] == "revoked"
+    policy = cli_json(["policy", "set", "--org", "Acme", "--max-lifetime-days", "10", "--restrict-full-scope"], env, tmp_path)
+    assert policy == {**policy, "maxLifetimeDays": 10, "restrictFullScope": True}  # type: ignore[dict-item]
+    too_long = run_cli(
+        ["pat", "create", "--user", "alice@acme.test", "--org", "Acme", "--name", "x", "--scope", "vso.code",
+         "--days", "11"], env, tmp_path,
+    )
+    assert too_long.returncode == 1 and "patLifespanPolicyViolation" in too_long.stderr
+    disabled = cli_json(["user", "disable", "alice@acme.test", "--org", "Acme"], env, tmp_path)
+    assert isinstance(disabled, dict) and disabled["status"] == "disabled"
+    audit = cli_json(["audit", "query", "--org", "Acme", "--event-type", "Token.PatRevokeEvent"], env, tmp_path)
+    assert [e["targetId"] for e in audit] == [pat["authorizationId"]]  # type: ignore[union-attr]
+    csv_out = run_cli(["audit", "query", "--org", "Acme", "--csv"], env, tmp_path)
+    assert csv_out.returncode == 0 and csv_out.stdout.startswith("id,at,eventType")
+    assert pat["token"] not in csv_out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["pat", "create", "--org", "Acme"], 2),  # missing options
+        (["pat", "create", "--user", "root@acme.test", "--org", "Acme", "--name", "x", "--scope", "vso.code",
+          "--days", "0"], 2),
+        (["pat", "create", "--user", "root@acme.test", "--org", "Acme", "--name", "x", "--scope", "vso.nope"], 1),
+        (["pat", "revoke", "not-a-uuid"], 1),
+        (["user", "add", "bad upn", "--org", "Acme"], 1),
+        (["user", "list", "--org", "Nowhere"], 1),
+        (["policy", "set", "--org", "Acme"], 2),
+        (["no-such-command"], 2),
+    ],
+)
+def test_exit_codes(env: dict[str, str], tmp_path: Path, args: list[str], code: int) -> None:
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    r = run_cli(args, env, tmp_path)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_cli_revocation_reaches_a_running_server(live_server: LiveServer, tmp_path: Path) -> None:
+    """A write by another process (the CLI) invalidates the server's cache within its sync period."""
+    base, h = live_server.base_url, {"Authorization": f"Bearer {live_server.admin_token}"}
+    r = httpx.post(
+        f"{base}/api/v1/orgs/Acme/pats",
+        json={"displayName": "victim", "scope": "vso.pats"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    victim = r.json()
+    assert httpx.get(f"{base}/api/v1/me", auth=("", victim["token"])).status_code == 200  # now cached
+    done = run_cli(["pat", "revoke", victim["authorizationId"]], live_server.env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    t0 = time.monotonic()
+    while httpx.get(f"{base}/api/v1/me", auth=("", victim["token"])).status_code == 200:
+        assert time.monotonic() - t0 < 2.0, "revocation by another process not seen within 2 s"
+        time.sleep(0.01)
+    # the admin's own token is unaffected
+    assert httpx.get(f"{base}/api/v1/me", headers=h).status_code == 200
