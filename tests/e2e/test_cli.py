@@ -52,9 +52,22 @@ def test_users_pats_policy_audit(env: dict[str, str], tmp_path: Path) -> None:
     users = cli_json(["user", "list", "--org", "acme"], env, tmp_path)
     assert {u["upn"] for u in users} == {"root@acme.test", "alice@acme.test"}  # type: ignore[union-attr]
     pat = cli_json(
-        ["pat", "create", "--user", "alice@acme.test", "--org", "Acme", "--name", "ci",
-         "--scope", "vso.code vso.pats_manage", "--days", "30"],
-        env, tmp_path,
+        [
+            "pat",
+            "create",
+            "--user",
+            "alice@acme.test",
+            "--org",
+            "Acme",
+            "--name",
+            "ci",
+            "--scope",
+            "vso.code vso.pats_manage",
+            "--days",
+            "30",
+        ],
+        env,
+        tmp_path,
     )
     assert isinstance(pat, dict)
     assert {"authorizationId", "token", "displayName", "scope", "validFrom", "validTo"} <= set(pat)
@@ -63,16 +76,36 @@ def test_users_pats_policy_audit(env: dict[str, str], tmp_path: Path) -> None:
     assert "token" not in listed[0]  # type: ignore[index]
     revoked = cli_json(["pat", "revoke", pat["authorizationId"]], env, tmp_path)
     assert isinstance(revoked, dict) and revoked["state"] == "revoked"
-    policy = cli_json(["policy", "set", "--org", "Acme", "--max-lifetime-days", "10", "--restrict-full-scope"], env, tmp_path)
+    policy = cli_json(
+        ["policy", "set", "--org", "Acme", "--max-lifetime-days", "10", "--restrict-full-scope"],
+        env,
+        tmp_path,
+    )
     assert policy == {**policy, "maxLifetimeDays": 10, "restrictFullScope": True}  # type: ignore[dict-item]
     too_long = run_cli(
-        ["pat", "create", "--user", "alice@acme.test", "--org", "Acme", "--name", "x", "--scope", "vso.code",
-         "--days", "11"], env, tmp_path,
+        [
+            "pat",
+            "create",
+            "--user",
+            "alice@acme.test",
+            "--org",
+            "Acme",
+            "--name",
+            "x",
+            "--scope",
+            "vso.code",
+            "--days",
+            "11",
+        ],
+        env,
+        tmp_path,
     )
     assert too_long.returncode == 1 and "patLifespanPolicyViolation" in too_long.stderr
     disabled = cli_json(["user", "disable", "alice@acme.test", "--org", "Acme"], env, tmp_path)
     assert isinstance(disabled, dict) and disabled["status"] == "disabled"
-    audit = cli_json(["audit", "query", "--org", "Acme", "--event-type", "Token.PatRevokeEvent"], env, tmp_path)
+    audit = cli_json(
+        ["audit", "query", "--org", "Acme", "--event-type", "Token.PatRevokeEvent"], env, tmp_path
+    )
     assert [e["targetId"] for e in audit] == [pat["authorizationId"]]  # type: ignore[union-attr]
     csv_out = run_cli(["audit", "query", "--org", "Acme", "--csv"], env, tmp_path)
     assert csv_out.returncode == 0 and csv_out.stdout.startswith("id,at,eventType")
@@ -83,9 +116,38 @@ def test_users_pats_policy_audit(env: dict[str, str], tmp_path: Path) -> None:
     ("args", "code"),
     [
         (["pat", "create", "--org", "Acme"], 2),  # missing options
-        (["pat", "create", "--user", "root@acme.test", "--org", "Acme", "--name", "x", "--scope", "vso.code",
-          "--days", "0"], 2),
-        (["pat", "create", "--user", "root@acme.test", "--org", "Acme", "--name", "x", "--scope", "vso.nope"], 1),
+        (
+            [
+                "pat",
+                "create",
+                "--user",
+                "root@acme.test",
+                "--org",
+                "Acme",
+                "--name",
+                "x",
+                "--scope",
+                "vso.code",
+                "--days",
+                "0",
+            ],
+            2,
+        ),
+        (
+            [
+                "pat",
+                "create",
+                "--user",
+                "root@acme.test",
+                "--org",
+                "Acme",
+                "--name",
+                "x",
+                "--scope",
+                "vso.no",
+            ],
+            1,
+        ),
         (["pat", "revoke", "not-a-uuid"], 1),
         (["user", "add", "bad upn", "--org", "Acme"], 1),
         (["user", "list", "--org", "Nowhere"], 1),
