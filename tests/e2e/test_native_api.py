@@ -367,3 +367,30 @@ def test_members_management(server: Server) -> None:
         f"/api/v1/orgs/{server.org}/users/admin@acme.test", json={"status": "disabled"}, headers=server.auth()
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "cannotDisableSelf"
+
+
+def test_validate_route_for_resource_servers(server: Server) -> None:
+    pat = create(server, scope="vso.code_write")
+    token = str(pat["token"])
+    url = f"/api/v1/validate?scope=vso.code&org={server.org}"
+    first = server.client.get(url, headers=server.auth(token))  # cache miss: answered from a thread
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["active"] is True and body["upn"] == server.admin_upn and body["scope"] == "vso.code_write"
+    again = server.client.get(url, headers=server.basic(token))  # cache hit: answered in memory
+    assert again.json() == body
+    r = server.client.get(f"/api/v1/validate?scope=vso.work&org={server.org}", headers=server.auth(token))
+    assert r.status_code == 403 and r.json()["active"] is False
+    assert r.json()["error"]["code"] == "insufficientScope"
+    r = server.client.get("/api/v1/validate?org=Nowhere", headers=server.auth(token))
+    assert r.status_code == 404
+    r = server.client.get("/api/v1/validate")
+    assert r.status_code == 401 and "Bearer" in r.headers["www-authenticate"]
+    r = server.client.get("/api/v1/validate", headers=server.auth("twp_" + "x" * 49))
+    assert r.status_code == 401 and r.json() == {
+        "active": False,
+        "error": {"code": "invalidToken", "message": r.json()["error"]["message"]},
+    }
+    server.client.delete(f"/api/v1/orgs/{server.org}/pats/{pat['authorizationId']}", headers=server.auth())
+    r = server.client.get(url, headers=server.auth(token))
+    assert r.status_code == 401 and r.json()["active"] is False

@@ -26,6 +26,7 @@ from tokenwarden.http.errors import (
     wrapped_exception,
 )
 from tokenwarden.http.metrics import Metrics
+from tokenwarden.http.validate_door import ValidateDoor
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -126,6 +127,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         return native_error(500, "internalError", "internal error; see the server log")
 
     app.add_middleware(AdoPathMiddleware)
+    app.add_middleware(ValidateDoor, validator=container.validator, directory=container.directory)
     return app
 
 

@@ -10,8 +10,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tokenwarden import __version__
 from tokenwarden.domain.clock import iso_z
+from tokenwarden.domain.errors import DomainError
 from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container
+from tokenwarden.http.errors import headers_of, status_of
+from tokenwarden.http.validate_door import caller_body, parse_request
 
 router = APIRouter(tags=["system"])
 
@@ -46,6 +49,25 @@ def my_orgs(request: Request) -> dict[str, Any]:
             {"id": o.id, "name": o.name, "role": r.value, "createdAt": iso_z(o.created_at)} for o, r in orgs
         ]
     }
+
+
+@router.get("/api/v1/validate")
+def validate(request: Request, scope: str | None = None, org: str | None = None) -> JSONResponse:
+    """For resource servers: is the request's credential valid (for ``scope`` in ``org``)?
+
+    200 with the caller, or 401/403 with ``{"active": false, "error": ...}``. In a running server
+    this path is answered by the thin ASGI door in ``validate_door`` with the same decision.
+    """
+    c = container(request)
+    try:
+        secret, needed, org_id = parse_request(
+            c.directory, request.headers.get("authorization"), request.url.query
+        )
+        caller = c.validator.validate(secret, needed, org_id, request.client.host if request.client else None)
+    except DomainError as exc:
+        body = {"active": False, "error": {"code": exc.code, "message": exc.message}}
+        return JSONResponse(body, status_code=status_of(exc), headers=headers_of(exc))
+    return JSONResponse(caller_body(caller))
 
 
 @router.get("/health")

@@ -1,0 +1,57 @@
+"""`make bench`: run every benchmark and write bench/results/latest.json (not committed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import http_load, validation
+
+
+def machine() -> dict[str, str | int | None]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="tokenwarden benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--skip-http", action="store_true")
+    args = parser.parse_args()
+    sizes = [10_000] if args.quick else [100_000, 1_000_000]
+    calls = 100_000 if args.quick else 500_000
+    results: dict[str, object] = {"when": datetime.now(UTC).isoformat(), "machine": machine()}
+    print("validation (in-process, one core)...", file=sys.stderr)
+    results["validation"] = validation.run(sizes, calls)
+    print(json.dumps(results["validation"], indent=2), file=sys.stderr)
+    if not args.skip_http:
+        print("HTTP (2 workers, wrk on the same machine)...", file=sys.stderr)
+        results["http"] = http_load.run(duration=3 if args.quick else 10, repeats=1 if args.quick else 3)
+        print(json.dumps(results["http"], indent=2), file=sys.stderr)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

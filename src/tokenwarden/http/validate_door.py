@@ -1,0 +1,93 @@
+"""The hot route for resource servers: ``GET /api/v1/validate?scope=..&org=..``.
+
+Two doors, one decision: the same validation service answers through FastAPI (documented in
+OpenAPI) and through this thin ASGI handler, which is what actually serves the path. The
+framework, not the check, sets the HTTP ceiling (DESIGN.md), so this door skips routing,
+dependency injection and response models. Answers that need I/O (a cache miss, a stale view)
+run in a worker thread so the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+
+from tokenwarden.domain.errors import DomainError, InvalidInput
+from tokenwarden.http.auth import secret_from_header
+from tokenwarden.http.errors import headers_of, status_of
+from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.validation import Caller, Validator
+
+PATH = "/api/v1/validate"
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def caller_body(caller: Caller) -> dict[str, Any]:
+    token = caller.token
+    return {
+        "active": True,
+        "userId": caller.user.id,
+        "upn": caller.user.upn,
+        "kind": token.kind.value,
+        "scope": " ".join(token.literal_scopes),
+        "validTo": int(token.valid_to),
+    }
+
+
+def parse_request(
+    directory: DirectoryService, header: str | None, query: str
+) -> tuple[str, str | None, str | None]:
+    """(secret, needed scope, org id) of a validate request; raises a DomainError when malformed."""
+    params = parse_qs(query, keep_blank_values=False, max_num_fields=10)
+    scope = params.get("scope", [None])[0]
+    org = params.get("org", [None])[0]
+    if scope is not None and len(scope) > 256:
+        raise InvalidInput("scope is too long")
+    secret = secret_from_header(header)
+    return secret, scope, directory.find_org(org).id if org else None
+
+
+class ValidateDoor:
+    """ASGI middleware: serves GET ``PATH`` itself, passes everything else on."""
+
+    def __init__(self, app: ASGIApp, validator: Validator, directory: DirectoryService) -> None:
+        self.app = app
+        self.validator = validator
+        self.directory = directory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        client = scope.get("client")
+        ip = client[0] if client else None
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            secret, needed, org_id = parse_request(self.directory, header, query)
+            caller = self.validator.validate_in_memory(secret, needed, org_id, ip)
+            if caller is None:  # needs the database: not on the event loop
+                caller = await anyio.to_thread.run_sync(self.validator.validate, secret, needed, org_id, ip)
+            status, body, headers = 200, caller_body(caller), {}
+        except DomainError as exc:
+            status, headers = status_of(exc), headers_of(exc)
+            body = {"active": False, "error": {"code": exc.code, "message": exc.message}}
+        payload = json.dumps(body).encode()
+        raw_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": payload})
