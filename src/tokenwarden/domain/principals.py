@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class UserStatus(StrEnum):
@@ -79,10 +82,13 @@ def user_id_from_descriptor(descriptor: str) -> str | None:
     if not descriptor.startswith("aad."):
         return None
     raw = descriptor[4:]
+    if not _B64URL.match(raw):
+        return None
     try:
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
+        decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
     except (ValueError, UnicodeDecodeError):
         return None
+    return decoded or None
 
 
 def normalize_upn(upn: str) -> str:

@@ -20,6 +20,7 @@ from tokenwarden.domain.errors import InvalidInput
 
 FULL_ACCESS: Final = "app_token"
 _LADDER: Final = ("", "_write", "_manage", "_full")
+_EXECUTE: Final = "_execute"
 
 DEFAULT_SCOPES: Final[dict[str, str]] = {
     "app_token": "Full access to everything the owner can reach",
@@ -127,6 +128,8 @@ class ScopeCatalog:
                 below = _nearest_below(self.scopes, base, lower)
                 if below:
                     edges[name].add(below)
+            if name.endswith(_EXECUTE) and name.removesuffix(_EXECUTE) in self.scopes:
+                edges[name].add(name.removesuffix(_EXECUTE))
         edges[FULL_ACCESS] = set(self.scopes) - {FULL_ACCESS}
         closure: dict[str, frozenset[str]] = {}
         for name in self.scopes:
@@ -183,9 +186,12 @@ class ScopeCatalog:
         implies = data.get("implies", {})
         if not isinstance(implies, dict):
             raise InvalidInput(f"{path}: [implies] must be a table")
+        for name, implied in implies.items():
+            if not isinstance(implied, list) or not all(isinstance(x, str) for x in implied):
+                raise InvalidInput(f"{path}: [implies] {name!r} must be a list of scope names")
         return cls(
             {str(k): str(v) for k, v in scopes.items()},
-            {str(k): tuple(str(x) for x in v) for k, v in implies.items()},
+            {str(k): tuple(implied) for k, implied in implies.items()},
         )
 
 

@@ -42,6 +42,11 @@ def parse_uuid(value: str, what: str = "id", code: str = "invalidAuthorizationId
         raise InvalidInput(f"{what} must be a UUID, got {value!r:.60}", code=code) from exc
 
 
+def is_ascii_digits(text: str) -> bool:
+    """True for a non-empty run of 0-9 (``str.isdigit`` also accepts '²' and other digits)."""
+    return text.isascii() and text.isdigit()
+
+
 def audit(
     uow: UnitOfWork,
     clock: Clock,

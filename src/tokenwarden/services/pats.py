@@ -29,6 +29,7 @@ from tokenwarden.services.common import (
     audit,
     get_org,
     get_user,
+    is_ascii_digits,
     new_id,
     parse_uuid,
     publish,
@@ -216,7 +217,7 @@ class PatService:
             return 0
         parts = token.split(".")
         expected = [filter.value.lower(), sort.value.lower(), str(int(ascending))]
-        if len(parts) != 4 or not parts[0].isdigit() or parts[1:] != expected:
+        if len(parts) != 4 or not is_ascii_digits(parts[0]) or parts[1:] != expected:
             raise InvalidInput(
                 "continuationToken is invalid or was issued for other filter/sort options",
                 code="invalidContinuationToken",
@@ -332,7 +333,7 @@ class PatService:
                 record = uow.tokens.get(auth_id)
                 if record is None or record.revoked_at is not None:
                     continue
-                if record.org_id != the_org.id and uow.users.membership(the_org.id, record.user_id) is None:
+                if not _reaches(uow, record, the_org.id):
                     continue
                 self._revoke_in(
                     uow, actor, record, "revoked by organization administrator", publish_event=False
@@ -417,6 +418,15 @@ class PatService:
         if actor.is_operator or actor.user_id == owner.id:
             return
         require_admin(uow, actor, org_id)
+
+
+def _reaches(uow: UnitOfWork, record: TokenRecord, org_id: str) -> bool:
+    """Is ``record`` an organization's business: issued there, or usable there?"""
+    if record.org_id == org_id:
+        return True
+    if record.target_orgs is None:  # all of the owner's organizations
+        return uow.users.membership(org_id, record.user_id) is not None
+    return org_id in record.target_orgs
 
 
 def _describe(record: TokenRecord) -> dict[str, object]:

@@ -224,7 +224,9 @@ class Validator:
             self._negative.add(h)
             raise InvalidToken("unknown token")
         entry = self.make_entry(record)
-        if self._seq == seq_before:  # no event applied meanwhile: the read cannot be stale
+        # Cache only when the stored hash is this key (so the hashes in later events evict it)
+        # and no event was applied meanwhile (so the read cannot predate a revocation).
+        if record.secret_hash == h and self._seq == seq_before:
             self._store(h, entry)
         return entry
 
@@ -238,21 +240,33 @@ class Validator:
                         if record is not None:
                             break
             if record is not None and record.secret_hash != h:
-                record = self._rehash(record, h)
+                self._rehash(record, h)
             return record
         except Unavailable:
             raise
         except Exception as exc:
             raise Unavailable("token store unavailable") from exc
 
-    def _rehash(self, record: TokenRecord, h: bytes) -> TokenRecord:
-        """Move a token hashed with a retired pepper to the current one (on its first use)."""
-        upgraded = record.with_changes(secret_hash=h, pepper_id=self._hasher.current_id)
-        with self._writer() as uow:
-            uow.tokens.update(upgraded)
-            uow.commit()
-        log.info("token %s re-hashed with pepper %s", record.authorization_id, self._hasher.current_id)
-        return upgraded
+    def _rehash(self, record: TokenRecord, h: bytes) -> None:
+        """Move a token hashed with a retired pepper to the current one (on its first use).
+
+        Compare-and-set on the hash alone, so a concurrent revocation is never undone; the
+        event names both hashes, so every node drops what it cached under either.
+        """
+        try:
+            with self._writer() as uow:
+                if uow.tokens.rehash(record.authorization_id, record.secret_hash, h, self._hasher.current_id):
+                    uow.events.append(
+                        InvalidationEvent(
+                            EventType.TOKEN_CHANGED, {"hashes": [record.secret_hash.hex(), h.hex()]}
+                        )
+                    )
+                    uow.commit()
+                    log.info(
+                        "token %s re-hashed with pepper %s", record.authorization_id, self._hasher.current_id
+                    )
+        except Exception as exc:  # the token stays valid; it is just not cached
+            log.warning("re-hash of token %s failed: %s", record.authorization_id, exc)
 
     def authorization_id(self, caller: Caller) -> str | None:
         """The caller token's authorizationId (a read; not for the hot path)."""

@@ -109,6 +109,9 @@ class MemoryUserRepository(_Repo):
         return next((u for u in self.s.users.values() if normalize_upn(u.upn) == key), None)
 
     def update(self, user: User) -> None:
+        clash = self.by_upn(user.upn)
+        if clash is not None and clash.id != user.id:
+            raise Conflict(f"user {user.upn!r} exists")
         if user.id in self.s.users:
             _set(self.s.users, user.id, user, self.j)
 
@@ -170,6 +173,13 @@ class MemoryTokenRepository(_Repo):
             t for t in self.s.tokens.values() if t.user_id == user_id and (kind is None or t.kind is kind)
         ]
         return sorted(found, key=lambda t: (t.created_at, t.authorization_id))
+
+    def rehash(self, authorization_id: str, old_hash: bytes, new_hash: bytes, pepper_id: str) -> bool:
+        current = self.s.tokens.get(authorization_id)
+        if current is None or current.secret_hash != old_hash:
+            return False
+        self.update(replace(current, secret_hash=new_hash, pepper_id=pepper_id))
+        return True
 
     def record_usage(self, uses: Sequence[tuple[bytes, datetime, str | None]]) -> None:
         for secret_hash, at, ip in uses:

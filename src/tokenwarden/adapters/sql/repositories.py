@@ -74,7 +74,11 @@ class SqlUserRepository:
     def update(self, user: User) -> None:
         values = _user_values(user)
         del values["id"]
-        self._c.execute(update(t.users).where(t.users.c.id == user.id).values(**values))
+        try:
+            with self._c.begin_nested():
+                self._c.execute(update(t.users).where(t.users.c.id == user.id).values(**values))
+        except IntegrityError as exc:
+            raise Conflict(f"user {user.upn!r} exists") from exc
 
     def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]:
         stmt = select(t.users)
@@ -145,6 +149,15 @@ class SqlTokenRepository:
         if kind is not None:
             stmt = stmt.where(t.tokens.c.kind == kind.value)
         return [_token(r) for r in self._c.execute(stmt.order_by(t.tokens.c.created_at, t.tokens.c.id))]
+
+    def rehash(self, authorization_id: str, old_hash: bytes, new_hash: bytes, pepper_id: str) -> bool:
+        c = t.tokens.c
+        result = self._c.execute(
+            update(t.tokens)
+            .where(and_(c.id == authorization_id, c.secret_hash == old_hash))
+            .values(secret_hash=new_hash, pepper_id=pepper_id)
+        )
+        return bool(result.rowcount)
 
     def record_usage(self, uses: Sequence[tuple[bytes, datetime, str | None]]) -> None:
         if not uses:

@@ -25,7 +25,7 @@ from tokenwarden.domain.tokens import TokenRecord, TokenState
 from tokenwarden.http.deps import container, org_caller
 from tokenwarden.http.errors import AdoJSONResponse
 from tokenwarden.http.timeparse import parse_timestamp
-from tokenwarden.services.common import parse_uuid
+from tokenwarden.services.common import is_ascii_digits, parse_uuid
 from tokenwarden.services.pats import PatFilter, PatSort
 
 router = APIRouter(prefix="/{org}/_apis", tags=["azure-devops"], include_in_schema=True)
@@ -159,7 +159,7 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not is_ascii_digits(raw) or not low <= int(raw) <= high:
         raise InvalidInput(f"{name} must be an integer between {low} and {high}")
     return int(raw)
 
@@ -371,7 +371,7 @@ def graph_users(request: Request, org: str) -> AdoJSONResponse:
     c = container(request)
     users = [u for u, _ in c.directory.list_users(actor, the_org.id)]
     cont = request.query_params.get("continuationToken") or "0"
-    if not cont.isdigit() or int(cont) > len(users):
+    if not is_ascii_digits(cont) or int(cont) > len(users):
         raise InvalidInput("continuationToken is invalid", code="invalidContinuationToken")
     start, size = int(cont), GRAPH_PAGE_SIZE
     page = users[start : start + size]
