@@ -22,7 +22,9 @@ def test_pat_lifecycle_rule_and_disable_on_postgres(pg_server: Server) -> None:
         f"/api/v1/orgs/{s.org}/pats/{pat['authorizationId']}", json={"displayName": "pg2"}, headers=s.auth()
     )
     assert r.status_code == 200 and r.json()["displayName"] == "pg2"
-    r = s.client.post("/Acme/_apis/tokenadmin/revocationrules", json={"scopes": "vso.code"}, headers=s.basic())
+    r = s.client.post(
+        "/Acme/_apis/tokenadmin/revocationrules", json={"scopes": "vso.code"}, headers=s.basic()
+    )
     assert r.status_code == 201
     assert s.client.get("/api/v1/validate", headers=s.auth(pat["token"])).status_code == 401
     s.add_member("pg.user@acme.test")
@@ -33,7 +35,9 @@ def test_pat_lifecycle_rule_and_disable_on_postgres(pg_server: Server) -> None:
     )
     assert r.status_code == 200
     assert s.client.get("/api/v1/validate", headers=s.auth(secret)).status_code == 401
-    audit = s.client.get(f"/api/v1/orgs/{s.org}/audit", params={"eventType": "User.Disable"}, headers=s.auth())
+    audit = s.client.get(
+        f"/api/v1/orgs/{s.org}/audit", params={"eventType": "User.Disable"}, headers=s.auth()
+    )
     assert [e["details"]["upn"] for e in audit.json()["value"]] == ["pg.user@acme.test"]
     health = s.client.get("/health").json()
     assert health["database"] is True and health["eventSeq"] > 0
