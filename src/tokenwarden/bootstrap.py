@@ -16,9 +16,11 @@ from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.jobs.background import BackgroundSync
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
 from tokenwarden.services.audit_log import AuditService
+from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
+from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
 from tokenwarden.services.validation import Validator
 from tokenwarden.settings import Settings
@@ -40,6 +42,8 @@ class Container:
     policies: PolicyService
     audit: AuditService
     rules: RuleService
+    revocation: RevocationService
+    break_glass: BreakGlassService
     background: BackgroundSync | None = field(default=None)
 
     def start_background(self) -> None:
@@ -150,6 +154,8 @@ def wire(
         policies=PolicyService(uow, clock),
         audit=AuditService(uow),
         rules=RuleService(uow, catalog, clock, after_commit=validator.sync),
+        revocation=RevocationService(uow, hasher, clock, after_commit=validator.sync),
+        break_glass=BreakGlassService(uow, clock, pats, after_commit=validator.sync),
     )
 
 

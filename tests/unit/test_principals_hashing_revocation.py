@@ -21,7 +21,8 @@ from tokenwarden.domain.principals import (
     subject_descriptor,
     user_id_from_descriptor,
 )
-from tokenwarden.domain.revocation import RevocationRule, compile_cutoffs
+from tokenwarden.domain.revocation import RevocationRule, RuleIndex
+from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord, TokenState
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -132,6 +133,10 @@ def test_pepper_bounds_are_inclusive() -> None:
 
 
 # --------------------------------------------------------------------------- revocation cut-offs
+def compile_cutoffs(rules: list[RevocationRule]) -> dict[tuple[str, str], float]:
+    return RuleIndex.build(rules, ScopeCatalog.default()).plain
+
+
 def rule(org: str, scopes: tuple[str, ...], before: datetime) -> RevocationRule:
     return RevocationRule(
         id=str(uuid.uuid4()), org_id=org, scopes=scopes, created_before=before, created_at=before

@@ -10,7 +10,8 @@ from typing import Any
 class EventType(StrEnum):
     TOKEN_REVOKED = "token.revoked"
     TOKEN_CHANGED = "token.changed"
-    USER_CHANGED = "user.changed"
+    USER_CHANGED = "user.changed"  # payload user_id, or user_ids for bulk changes
+    ORG_CHANGED = "org.changed"  # organization watermarks moved (break-glass)
     MEMBERSHIP_CHANGED = "membership.changed"
     POLICY_CHANGED = "policy.changed"
     RULE_ADDED = "rule.added"

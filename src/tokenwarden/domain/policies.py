@@ -24,8 +24,12 @@ class OrgPolicy:
     creation_allowlist: tuple[str, ...] = field(default_factory=tuple)  # user ids
     require_external_identity: bool = False
     disable_pat_creation: bool = False
+    break_glass_two_person: bool = False
+    break_glass_approval_minutes: int = 30
 
     def __post_init__(self) -> None:
+        if not 1 <= self.break_glass_approval_minutes <= 1440:
+            raise InvalidInput("breakGlassApprovalMinutes must be between 1 and 1440", code="invalidPolicy")
         if not 1 <= self.max_lifetime_days <= HARD_MAX_LIFETIME_DAYS:
             raise InvalidInput(
                 f"maxLifetimeDays must be between 1 and {HARD_MAX_LIFETIME_DAYS}",

@@ -18,10 +18,26 @@ class UserStatus(StrEnum):
 
 
 class RiskLevel(StrEnum):
+    """Graph riskLevel values; ``rank`` orders them for "at or above" queries."""
+
     NONE = "none"
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+    HIDDEN = "hidden"
+
+    @property
+    def rank(self) -> int:
+        return {"none": 0, "low": 1, "medium": 2, "high": 3, "hidden": 0}[self.value]
+
+
+class RiskState(StrEnum):
+    NONE = "none"
+    CONFIRMED_SAFE = "confirmedSafe"
+    REMEDIATED = "remediated"
+    DISMISSED = "dismissed"
+    AT_RISK = "atRisk"
+    CONFIRMED_COMPROMISED = "confirmedCompromised"
 
 
 class IdentitySource(StrEnum):
@@ -50,6 +66,8 @@ class User:
     risk_level: RiskLevel
     identity_source: IdentitySource
     created_at: datetime
+    risk_state: RiskState = RiskState.NONE
+    risk_updated_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:

@@ -1,4 +1,5 @@
-"""Revocation rules: revoke by date and scope without touching each token."""
+"""Revocation rules: revoke by scope and issue date (and optionally kind, user, date range)
+without touching each token."""
 
 from __future__ import annotations
 
@@ -6,11 +7,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.scopes import ScopeCatalog
+from tokenwarden.domain.tokens import TokenKind
+
 
 @dataclass(frozen=True, slots=True)
 class RevocationRule:
-    """Every token of ``org_id`` issued before ``created_before`` that literally carries one of
-    ``scopes`` is dead (Azure DevOps semantics: ``app_token`` is not caught by ``vso.code``)."""
+    """Tokens of ``org_id`` issued in [``created_after``, ``created_before``) that carry one of
+    ``scopes`` are dead, optionally only of some ``kinds`` or ``user_ids``.
+
+    Scopes match literally (Azure DevOps semantics: ``app_token`` is not caught by a rule on
+    ``vso.code``) unless ``match_implied`` is set: then any scope that implies one of the rule's
+    scopes matches too.
+    """
 
     id: str
     org_id: str
@@ -18,20 +28,93 @@ class RevocationRule:
     created_before: datetime
     created_at: datetime
     created_by: str | None = None
+    created_after: datetime | None = None
+    kinds: tuple[TokenKind, ...] | None = None
+    user_ids: tuple[str, ...] | None = None
+    match_implied: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.scopes:
+            raise InvalidInput("a revocation rule needs at least one scope", code="invalidScope")
+        if self.created_after is not None and self.created_after >= self.created_before:
+            raise InvalidInput("createdAfter must be before createdBefore", code="invalidDateRange")
 
 
-def compile_cutoffs(rules: Iterable[RevocationRule]) -> dict[tuple[str, str], float]:
-    """Index rules as (org, scope) -> latest cut-off (epoch seconds).
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """Extra conditions of a rule beyond (org, scope, cut-off)."""
 
-    A token dies when it was issued before the cut-off of any (org, scope) pair it carries, so
-    rules superseded by a later cut-off on the same pair compact away: 10,000 rules over a
-    scope catalog of 60 cost at most 60 entries per org.
+    kinds: frozenset[TokenKind] | None
+    users: frozenset[str] | None
+    after: float | None
+    before: float
+
+    def matches(self, kind: TokenKind, user_id: str, issued: float) -> bool:
+        return (
+            issued < self.before
+            and (self.after is None or issued >= self.after)
+            and (self.kinds is None or kind in self.kinds)
+            and (self.users is None or user_id in self.users)
+        )
+
+
+class RuleIndex:
+    """Rules indexed by (org, scope), with superseded rules compacted away.
+
+    Plain rules (scope + cut-off) collapse to the latest cut-off per (org, scope); rules with
+    extra conditions collapse per identical condition set. 10,000 plain rules over a catalog of
+    60 scopes therefore cost at most 60 dictionary entries per organization.
     """
-    cutoffs: dict[tuple[str, str], float] = {}
-    for rule in rules:
-        ts = rule.created_before.timestamp()
-        for scope in rule.scopes:
-            key = (rule.org_id, scope)
-            if ts > cutoffs.get(key, float("-inf")):
-                cutoffs[key] = ts
-    return cutoffs
+
+    __slots__ = ("conditional", "plain", "size")
+
+    def __init__(self) -> None:
+        self.plain: dict[tuple[str, str], float] = {}
+        self.conditional: dict[tuple[str, str], list[Condition]] = {}
+        self.size = 0
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    @classmethod
+    def build(cls, rules: Iterable[RevocationRule], catalog: ScopeCatalog) -> RuleIndex:
+        index = cls()
+        merged: dict[
+            tuple[str, str, frozenset[TokenKind] | None, frozenset[str] | None, float | None], float
+        ] = {}
+        for rule in rules:
+            before = rule.created_before.timestamp()
+            scopes: set[str] = set(rule.scopes)
+            if rule.match_implied:
+                for scope in rule.scopes:
+                    scopes |= catalog.implying(scope)
+            kinds = frozenset(rule.kinds) if rule.kinds else None
+            users = frozenset(rule.user_ids) if rule.user_ids else None
+            after = rule.created_after.timestamp() if rule.created_after else None
+            for scope in scopes:
+                if kinds is None and users is None and after is None:
+                    key = (rule.org_id, scope)
+                    index.plain[key] = max(before, index.plain.get(key, before))
+                else:
+                    mkey = (rule.org_id, scope, kinds, users, after)
+                    merged[mkey] = max(before, merged.get(mkey, before))
+        for (org, scope, kinds, users, after), before in merged.items():
+            index.conditional.setdefault((org, scope), []).append(Condition(kinds, users, after, before))
+        index.size = len(index.plain) + len(merged)
+        return index
+
+    def revokes(
+        self, orgs: Iterable[str], scopes: tuple[str, ...], kind: TokenKind, user_id: str, issued: float
+    ) -> bool:
+        """Does any rule of ``orgs`` catch a token with these literal ``scopes``?"""
+        plain, conditional = self.plain, self.conditional
+        for org in orgs:
+            for scope in scopes:
+                cutoff = plain.get((org, scope))
+                if cutoff is not None and issued < cutoff:
+                    return True
+                if conditional:
+                    for cond in conditional.get((org, scope), ()):
+                        if cond.matches(kind, user_id, issued):
+                            return True
+        return False

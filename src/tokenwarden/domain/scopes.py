@@ -165,6 +165,10 @@ class ScopeCatalog:
         key = frozenset(result)
         return self._interned.setdefault(key, key)
 
+    def implying(self, scope: str) -> frozenset[str]:
+        """Every scope that implies ``scope`` (itself included)."""
+        return frozenset(name for name, closure in self._closure.items() if scope in closure)
+
     def satisfies(self, granted: Iterable[str], needed: str) -> bool:
         """True when ``needed`` is implied by one of ``granted``."""
         return any(needed in self._closure.get(g, ()) for g in granted)

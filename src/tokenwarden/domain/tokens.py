@@ -55,6 +55,7 @@ class TokenRecord:
     revoke_reason: str | None = None
     last_used_at: datetime | None = None
     last_used_ip: str | None = None
+    client_id: str | None = None  # OAuth client for access/refresh/session tokens
 
     @property
     def all_orgs(self) -> bool:

@@ -43,6 +43,9 @@ class UserRepository(Protocol):
     def membership(self, org_id: str, user_id: str) -> Membership | None: ...
     def memberships_of(self, user_id: str) -> list[Membership]: ...
     def count(self) -> int: ...
+    def ids_at_risk(self, org_id: str, min_rank_levels: Sequence[str]) -> list[str]:
+        """Ids of the organization's members whose risk level is one of ``min_rank_levels``."""
+        ...
 
 
 class TokenRepository(Protocol):
@@ -51,6 +54,18 @@ class TokenRepository(Protocol):
     def by_hash(self, secret_hash: bytes) -> TokenRecord | None: ...
     def update(self, token: TokenRecord) -> None: ...
     def list_for_user(self, user_id: str, kind: TokenKind | None = None) -> list[TokenRecord]: ...
+    def count_live(
+        self,
+        *,
+        user_ids: Sequence[str] | None = None,
+        org_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        issued_before: datetime,
+        now: datetime,
+    ) -> dict[str, int]:
+        """kind -> number of unrevoked, unexpired tokens issued before ``issued_before``."""
+        ...
+
     def rehash(self, authorization_id: str, old_hash: bytes, new_hash: bytes, pepper_id: str) -> bool:
         """Replace only the secret hash, and only if it is still ``old_hash`` (compare-and-set)."""
         ...
@@ -104,6 +119,52 @@ class RuleRepository(Protocol):
     def find(self, org_id: str | None = None) -> list[RevocationRule]: ...
 
 
+class WatermarkRepository(Protocol):
+    def raise_to(
+        self, subject_type: str, subject_ids: Sequence[str], kinds: Sequence[str], at: datetime
+    ) -> None:
+        """Move each (subject, kind) watermark up to ``at`` (never down), set-based."""
+        ...
+
+    def for_subject(self, subject_type: str, subject_id: str) -> dict[str, datetime]:
+        """kind -> instant for one subject."""
+        ...
+
+    def for_type(self, subject_type: str) -> dict[str, dict[str, datetime]]:
+        """subject id -> kind -> instant, for every subject of a type (organizations, clients)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BreakGlassRequest:
+    """A pending or finished whole-organization revocation (two-person rule)."""
+
+    id: str
+    org_id: str
+    requested_by: str | None
+    requested_at: datetime
+    expires_at: datetime
+    status: str  # pending | executed | expired | cancelled
+    approved_by: str | None = None
+    executed_at: datetime | None = None
+    reason: str | None = None
+
+
+class BreakGlassRepository(Protocol):
+    def add(self, request: BreakGlassRequest) -> None: ...
+    def get(self, request_id: str) -> BreakGlassRequest | None: ...
+    def update(self, request: BreakGlassRequest) -> None: ...
+    def find(self, org_id: str) -> list[BreakGlassRequest]: ...
+
+    def top_owners(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
+        """(user id, live tokens) of the organization, most tokens first."""
+        ...
+
+    def top_clients(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
+        """(client id, live tokens) of the organization, most tokens first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository. Leaving the block without commit() rolls back."""
 
@@ -114,6 +175,8 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     events: EventRepository
     rules: RuleRepository
+    watermarks: WatermarkRepository
+    break_glass: BreakGlassRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -22,6 +22,7 @@ from tokenwarden.domain.principals import (
     UserStatus,
 )
 from tokenwarden.domain.scopes import FULL_ACCESS
+from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import OPERATOR, Actor, audit, get_org, new_id, publish, require_admin
 from tokenwarden.services.pats import IssuedPat, PatService, check_display_name
@@ -172,6 +173,12 @@ class DirectoryService:
                 raise InvalidInput("administrators cannot disable themselves", code="cannotDisableSelf")
             updated = user.with_changes(status=status)
             uow.users.update(updated)
+            if status is not UserStatus.ACTIVE:
+                # Watermarks, not just the status: re-enabling the account later must not
+                # bring back the tokens that existed when it was disabled.
+                uow.watermarks.raise_to(
+                    SubjectType.USER, [user.id], [k.value for k in ALL_KINDS], self._clock.now()
+                )
             publish(uow, EventType.USER_CHANGED, user_id=user.id)
             event = (
                 AuditEventType.USER_DISABLE if status is not UserStatus.ACTIVE else AuditEventType.USER_UPDATE

@@ -113,8 +113,12 @@ class PatService:
         scope: str | Sequence[str] | None,
         valid_to: datetime | None = None,
         all_orgs: bool = False,
+        enforce_policy: bool = True,
     ) -> IssuedPat:
-        """Issue a PAT for ``user`` (a UPN or id) in ``org``; the secret is returned once."""
+        """Issue a PAT for ``user`` (a UPN or id) in ``org``; the secret is returned once.
+
+        ``enforce_policy=False`` is only for break-glass recovery tokens (short, admin scopes).
+        """
         name = check_display_name(display_name)
         scopes = self._catalog.parse(scope or "")
         now = self._clock.now()
@@ -130,7 +134,7 @@ class PatService:
             if not owner.is_active:
                 raise Forbidden("the user is not active", code="invalidUserId")
             targets = None if all_orgs else (the_org.id,)
-            for policy in self._policies_for(uow, owner, targets):
+            for policy in self._policies_for(uow, owner, targets) if enforce_policy else ():
                 check_may_create(policy, self._global, owner)
                 check_token_shape(policy, scopes, now, expires)
             secret = token_format.generate(TokenKind.PAT)

@@ -19,6 +19,8 @@ EDITABLE = (
     "creation_allowlist",
     "require_external_identity",
     "disable_pat_creation",
+    "break_glass_two_person",
+    "break_glass_approval_minutes",
 )
 
 
@@ -30,6 +32,8 @@ def policy_as_dict(policy: OrgPolicy) -> dict[str, Any]:
         "creationAllowlist": list(policy.creation_allowlist),
         "requireExternalIdentity": policy.require_external_identity,
         "disablePatCreation": policy.disable_pat_creation,
+        "breakGlassTwoPerson": policy.break_glass_two_person,
+        "breakGlassApprovalMinutes": policy.break_glass_approval_minutes,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from tokenwarden.domain.audit import AuditEventType
@@ -11,7 +11,8 @@ from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.scopes import ScopeCatalog
-from tokenwarden.ports.repositories import UnitOfWorkFactory
+from tokenwarden.domain.tokens import TokenKind
+from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, new_id, publish, require_admin
 
 
@@ -30,10 +31,20 @@ class RuleService:
         self._after_commit = after_commit
 
     def create(
-        self, actor: Actor, org: str, scopes: str | None, created_before: datetime | None = None
+        self,
+        actor: Actor,
+        org: str,
+        scopes: str | None,
+        created_before: datetime | None = None,
+        *,
+        created_after: datetime | None = None,
+        kinds: Sequence[TokenKind] | None = None,
+        users: Sequence[str] | None = None,
+        match_implied: bool = False,
     ) -> RevocationRule:
-        """Every token of ``org`` issued before ``created_before`` (default now) that carries one
-        of ``scopes`` literally stops working."""
+        """Every token of ``org`` issued before ``created_before`` (default now) — and at or after
+        ``created_after`` — that carries one of ``scopes`` stops working; optionally only tokens
+        of some ``kinds`` or some ``users`` (UPNs or ids, members of ``org``)."""
         if not scopes or not scopes.strip():
             raise InvalidInput("scopes is required", code="invalidScope")
         parsed = self._catalog.parse(scopes)
@@ -41,9 +52,15 @@ class RuleService:
         cutoff = ensure_utc(created_before) if created_before is not None else now
         if cutoff > now:
             raise InvalidInput("createdBefore must not be in the future", code="invalidCreatedBefore")
+        after = ensure_utc(created_after) if created_after is not None else None
+        if after is not None and after >= cutoff:
+            raise InvalidInput("createdAfter must be before createdBefore", code="invalidDateRange")
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            user_ids = None
+            if users:
+                user_ids = tuple(dict.fromkeys(self._member_id(uow, the_org.id, u) for u in users))
             rule = RevocationRule(
                 id=new_id(),
                 org_id=the_org.id,
@@ -51,6 +68,10 @@ class RuleService:
                 created_before=cutoff,
                 created_at=now,
                 created_by=actor.user_id,
+                created_after=after,
+                kinds=tuple(kinds) if kinds else None,
+                user_ids=user_ids,
+                match_implied=match_implied,
             )
             uow.rules.add(rule)
             publish(uow, EventType.RULE_ADDED, rule_id=rule.id, org_id=the_org.id)
@@ -62,8 +83,28 @@ class RuleService:
                 org_id=the_org.id,
                 target_type="revocationRule",
                 target_id=rule.id,
-                details={"scopes": " ".join(parsed), "createdBefore": cutoff.isoformat()},
+                details={
+                    "scopes": " ".join(parsed),
+                    "createdBefore": cutoff.isoformat(),
+                    "createdAfter": after.isoformat() if after else None,
+                    "kinds": [k.value for k in kinds] if kinds else None,
+                    "users": list(user_ids) if user_ids else None,
+                    "matchImplied": match_implied,
+                },
             )
             uow.commit()
         self._after_commit()
         return rule
+
+    def find(self, actor: Actor, org: str) -> list[RevocationRule]:
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            return uow.rules.find(the_org.id)
+
+    @staticmethod
+    def _member_id(uow: UnitOfWork, org_id: str, user: str) -> str:
+        found = uow.users.by_upn(user) or uow.users.get(user)
+        if found is None or uow.users.membership(org_id, found.id) is None:
+            raise InvalidInput(f"user {user!r:.80} is not a member of this organization", code="userNotFound")
+        return found.id

@@ -21,13 +21,15 @@ from tokenwarden.domain.errors import Forbidden, InsufficientScope, InvalidToken
 from tokenwarden.domain.events import EventType, InvalidationEvent
 from tokenwarden.domain.hashing import SecretHasher
 from tokenwarden.domain.principals import Role, UserStatus
-from tokenwarden.domain.revocation import compile_cutoffs
+from tokenwarden.domain.revocation import RuleIndex
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.domain.watermarks import SubjectType, effective_cutoffs
 from tokenwarden.ports.repositories import UnitOfWork
 
 log = logging.getLogger(__name__)
 _TOKEN_LEN: Final = token_format.TOKEN_LEN
+_KIND_VALUES: Final = frozenset(k.value for k in TokenKind)
 
 
 class CachedToken:
@@ -70,15 +72,18 @@ class CachedToken:
 
 
 class UserState:
-    """Owner facts validation needs: status and organization roles."""
+    """Owner facts validation needs: status, organization roles and per-kind watermarks."""
 
-    __slots__ = ("active", "id", "roles", "upn")
+    __slots__ = ("active", "cutoffs", "id", "roles", "upn")
 
-    def __init__(self, id: str, upn: str, active: bool, roles: dict[str, Role]) -> None:
+    def __init__(
+        self, id: str, upn: str, active: bool, roles: dict[str, Role], cutoffs: dict[TokenKind, float]
+    ) -> None:
         self.id = id
         self.upn = upn
         self.active = active
         self.roles = roles
+        self.cutoffs = cutoffs
 
 
 class Caller:
@@ -123,7 +128,8 @@ class Validator:
         self._tokens: dict[bytes, CachedToken] = {}
         self._negative: set[bytes] = set()
         self._users: dict[str, UserState] = {}
-        self._cutoffs: dict[tuple[str, str], float] = {}
+        self._rules = RuleIndex()
+        self._org_cutoffs: dict[str, dict[TokenKind, float]] = {}
         self._interned: dict[object, object] = {}
         self._usage: dict[bytes, tuple[float, str | None]] = {}
         self._seq = 0
@@ -188,7 +194,18 @@ class Validator:
             raise InvalidToken("token is expired, revoked or not yet valid")
         if not user.active:
             raise InvalidToken("token owner is not active")
-        if self._cutoffs and self._ruled_out(entry, org_id):
+        cutoff = user.cutoffs.get(entry.kind)
+        if cutoff is not None and entry.issued < cutoff:
+            raise InvalidToken("token is revoked: its owner's tokens were revoked")
+        if self._org_cutoffs and self._org_revoked(entry, org_id):
+            raise InvalidToken("token is revoked: the organization's tokens were revoked")
+        if self._rules and self._rules.revokes(
+            (entry.org_id,) if org_id is None or org_id == entry.org_id else (entry.org_id, org_id),
+            entry.literal_scopes,
+            entry.kind,
+            entry.user_id,
+            entry.issued,
+        ):
             raise InvalidToken("token is revoked by a revocation rule")
         if needed_scope is not None and needed_scope not in entry.scopes:
             raise InsufficientScope(f"token lacks the scope {needed_scope!r}")
@@ -200,13 +217,10 @@ class Validator:
         self._usage[h] = (now, ip)
         return Caller(entry, user, h)
 
-    def _ruled_out(self, entry: CachedToken, org_id: str | None) -> bool:
-        cutoffs = self._cutoffs
+    def _org_revoked(self, entry: CachedToken, org_id: str | None) -> bool:
         for org in (entry.org_id, org_id):
-            if org is None:
-                continue
-            for scope in entry.literal_scopes:
-                cutoff = cutoffs.get((org, scope))
+            if org is not None:
+                cutoff = self._org_cutoffs.get(org, {}).get(entry.kind)
                 if cutoff is not None and entry.issued < cutoff:
                     return True
         return False
@@ -306,14 +320,16 @@ class Validator:
             with self._reader() as uow:
                 user = uow.users.get(user_id)
                 roles = {m.org_id: m.role for m in uow.users.memberships_of(user_id)} if user else {}
+                marks = uow.watermarks.for_subject(SubjectType.USER, user_id) if user else {}
         except Unavailable:
             raise
         except Exception as exc:
             raise Unavailable("user store unavailable") from exc
         if user is None:
-            state = UserState(user_id, "", False, {})
+            state = UserState(user_id, "", False, {}, {})
         else:
-            state = UserState(user_id, user.upn, user.status is UserStatus.ACTIVE, roles)
+            cutoffs = effective_cutoffs({k: v.timestamp() for k, v in marks.items()})
+            state = UserState(user_id, user.upn, user.status is UserStatus.ACTIVE, roles, cutoffs)
         self._users[user_id] = state
         return state
 
@@ -325,7 +341,8 @@ class Validator:
             with self._reader() as uow:
                 if self._synced_at == float("-inf"):
                     self._seq = uow.events.latest_seq()
-                    self._cutoffs = compile_cutoffs(uow.rules.find())
+                    self._load_rules(uow)
+                    self._load_org_cutoffs(uow)
                 while True:
                     batch = uow.events.since(self._seq, limit=1000)
                     for event in batch:
@@ -361,8 +378,21 @@ class Validator:
                 self._tokens.pop(bytes.fromhex(hex_hash), None)
         elif event.type in (EventType.USER_CHANGED, EventType.MEMBERSHIP_CHANGED):
             self._users.pop(p.get("user_id", ""), None)
+            for user_id in p.get("user_ids", ()):
+                self._users.pop(user_id, None)
         elif event.type is EventType.RULE_ADDED:
-            self._cutoffs = compile_cutoffs(uow.rules.find())
+            self._load_rules(uow)
+        elif event.type is EventType.ORG_CHANGED:
+            self._load_org_cutoffs(uow)
+
+    def _load_rules(self, uow: UnitOfWork) -> None:
+        self._rules = RuleIndex.build(uow.rules.find(), self._catalog)
+
+    def _load_org_cutoffs(self, uow: UnitOfWork) -> None:
+        self._org_cutoffs = {
+            org: {TokenKind(k): v.timestamp() for k, v in marks.items() if k in _KIND_VALUES}
+            for org, marks in uow.watermarks.for_type(SubjectType.ORG).items()
+        }
 
     def _flush(self) -> None:
         self._tokens.clear()

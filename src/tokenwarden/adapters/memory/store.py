@@ -24,12 +24,15 @@ from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.repositories import (
     AuditQuery,
     AuditRepository,
+    BreakGlassRepository,
+    BreakGlassRequest,
     EventRepository,
     OrgRepository,
     PolicyRepository,
     RuleRepository,
     TokenRepository,
     UserRepository,
+    WatermarkRepository,
 )
 
 Undo = Callable[[], None]
@@ -48,6 +51,8 @@ class MemoryStore:
     audit: list[AuditEntry] = field(default_factory=list)
     events: list[InvalidationEvent] = field(default_factory=list)
     rules: list[RevocationRule] = field(default_factory=list)
+    watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+    break_glass: dict[str, BreakGlassRequest] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -143,6 +148,9 @@ class MemoryUserRepository(_Repo):
     def count(self) -> int:
         return len(self.s.users)
 
+    def ids_at_risk(self, org_id: str, min_rank_levels: Sequence[str]) -> list[str]:
+        return [u.id for u in self.find(org_id=org_id) if u.risk_level.value in min_rank_levels]
+
 
 class MemoryTokenRepository(_Repo):
     def add(self, token: TokenRecord) -> None:
@@ -173,6 +181,28 @@ class MemoryTokenRepository(_Repo):
             t for t in self.s.tokens.values() if t.user_id == user_id and (kind is None or t.kind is kind)
         ]
         return sorted(found, key=lambda t: (t.created_at, t.authorization_id))
+
+    def count_live(
+        self,
+        *,
+        user_ids: Sequence[str] | None = None,
+        org_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        issued_before: datetime,
+        now: datetime,
+    ) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.s.tokens.values():
+            if (
+                t.revoked_at is None
+                and t.valid_to > now
+                and t.valid_from < issued_before
+                and (user_ids is None or t.user_id in user_ids)
+                and (org_id is None or t.org_id == org_id)
+                and (kinds is None or t.kind.value in kinds)
+            ):
+                counts[t.kind.value] = counts.get(t.kind.value, 0) + 1
+        return counts
 
     def rehash(self, authorization_id: str, old_hash: bytes, new_hash: bytes, pepper_id: str) -> bool:
         current = self.s.tokens.get(authorization_id)
@@ -243,6 +273,60 @@ class MemoryRuleRepository(_Repo):
         return [r for r in self.s.rules if org_id is None or r.org_id == org_id]
 
 
+class MemoryWatermarkRepository(_Repo):
+    def raise_to(
+        self, subject_type: str, subject_ids: Sequence[str], kinds: Sequence[str], at: datetime
+    ) -> None:
+        for subject in subject_ids:
+            for kind in kinds:
+                key = (subject_type, subject, kind)
+                current = self.s.watermarks.get(key)
+                if current is None or current < at:
+                    _set(self.s.watermarks, key, at, self.j)
+
+    def for_subject(self, subject_type: str, subject_id: str) -> dict[str, datetime]:
+        return {k: v for (st, s, k), v in self.s.watermarks.items() if st == subject_type and s == subject_id}
+
+    def for_type(self, subject_type: str) -> dict[str, dict[str, datetime]]:
+        result: dict[str, dict[str, datetime]] = {}
+        for (st, s, k), v in self.s.watermarks.items():
+            if st == subject_type:
+                result.setdefault(s, {})[k] = v
+        return result
+
+
+class MemoryBreakGlassRepository(_Repo):
+    def add(self, request: BreakGlassRequest) -> None:
+        _set(self.s.break_glass, request.id, request, self.j)
+
+    def get(self, request_id: str) -> BreakGlassRequest | None:
+        return self.s.break_glass.get(request_id)
+
+    def update(self, request: BreakGlassRequest) -> None:
+        _set(self.s.break_glass, request.id, request, self.j)
+
+    def find(self, org_id: str) -> list[BreakGlassRequest]:
+        return sorted(
+            (r for r in self.s.break_glass.values() if r.org_id == org_id), key=lambda r: r.requested_at
+        )
+
+    def top_owners(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
+        return self._top(org_id, now, limit, lambda t: t.user_id)
+
+    def top_clients(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
+        return self._top(org_id, now, limit, lambda t: t.client_id)
+
+    def _top(
+        self, org_id: str, now: datetime, limit: int, key: Callable[[TokenRecord], str | None]
+    ) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for t in self.s.tokens.values():
+            k = key(t)
+            if t.org_id == org_id and t.revoked_at is None and t.valid_to > now and k is not None:
+                counts[k] = counts.get(k, 0) + 1
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
 class MemoryUnitOfWork:
     orgs: OrgRepository
     users: UserRepository
@@ -251,6 +335,8 @@ class MemoryUnitOfWork:
     audit: AuditRepository
     events: EventRepository
     rules: RuleRepository
+    watermarks: WatermarkRepository
+    break_glass: BreakGlassRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -267,6 +353,8 @@ class MemoryUnitOfWork:
         self.audit = MemoryAuditRepository(s, j)
         self.events = MemoryEventRepository(s, j)
         self.rules = MemoryRuleRepository(s, j)
+        self.watermarks = MemoryWatermarkRepository(s, j)
+        self.break_glass = MemoryBreakGlassRepository(s, j)
         return self
 
     def __exit__(

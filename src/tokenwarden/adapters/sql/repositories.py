@@ -21,6 +21,7 @@ from tokenwarden.domain.principals import (
     Membership,
     Organization,
     RiskLevel,
+    RiskState,
     Role,
     User,
     UserStatus,
@@ -28,7 +29,7 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
-from tokenwarden.ports.repositories import AuditQuery
+from tokenwarden.ports.repositories import AuditQuery, BreakGlassRequest
 
 
 class SqlOrgRepository:
@@ -123,6 +124,15 @@ class SqlUserRepository:
     def count(self) -> int:
         return int(self._c.execute(select(func.count()).select_from(t.users)).scalar_one())
 
+    def ids_at_risk(self, org_id: str, min_rank_levels: Sequence[str]) -> list[str]:
+        stmt = (
+            select(t.users.c.id)
+            .join(t.memberships, t.memberships.c.user_id == t.users.c.id)
+            .where(t.memberships.c.org_id == org_id, t.users.c.risk_level.in_(list(min_rank_levels)))
+            .order_by(t.users.c.upn_key)
+        )
+        return [r.id for r in self._c.execute(stmt)]
+
 
 class SqlTokenRepository:
     def __init__(self, conn: Connection) -> None:
@@ -149,6 +159,29 @@ class SqlTokenRepository:
         if kind is not None:
             stmt = stmt.where(t.tokens.c.kind == kind.value)
         return [_token(r) for r in self._c.execute(stmt.order_by(t.tokens.c.created_at, t.tokens.c.id))]
+
+    def count_live(
+        self,
+        *,
+        user_ids: Sequence[str] | None = None,
+        org_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        issued_before: datetime,
+        now: datetime,
+    ) -> dict[str, int]:
+        c = t.tokens.c
+        stmt = (
+            select(c.kind, func.count())
+            .where(c.revoked_at.is_(None), c.valid_to > now, c.valid_from < issued_before)
+            .group_by(c.kind)
+        )
+        if user_ids is not None:
+            stmt = stmt.where(c.user_id.in_(list(user_ids)))
+        if org_id is not None:
+            stmt = stmt.where(c.org_id == org_id)
+        if kinds is not None:
+            stmt = stmt.where(c.kind.in_(list(kinds)))
+        return {row[0]: int(row[1]) for row in self._c.execute(stmt)}
 
     def rehash(self, authorization_id: str, old_hash: bytes, new_hash: bytes, pepper_id: str) -> bool:
         c = t.tokens.c
@@ -183,6 +216,8 @@ class SqlPolicyRepository:
             return None
         return OrgPolicy(
             org_id=row.org_id,
+            break_glass_two_person=row.break_glass_two_person,
+            break_glass_approval_minutes=row.break_glass_approval_minutes,
             max_lifetime_days=row.max_lifetime_days,
             restrict_full_scope=row.restrict_full_scope,
             restrict_creation=row.restrict_creation,
@@ -199,6 +234,8 @@ class SqlPolicyRepository:
             "creation_allowlist": list(policy.creation_allowlist),
             "require_external_identity": policy.require_external_identity,
             "disable_pat_creation": policy.disable_pat_creation,
+            "break_glass_two_person": policy.break_glass_two_person,
+            "break_glass_approval_minutes": policy.break_glass_approval_minutes,
         }
         changed = self._c.execute(
             update(t.org_policies).where(t.org_policies.c.org_id == policy.org_id).values(**values)
@@ -296,6 +333,10 @@ class SqlRuleRepository:
                 created_before=rule.created_before,
                 created_at=rule.created_at,
                 created_by=rule.created_by,
+                created_after=rule.created_after,
+                kinds=" ".join(rule.kinds) if rule.kinds else None,
+                user_ids=" ".join(rule.user_ids) if rule.user_ids else None,
+                match_implied=rule.match_implied,
             )
         )
 
@@ -311,9 +352,138 @@ class SqlRuleRepository:
                 created_before=r.created_before,
                 created_at=r.created_at,
                 created_by=r.created_by,
+                created_after=r.created_after,
+                kinds=tuple(TokenKind(k) for k in r.kinds.split()) if r.kinds else None,
+                user_ids=tuple(r.user_ids.split()) if r.user_ids else None,
+                match_implied=r.match_implied,
             )
             for r in self._c.execute(stmt.order_by(t.revocation_rules.c.created_at))
         ]
+
+
+class SqlWatermarkRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def raise_to(
+        self, subject_type: str, subject_ids: Sequence[str], kinds: Sequence[str], at: datetime
+    ) -> None:
+        if not subject_ids or not kinds:
+            return
+        w = t.watermarks.c
+        for start in range(0, len(subject_ids), 500):
+            chunk = list(subject_ids[start : start + 500])
+            # Raise existing marks (set-based), then insert the missing ones.
+            self._c.execute(
+                update(t.watermarks)
+                .where(w.subject_type == subject_type, w.subject_id.in_(chunk), w.kind.in_(list(kinds)))
+                .where(w.valid_from < at)
+                .values(valid_from=at)
+            )
+            existing = {
+                (r.subject_id, r.kind)
+                for r in self._c.execute(
+                    select(w.subject_id, w.kind).where(
+                        w.subject_type == subject_type, w.subject_id.in_(chunk), w.kind.in_(list(kinds))
+                    )
+                )
+            }
+            missing = [
+                {"subject_type": subject_type, "subject_id": s, "kind": k, "valid_from": at}
+                for s in chunk
+                for k in kinds
+                if (s, k) not in existing
+            ]
+            if missing:
+                self._c.execute(insert(t.watermarks), missing)
+
+    def for_subject(self, subject_type: str, subject_id: str) -> dict[str, datetime]:
+        w = t.watermarks.c
+        rows = self._c.execute(
+            select(w.kind, w.valid_from).where(w.subject_type == subject_type, w.subject_id == subject_id)
+        )
+        return {r.kind: r.valid_from for r in rows}
+
+    def for_type(self, subject_type: str) -> dict[str, dict[str, datetime]]:
+        w = t.watermarks.c
+        result: dict[str, dict[str, datetime]] = {}
+        for r in self._c.execute(select(t.watermarks).where(w.subject_type == subject_type)):
+            result.setdefault(r.subject_id, {})[r.kind] = r.valid_from
+        return result
+
+
+class SqlBreakGlassRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, request: BreakGlassRequest) -> None:
+        self._c.execute(insert(t.break_glass_requests).values(**_bg_values(request)))
+
+    def get(self, request_id: str) -> BreakGlassRequest | None:
+        row = self._c.execute(
+            select(t.break_glass_requests).where(t.break_glass_requests.c.id == request_id)
+        ).first()
+        return _bg(row) if row else None
+
+    def update(self, request: BreakGlassRequest) -> None:
+        values = _bg_values(request)
+        del values["id"]
+        self._c.execute(
+            update(t.break_glass_requests).where(t.break_glass_requests.c.id == request.id).values(**values)
+        )
+
+    def find(self, org_id: str) -> list[BreakGlassRequest]:
+        b = t.break_glass_requests.c
+        rows = self._c.execute(
+            select(t.break_glass_requests).where(b.org_id == org_id).order_by(b.requested_at)
+        )
+        return [_bg(r) for r in rows]
+
+    def top_owners(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
+        return self._top(t.tokens.c.user_id, org_id, now, limit)
+
+    def top_clients(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
+        return self._top(t.tokens.c.client_id, org_id, now, limit)
+
+    def _top(self, column: Any, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
+        c = t.tokens.c
+        n = func.count().label("n")
+        stmt = (
+            select(column, n)
+            .where(c.org_id == org_id, c.revoked_at.is_(None), c.valid_to > now, column.is_not(None))
+            .group_by(column)
+            .order_by(n.desc(), column)
+            .limit(limit)
+        )
+        return [(str(r[0]), int(r[1])) for r in self._c.execute(stmt)]
+
+
+def _bg_values(r: BreakGlassRequest) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "org_id": r.org_id,
+        "requested_by": r.requested_by,
+        "requested_at": r.requested_at,
+        "expires_at": r.expires_at,
+        "status": r.status,
+        "approved_by": r.approved_by,
+        "executed_at": r.executed_at,
+        "reason": r.reason,
+    }
+
+
+def _bg(row: Row[Any]) -> BreakGlassRequest:
+    return BreakGlassRequest(
+        id=row.id,
+        org_id=row.org_id,
+        requested_by=row.requested_by,
+        requested_at=row.requested_at,
+        expires_at=row.expires_at,
+        status=row.status,
+        approved_by=row.approved_by,
+        executed_at=row.executed_at,
+        reason=row.reason,
+    )
 
 
 def _insert_unique(conn: Connection, table: Any, values: dict[str, Any], message: str) -> None:
@@ -339,6 +509,8 @@ def _user_values(user: User) -> dict[str, Any]:
         "risk_level": user.risk_level.value,
         "identity_source": user.identity_source.value,
         "created_at": user.created_at,
+        "risk_state": user.risk_state.value,
+        "risk_updated_at": user.risk_updated_at,
     }
 
 
@@ -351,6 +523,8 @@ def _user(row: Row[Any]) -> User:
         risk_level=RiskLevel(row.risk_level),
         identity_source=IdentitySource(row.identity_source),
         created_at=row.created_at,
+        risk_state=RiskState(row.risk_state),
+        risk_updated_at=row.risk_updated_at,
     )
 
 
@@ -373,6 +547,7 @@ def _token_values(token: TokenRecord) -> dict[str, Any]:
         "revoke_reason": token.revoke_reason,
         "last_used_at": token.last_used_at,
         "last_used_ip": token.last_used_ip,
+        "client_id": token.client_id,
     }
 
 
@@ -395,4 +570,5 @@ def _token(row: Row[Any]) -> TokenRecord:
         revoke_reason=row.revoke_reason,
         last_used_at=row.last_used_at,
         last_used_ip=row.last_used_ip,
+        client_id=row.client_id,
     )

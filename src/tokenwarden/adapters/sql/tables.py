@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -74,6 +75,9 @@ users = Table(
     Column("risk_level", String(16), nullable=False),
     Column("identity_source", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("risk_state", String(32), nullable=False, server_default="none"),
+    Column("risk_updated_at", UTCDateTime(), nullable=True),
+    Index("ix_users_risk_level", "risk_level"),
 )
 
 memberships = Table(
@@ -105,7 +109,9 @@ tokens = Table(
     Column("revoke_reason", String(512), nullable=True),
     Column("last_used_at", UTCDateTime(), nullable=True),
     Column("last_used_ip", String(64), nullable=True),
+    Column("client_id", String(64), nullable=True),
     Index("ix_tokens_user_kind", "user_id", "kind"),
+    Index("ix_tokens_org_kind", "org_id", "kind"),
     Index("ix_tokens_created_at", "created_at"),
 )
 
@@ -119,6 +125,8 @@ org_policies = Table(
     Column("creation_allowlist", JSON(), nullable=False),
     Column("require_external_identity", Boolean(), nullable=False),
     Column("disable_pat_creation", Boolean(), nullable=False),
+    Column("break_glass_two_person", Boolean(), nullable=False, server_default=false()),
+    Column("break_glass_approval_minutes", Integer(), nullable=False, server_default="30"),
 )
 
 audit_log = Table(
@@ -159,5 +167,61 @@ revocation_rules = Table(
     Column("created_before", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(36), nullable=True),
+    Column("created_after", UTCDateTime(), nullable=True),
+    Column("kinds", Text(), nullable=True),
+    Column("user_ids", Text(), nullable=True),
+    Column("match_implied", Boolean(), nullable=False, server_default=false()),
     Index("ix_revocation_rules_org", "org_id"),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("subject_type", String(16), primary_key=True),
+    Column("subject_id", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("valid_from", UTCDateTime(), nullable=False),
+)
+
+break_glass_requests = Table(
+    "break_glass_requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("requested_by", String(36), nullable=True),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("approved_by", String(36), nullable=True),
+    Column("executed_at", UTCDateTime(), nullable=True),
+    Column("reason", String(512), nullable=True),
+    Index("ix_break_glass_org", "org_id"),
+)
+
+bulk_jobs = Table(
+    "bulk_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("kinds", Text(), nullable=False),
+    Column("dry_run", Boolean(), nullable=False),
+    Column("created_by", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("total", Integer(), nullable=False),
+    Column("source_name", String(256), nullable=True),
+)
+
+bulk_job_items = Table(
+    "bulk_job_items",
+    metadata,
+    Column("job_id", String(64), ForeignKey("bulk_jobs.id"), primary_key=True),
+    Column("line_no", Integer(), primary_key=True),
+    Column("upn", String(512), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text(), nullable=True),
+    Column("revoked_count", Integer(), nullable=False, server_default="0"),
+    Column("processed_at", UTCDateTime(), nullable=True),
 )

@@ -15,22 +15,26 @@ from tokenwarden.adapters.sql import tables as t
 from tokenwarden.adapters.sql.engine import display_url, make_engine
 from tokenwarden.adapters.sql.repositories import (
     SqlAuditRepository,
+    SqlBreakGlassRepository,
     SqlEventRepository,
     SqlOrgRepository,
     SqlPolicyRepository,
     SqlRuleRepository,
     SqlTokenRepository,
     SqlUserRepository,
+    SqlWatermarkRepository,
 )
 from tokenwarden.domain.errors import Unavailable
 from tokenwarden.ports.repositories import (
     AuditRepository,
+    BreakGlassRepository,
     EventRepository,
     OrgRepository,
     PolicyRepository,
     RuleRepository,
     TokenRepository,
     UserRepository,
+    WatermarkRepository,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -46,6 +50,8 @@ class SqlUnitOfWork:
     audit: AuditRepository
     events: EventRepository
     rules: RuleRepository
+    watermarks: WatermarkRepository
+    break_glass: BreakGlassRepository
 
     def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
         self._engine = engine
@@ -68,6 +74,8 @@ class SqlUnitOfWork:
         self.audit = SqlAuditRepository(conn)
         self.events = SqlEventRepository(conn)
         self.rules = SqlRuleRepository(conn)
+        self.watermarks = SqlWatermarkRepository(conn)
+        self.break_glass = SqlBreakGlassRepository(conn)
         return self
 
     def __exit__(

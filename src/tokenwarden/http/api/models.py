@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokenwarden.domain.principals import IdentitySource, RiskLevel, Role, UserStatus
+from tokenwarden.domain.principals import IdentitySource, RiskLevel, RiskState, Role, UserStatus
 
 
 class Body(BaseModel):
@@ -47,11 +47,42 @@ class PolicyPatch(Body):
     creation_allowlist: list[str] | None = Field(default=None, alias="creationAllowlist", max_length=10_000)
     require_external_identity: bool | None = Field(default=None, alias="requireExternalIdentity")
     disable_pat_creation: bool | None = Field(default=None, alias="disablePatCreation")
+    break_glass_two_person: bool | None = Field(default=None, alias="breakGlassTwoPerson")
+    break_glass_approval_minutes: int | None = Field(default=None, alias="breakGlassApprovalMinutes")
 
 
 class RuleCreate(Body):
     scopes: str | None = Field(default=None, max_length=10_000)
     created_before: datetime | None = Field(default=None, alias="createdBefore")
+    created_after: datetime | None = Field(default=None, alias="createdAfter")
+    kinds: list[str] | None = Field(default=None, max_length=10)
+    users: list[str] | None = Field(default=None, max_length=10_000)
+    match_implied: bool = Field(default=False, alias="matchImplied")
+
+
+class TokenValue(Body):
+    token: str = Field(max_length=1000)
+    reason: str | None = Field(default=None, max_length=512)
+
+
+class UserRevoke(Body):
+    kinds: list[str] | None = Field(default=None, max_length=10)
+    reason: str | None = Field(default=None, max_length=512)
+
+
+class RiskyRevoke(Body):
+    min_risk_level: RiskLevel = Field(default=RiskLevel.HIGH, alias="minRiskLevel")
+    kinds: list[str] | None = Field(default=None, max_length=10)
+
+
+class RiskChange(Body):
+    risk_level: RiskLevel = Field(alias="riskLevel")
+    risk_state: RiskState | None = Field(default=None, alias="riskState")
+
+
+class BreakGlassStart(Body):
+    confirm: str | None = Field(default=None, max_length=256)
+    reason: str | None = Field(default=None, max_length=512)
 
 
 class RevocationsRequest(Body):
