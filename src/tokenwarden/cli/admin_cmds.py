@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tokenwarden.cli.context import open_container
 from tokenwarden.cli.output import emit_json, fail, out, table
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import DomainError
@@ -30,8 +31,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _container() -> Any:
-    from tokenwarden.cli.main import open_container
-
     return open_container()
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from tokenwarden import __version__
-from tokenwarden.bootstrap import Container, build
-from tokenwarden.cli import admin_cmds
+from tokenwarden.bootstrap import build
+from tokenwarden.cli import admin_cmds, revoke_cmds
+from tokenwarden.cli.context import domain_errors, open_container
 from tokenwarden.cli.output import emit_json, err, fail, out, table
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import DomainError
@@ -35,32 +34,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(pat_app, name="pat")
 admin_cmds.register(app)
+revoke_cmds.register(app)
 
-F = TypeVar("F", bound=Callable[..., Any])
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
-
-
-def domain_errors(fn: F) -> F:
-    """Turn domain errors into a one-line message on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DomainError as exc:
-            fail(f"{exc.message} ({exc.code})")
-            return None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def open_container(*, create_pepper: bool = False) -> Container:
-    """Upgrade the schema, then wire services over the configured database."""
-    settings = Settings()
-    container = build(settings, create_pepper=create_pepper)
-    container.database.upgrade()
-    return container
 
 
 def pat_dict(record: TokenRecord, now: Any, secret: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""`tokenwarden revoke ...`: every revocation mode from the command line (operator mode)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tokenwarden.cli.context import domain_errors, open_container
+from tokenwarden.cli.output import emit_json, err, fail, out, table
+from tokenwarden.domain.clock import iso_z
+from tokenwarden.domain.principals import RiskLevel
+from tokenwarden.domain.watermarks import parse_kinds
+from tokenwarden.services.common import OPERATOR
+
+revoke_app = typer.Typer(
+    help="Revoke tokens: one, a user's, risky users', or a whole organization's.", no_args_is_help=True
+)
+OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+KindsOpt = Annotated[
+    str | None,
+    typer.Option("--kinds", help="Comma-separated: pat,access,refresh,session,service (default all)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(revoke_app, name="revoke")
+
+
+def read_secret(token_file: Path | None) -> str:
+    """A token value from a file or stdin — never from an argument (``ps`` would show it)."""
+    if token_file is not None:
+        try:
+            return token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            fail(f"cannot read {token_file}: {exc.strerror}", code=2)
+    if sys.stdin.isatty():
+        fail("pass the token on stdin (echo ... | tokenwarden revoke token) or with --token-file", code=2)
+    return sys.stdin.readline().strip()
+
+
+@revoke_app.command("token")
+@domain_errors
+def revoke_token(
+    org: OrgOpt,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File holding the leaked token (default: stdin).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Recorded in the audit log.")] = None,
+    lookup_only: Annotated[bool, typer.Option("--lookup", help="Only show whose token it is.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Look up a leaked token by its value and revoke it (value on stdin or in a file)."""
+    secret = read_secret(token_file)
+    c = open_container()
+    found = (
+        c.revocation.lookup(OPERATOR, org, secret)
+        if lookup_only
+        else c.revocation.revoke_by_value(OPERATOR, org, secret, reason)
+    )
+    r = found.record
+    data: dict[str, Any] = {
+        "authorizationId": r.authorization_id,
+        "kind": r.kind.value,
+        "displayName": r.display_name,
+        "owner": found.owner.upn,
+        "scope": r.scope_string,
+        "validTo": iso_z(r.valid_to),
+        "lastUsedAt": iso_z(r.last_used_at),
+        "lastUsedIp": r.last_used_ip,
+        "revokedAt": iso_z(r.revoked_at),
+    }
+    if json_out:
+        emit_json(data)
+    else:
+        table(None, ["field", "value"], list(data.items()))
+
+
+@revoke_app.command("user")
+@domain_errors
+def revoke_user(
+    upn: Annotated[str, typer.Argument(help="User principal name.")],
+    org: OrgOpt,
+    kinds: KindsOpt = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Recorded in the audit log.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke every token of a user (one watermark per kind, not a loop)."""
+    c = open_container()
+    result = c.revocation.revoke_user(OPERATOR, org, upn, parse_kinds(kinds), reason)
+    data = {
+        "upn": upn,
+        "kinds": [k.value for k in result.kinds],
+        "revoked": result.revoked,
+        "total": result.total,
+        "at": iso_z(result.at),
+    }
+    if json_out:
+        emit_json(data)
+    else:
+        out.print(f"revoked {result.total} live token(s) of {upn} ({', '.join(data['kinds'])})")
+
+
+@revoke_app.command("risky")
+@domain_errors
+def revoke_risky(
+    org: OrgOpt,
+    min_level: Annotated[
+        RiskLevel, typer.Option("--min-level", help="low, medium or high.")
+    ] = RiskLevel.HIGH,
+    kinds: KindsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke every token of every member at or above a risk level."""
+    c = open_container()
+    result = c.revocation.revoke_risky(OPERATOR, org, min_level, parse_kinds(kinds))
+    data = {
+        "minRiskLevel": min_level.value,
+        "users": len(result.user_ids),
+        "revoked": result.revoked,
+        "total": result.total,
+        "at": iso_z(result.at),
+    }
+    if json_out:
+        emit_json(data)
+    else:
+        out.print(
+            f"revoked {result.total} live token(s) of {len(result.user_ids)} user(s) at risk ≥ {min_level.value}"
+        )
+
+
+@revoke_app.command("org")
+@domain_errors
+def revoke_org(
+    org: OrgOpt,
+    confirm: Annotated[
+        str | None, typer.Option("--confirm", help="The organization's name, typed again, to execute.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Recorded in the audit log.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Break-glass: preview, or (with --confirm ORG) revoke every token of every kind in the org."""
+    c = open_container()
+    if confirm is None:
+        preview = c.break_glass.preview(OPERATOR, org)
+        if json_out:
+            emit_json(preview)
+            return
+        table(
+            f"break-glass preview for {org}", ["kind", "live tokens"], list(preview["tokensByKind"].items())
+        )
+        table("top owners", ["upn", "tokens"], [[o["upn"], o["tokens"]] for o in preview["topOwners"]])
+        err.print(f"to execute: tokenwarden revoke org --org {org} --confirm {preview['confirmWith']}")
+        return
+    outcome = c.break_glass.start(OPERATOR, org, confirm, reason)
+    data = {
+        "status": outcome.status,
+        "requestId": outcome.request.id,
+        "revoked": outcome.revoked,
+        "executedAt": iso_z(outcome.request.executed_at),
+    }
+    if json_out:
+        emit_json(data)
+    elif outcome.status == "pending":
+        out.print(f"break-glass request {outcome.request.id} awaits a second administrator's approval")
+    else:
+        out.print(f"break-glass executed: {sum(outcome.revoked.values())} live token(s) revoked in {org}")
