@@ -101,7 +101,9 @@ def revoke_user(
     if json_out:
         emit_json(data)
     else:
-        out.print(f"revoked {result.total} live token(s) of {upn} ({', '.join(data['kinds'])})")
+        out.print(
+            f"revoked {result.total} live token(s) of {upn} ({', '.join(k.value for k in result.kinds)})"
+        )
 
 
 @revoke_app.command("risky")
@@ -127,9 +129,8 @@ def revoke_risky(
     if json_out:
         emit_json(data)
     else:
-        out.print(
-            f"revoked {result.total} live token(s) of {len(result.user_ids)} user(s) at risk ≥ {min_level.value}"
-        )
+        users = len(result.user_ids)
+        out.print(f"revoked {result.total} live token(s) of {users} user(s) at risk ≥ {min_level.value}")
 
 
 @revoke_app.command("org")
