@@ -208,9 +208,10 @@ def test_token_admin_and_graph_flow(server: Server) -> None:
     after = server.client.get(
         f"/Acme/_apis/tokenadmin/personalaccesstokens/{bob['descriptor']}", headers=h
     ).json()
+    # both are dead — one revoked by id, one by the rule — and the listing shows it
     assert {t["authorizationId"]: t["isValid"] for t in after["value"]} == {
         bob_work_id: False,
-        bob_code_id: True,
+        bob_code_id: False,
     }
     r = server.client.get("/Acme/_apis/tokenadmin/personalaccesstokens/aad.bm9ib2R5", headers=h)
     assert r.status_code == 404 and r.json()["typeKey"] == "NotFoundException"

@@ -39,6 +39,23 @@ class RevocationRule:
         if self.created_after is not None and self.created_after >= self.created_before:
             raise InvalidInput("createdAfter must be before createdBefore", code="invalidDateRange")
 
+    def catches(
+        self, scopes: tuple[str, ...], kind: TokenKind, user_id: str, issued: datetime, catalog: ScopeCatalog
+    ) -> bool:
+        """Does this rule kill a token of this organization with these properties?
+        (The same semantics as :class:`RuleIndex`, one rule at a time, for listings.)"""
+        if issued >= self.created_before or (self.created_after is not None and issued < self.created_after):
+            return False
+        if self.kinds and kind not in self.kinds:
+            return False
+        if self.user_ids and user_id not in self.user_ids:
+            return False
+        wanted: set[str] = set(self.scopes)
+        if self.match_implied:
+            for scope in self.scopes:
+                wanted |= catalog.implying(scope)
+        return any(s in wanted for s in scopes)
+
 
 @dataclass(frozen=True, slots=True)
 class Condition:

@@ -35,6 +35,7 @@ from tokenwarden.services.common import (
     publish,
     require_admin,
 )
+from tokenwarden.services.effective import EffectiveView
 
 MAX_DISPLAY_NAME = 256
 MAX_PAGE = 100
@@ -170,7 +171,7 @@ class PatService:
     def get(self, actor: Actor, authorization_id: str) -> TokenRecord:
         auth_id = parse_uuid(authorization_id, "authorizationId")
         with self._uow() as uow:
-            return self._own(uow, actor, auth_id)
+            return EffectiveView(uow, self._catalog).one(self._own(uow, actor, auth_id))
 
     def page(
         self,
@@ -188,7 +189,7 @@ class PatService:
         offset = self._decode_continuation(continuation, filter, sort, ascending)
         now = self._clock.now()
         with self._uow() as uow:
-            tokens = uow.tokens.list_for_user(user_id, TokenKind.PAT)
+            tokens = EffectiveView(uow, self._catalog).apply(uow.tokens.list_for_user(user_id, TokenKind.PAT))
         wanted = {
             PatFilter.ACTIVE: (TokenState.ACTIVE, TokenState.NOT_YET_VALID),
             PatFilter.REVOKED: (TokenState.REVOKED,),
@@ -247,7 +248,7 @@ class PatService:
         expires = self._check_valid_to(valid_to, now) if valid_to is not None else None
         with self._uow() as uow:
             current = self._own(uow, actor, auth_id)
-            state = current.state(now)
+            state = EffectiveView(uow, self._catalog).one(current).state(now)
             if state is TokenState.EXPIRED:
                 raise InvalidInput("an expired PAT cannot be updated", code="expiredPatCannotBeExtended")
             if state is TokenState.REVOKED:
@@ -286,7 +287,7 @@ class PatService:
         now = self._clock.now()
         with self._uow() as uow:
             current = self._own(uow, actor, auth_id)
-            if current.state(now) is not TokenState.ACTIVE:
+            if EffectiveView(uow, self._catalog).one(current).state(now) is not TokenState.ACTIVE:
                 raise InvalidInput("only an active PAT can be regenerated", code="failedToUpdateAccessToken")
             secret = token_format.generate(TokenKind.PAT)
             updated = current.with_changes(
@@ -389,7 +390,8 @@ class PatService:
             owner = get_user(uow, user)
             if uow.users.membership(the_org.id, owner.id) is None:
                 raise NotFound(f"user {user!r} not found in this organization", code="userNotFound")
-            return owner, uow.tokens.list_for_user(owner.id, TokenKind.PAT)
+            records = uow.tokens.list_for_user(owner.id, TokenKind.PAT)
+            return owner, EffectiveView(uow, self._catalog).apply(records)
 
     # ------------------------------------------------------------------ helpers
     def _check_valid_to(self, valid_to: datetime, now: datetime) -> datetime:

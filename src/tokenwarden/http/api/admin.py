@@ -13,6 +13,8 @@ from fastapi import APIRouter, Query, Request, Response
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.principals import Role, User
+from tokenwarden.domain.revocation import RevocationRule
+from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
 from tokenwarden.http.deps import container, org_caller, pat_json
 from tokenwarden.ports.repositories import AuditQuery
@@ -119,12 +121,37 @@ def patch_policy(request: Request, org: str, body: PolicyPatch) -> dict[str, Any
 def create_rule(request: Request, org: str, body: RuleCreate) -> dict[str, Any]:
     """Revoke every token issued before ``createdBefore`` that literally carries one of ``scopes``."""
     _, _, actor = org_caller(request, org, ADMIN)
-    rule = container(request).rules.create(actor, org, body.scopes, body.created_before)
+    rule = container(request).rules.create(
+        actor,
+        org,
+        body.scopes,
+        body.created_before,
+        created_after=body.created_after,
+        kinds=parse_kinds(body.kinds) if body.kinds else None,
+        users=body.users,
+        match_implied=body.match_implied,
+    )
+    return rule_json(rule)
+
+
+@router.get("/revocation-rules")
+def list_rules(request: Request, org: str) -> dict[str, Any]:
+    _, _, actor = org_caller(request, org, ADMIN)
+    rules = container(request).rules.find(actor, org)
+    return {"value": [rule_json(r) for r in rules], "count": len(rules)}
+
+
+def rule_json(rule: RevocationRule) -> dict[str, Any]:
     return {
         "id": rule.id,
         "scopes": " ".join(rule.scopes),
         "createdBefore": iso_z(rule.created_before),
+        "createdAfter": iso_z(rule.created_after),
+        "kinds": [k.value for k in rule.kinds] if rule.kinds else None,
+        "userIds": list(rule.user_ids) if rule.user_ids else None,
+        "matchImplied": rule.match_implied,
         "createdAt": iso_z(rule.created_at),
+        "createdBy": rule.created_by,
     }
 
 
