@@ -7,6 +7,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tokenwarden.adapters.bus.memory import MemoryBus
+from tokenwarden.adapters.bus.postgres import PostgresBus
+from tokenwarden.adapters.bus.redis import RedisBus
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.domain.clock import Clock, SystemClock
 from tokenwarden.domain.errors import InvalidInput
@@ -14,6 +17,7 @@ from tokenwarden.domain.hashing import Pepper, SecretHasher
 from tokenwarden.domain.policies import GlobalPolicy
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.jobs.background import BackgroundSync
+from tokenwarden.ports.bus import InvalidationBus
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
@@ -44,6 +48,7 @@ class Container:
     rules: RuleService
     revocation: RevocationService
     break_glass: BreakGlassService
+    bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
 
     def start_background(self) -> None:
@@ -56,11 +61,20 @@ class Container:
                 flush_interval=self.settings.usage_flush_seconds,
             )
         self.validator.sync()
+        validator = self.validator
+
+        def on_bell(seq: int) -> None:
+            if seq > validator.seq:
+                validator.sync()
+
+        self.bus.subscribe(on_bell)
+        self.bus.start()
         self.background.start()
 
     def close(self) -> None:
         if self.background is not None:
             self.background.stop()
+        self.bus.close()
         self.database.dispose()
 
 
@@ -100,6 +114,28 @@ def _parse_peppers(text: str) -> list[Pepper]:
     return peppers
 
 
+def make_bus(settings: Settings) -> InvalidationBus:
+    """The invalidation bus named by ``settings.bus_url`` (see Settings.bus_url)."""
+    url = settings.bus_url.strip()
+    db_url = settings.resolved_database_url
+    if url == "auto":
+        url = "postgres" if db_url.startswith("postgresql") else "memory"
+    if url == "memory":
+        return MemoryBus()
+    if url == "postgres":
+        if not db_url.startswith("postgresql"):
+            raise InvalidInput("bus_url=postgres needs a PostgreSQL database_url", code="invalidSetting")
+        return PostgresBus(db_url)
+    if url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        return PostgresBus(url)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBus(url)
+    raise InvalidInput(
+        f"unsupported bus_url {url!r}: auto, memory, postgres, postgresql://... or redis://...",
+        code="invalidSetting",
+    )
+
+
 def load_catalog(settings: Settings) -> ScopeCatalog:
     if settings.scope_catalog_file is not None:
         return ScopeCatalog.from_toml(Path(settings.scope_catalog_file))
@@ -132,6 +168,13 @@ def wire(
         max_entries=settings.cache_max_entries,
         negative_max_entries=settings.negative_cache_max_entries,
     )
+    bus = make_bus(settings)
+
+    def announce() -> None:
+        """After a local commit: apply our own events, then ring every other node's bell."""
+        validator.sync()
+        bus.publish(validator.seq)
+
     pats = PatService(
         uow,
         hasher,
@@ -139,9 +182,10 @@ def wire(
         clock,
         GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled),
         default_days=settings.default_pat_days,
-        after_commit=validator.sync,
+        after_commit=announce,
     )
     return Container(
+        bus=bus,
         settings=settings,
         database=database,
         uow=uow,
@@ -150,12 +194,12 @@ def wire(
         hasher=hasher,
         validator=validator,
         pats=pats,
-        directory=DirectoryService(uow, clock, pats, after_commit=validator.sync),
+        directory=DirectoryService(uow, clock, pats, after_commit=announce),
         policies=PolicyService(uow, clock),
         audit=AuditService(uow),
-        rules=RuleService(uow, catalog, clock, after_commit=validator.sync),
-        revocation=RevocationService(uow, hasher, clock, after_commit=validator.sync),
-        break_glass=BreakGlassService(uow, clock, pats, after_commit=validator.sync),
+        rules=RuleService(uow, catalog, clock, after_commit=announce),
+        revocation=RevocationService(uow, hasher, clock, after_commit=announce),
+        break_glass=BreakGlassService(uow, clock, pats, after_commit=announce),
     )
 
 

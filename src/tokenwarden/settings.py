@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     pat_creation_disabled: bool = False
     default_pat_days: int = Field(default=30, ge=1, le=365)
     log_level: str = "info"
+    bus_url: str = Field(
+        default="auto",
+        description=(
+            "invalidation bus: auto (PostgreSQL LISTEN/NOTIFY on PostgreSQL, in-process on SQLite), "
+            "memory, postgres (the database), a postgresql:// URL, or a redis:// URL"
+        ),
+    )
 
     @classmethod
     def settings_customise_sources(
