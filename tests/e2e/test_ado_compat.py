@@ -1,4 +1,4 @@
-"""The Azure DevOps-compatible surface (specs/ado-compat.md), including the official SDK."""
+"""The Azure DevOps-compatible surface (docs/specs/ado-compat.md), including the official SDK."""
 
 from __future__ import annotations
 

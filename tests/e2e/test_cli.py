@@ -1,4 +1,4 @@
-"""The command line, run as a real process against a real SQLite file (specs/cli.md)."""
+"""The command line, run as a real process against a real SQLite file (docs/specs/cli.md)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_init_prints_token_once_and_refuses_twice(env: dict[str, str], tmp_path:
     assert isinstance(data, dict)
     assert data["org"] == "Acme" and data["admin"] == "root@acme.test" and data["token"].startswith("twp_")
     again = run_cli(["init", "--org", "Other", "--admin", "x@acme.test"], env, tmp_path)
-    assert again.returncode == 1 and "already initialised" in again.stderr
+    assert again.returncode == 1 and "already initialized" in again.stderr
     status = run_cli(["db", "status", "--json"], env, tmp_path)
     assert status.returncode == 0 and json.loads(status.stdout)["initialized"] is True
     # the secret is stored nowhere in plain text

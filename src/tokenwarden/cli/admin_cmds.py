@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,9 +10,9 @@ import typer
 
 from tokenwarden.cli.context import open_container
 from tokenwarden.cli.output import emit_json, fail, out, table
-from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.ports.repositories import AuditQuery
+from tokenwarden.services.audit_log import audit_csv, audit_row
 from tokenwarden.services.common import OPERATOR
 from tokenwarden.services.policies import policy_as_dict
 
@@ -22,7 +20,6 @@ policy_app = typer.Typer(help="Organization PAT policies.", no_args_is_help=True
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
-AUDIT_COLUMNS = ("id", "at", "eventType", "actorUpn", "targetType", "targetId", "ip", "details")
 
 
 def register(app: typer.Typer) -> None:
@@ -107,7 +104,9 @@ def audit_query(
         str | None, typer.Option("--target", help="Target id (authorizationId, user id).")
     ] = None,
     event_type: Annotated[list[str] | None, typer.Option("--event-type", help="Repeatable.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 1000,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="At most this many entries.")
+    ] = 1000,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
 ) -> None:
@@ -127,29 +126,11 @@ def audit_query(
     except DomainError as exc:
         fail(f"{exc.message} ({exc.code})")
         return
-    rows = [
-        {
-            "id": e.id,
-            "at": iso_z(e.at),
-            "eventType": e.event_type,
-            "actorId": e.actor_id,
-            "actorUpn": e.actor_upn,
-            "targetType": e.target_type,
-            "targetId": e.target_id,
-            "ip": e.ip,
-            "details": e.details,
-        }
-        for e in entries
-    ]
+    rows = [audit_row(e) for e in entries]
     if json_out:
         emit_json(rows)
     elif csv_out:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(AUDIT_COLUMNS)
-        for r in rows:
-            writer.writerow(
-                [json.dumps(r[c], sort_keys=True) if c == "details" else r[c] for c in AUDIT_COLUMNS]
-            )
+        sys.stdout.write(audit_csv(rows))
     else:
         table(
             f"audit log of {org}",

@@ -1,4 +1,4 @@
-"""The ``tokenwarden`` command line (contract: ../shared/specs/cli.md)."""
+"""The ``tokenwarden`` command line (contract: docs/specs/cli.md)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def init(
     if json_out:
         emit_json({"org": result.org.name, "admin": result.admin.upn, "token": token.secret})
         return
-    out.print(f"Initialised [bold]{result.org.name}[/] with administrator [bold]{result.admin.upn}[/].")
+    out.print(f"Initialized [bold]{result.org.name}[/] with administrator [bold]{result.admin.upn}[/].")
     out.print(f"Database: {c.database.url_for_display}")
     out.print("\nThe administrator's full-scope token (shown only this once; store it now):\n")
     out.print(token.secret, highlight=False)
@@ -102,7 +102,9 @@ def init(
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="Port (default 8080).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, max=64, help="Worker processes (default 1).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (upgrades the database schema first)."""
     import uvicorn
@@ -111,13 +113,13 @@ def serve(
     try:
         c = build(settings, create_pepper=True)
         c.database.upgrade()
-        initialised = c.database.is_initialized()
+        initialized = c.database.is_initialized()
         url = c.database.url_for_display
         c.database.dispose()
     except DomainError as exc:
         fail(f"{exc.message} ({exc.code})")
         return
-    if not initialised:
+    if not initialized:
         err.print("[yellow]warning:[/] the database has no organization yet: run `tokenwarden init` first")
     bind_host = host or settings.host
     bind_port = port or settings.port
@@ -145,11 +147,11 @@ def db_upgrade() -> None:
 @db_app.command("status")
 def db_status(
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No output; exit 0 only if initialised.")
+        bool, typer.Option("--quiet", "-q", help="No output; exit 0 only if initialized.")
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Is the database reachable and initialised? Exit 1 when not initialised."""
+    """Is the database reachable and initialized? Exit 1 when not initialized."""
     from tokenwarden.bootstrap import database_for
 
     db = database_for(Settings())
@@ -254,7 +256,7 @@ def pat_create(
         user=user,
         display_name=name,
         scope=scope,
-        valid_to=c.clock.now() + timedelta(days=days),
+        lifetime=timedelta(days=days),
         all_orgs=all_orgs,
     )
     data = pat_dict(issued.record, c.clock.now(), issued.secret)

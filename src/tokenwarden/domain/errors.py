@@ -60,7 +60,7 @@ class NotFound(DomainError):
 
 
 class Conflict(DomainError):
-    """The request conflicts with the current state (duplicate, already initialised...)."""
+    """The request conflicts with the current state (duplicate, already initialized...)."""
 
     default_code = "conflict"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -127,8 +128,59 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         return native_error(500, "internalError", "internal error; see the server log")
 
     app.add_middleware(AdoPathMiddleware)
-    app.add_middleware(ValidateDoor, validator=container.validator, directory=container.directory)
+    metrics = app.state.metrics
+    app.add_middleware(
+        ValidateDoor,
+        validator=container.validator,
+        directory=container.directory,
+        count=lambda method, status: metrics.requests.labels(method, str(status)).inc(),
+    )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+        }
+    },
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """OpenAPI as the server behaves: 400 (not 422) for bad input, 401/403 documented, and the
+    Basic/Bearer security schemes so /docs can authorize."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "a tokenwarden token"},
+        "basic": {"type": "http", "scheme": "basic", "description": "any user name, the token as password"},
+    }
+    open_paths = {"/health", "/metrics", "/{org}/_apis"}
+    error_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            responses.setdefault("400", {"description": "Bad input", **error_ref})
+            if path in open_paths or (path == "/{org}/_apis" and method == "options"):
+                continue
+            op["security"] = [{"bearer": []}, {"basic": []}]
+            responses.setdefault("401", {"description": "Missing or invalid credential", **error_ref})
+            responses.setdefault("403", {"description": "Scope or role missing", **error_ref})
+    if "/{org}/_apis/tokenadmin/revocationrules" in schema.get("paths", {}):
+        op = schema["paths"]["/{org}/_apis/tokenadmin/revocationrules"]["post"]
+        op["responses"].pop("200", None)
+        op["responses"]["201"] = {"description": "Rule created (no body)"}
+    app.openapi_schema = schema
+    return schema
 
 
 def _describe(error: Any) -> str:

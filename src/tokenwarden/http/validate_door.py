@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,7 +38,7 @@ def caller_body(caller: Caller) -> dict[str, Any]:
         "upn": caller.user.upn,
         "kind": token.kind.value,
         "scope": " ".join(token.literal_scopes),
-        "validTo": int(token.valid_to),
+        "validTo": datetime.fromtimestamp(token.valid_to, UTC).isoformat().replace("+00:00", "Z"),
     }
 
 
@@ -57,10 +58,17 @@ def parse_request(
 class ValidateDoor:
     """ASGI middleware: serves GET ``PATH`` itself, passes everything else on."""
 
-    def __init__(self, app: ASGIApp, validator: Validator, directory: DirectoryService) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        validator: Validator,
+        directory: DirectoryService,
+        count: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.app = app
         self.validator = validator
         self.directory = directory
+        self.count = count or (lambda method, status: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
@@ -89,5 +97,6 @@ class ValidateDoor:
             (b"content-length", str(len(payload)).encode()),
         ]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        self.count("GET", status)
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})

@@ -2,14 +2,59 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from dataclasses import replace
+from typing import Any
 
 from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.ports.repositories import AuditQuery, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, get_org, require_admin
 
 MAX_LIMIT = 10_000
+AUDIT_COLUMNS = (
+    "id",
+    "at",
+    "eventType",
+    "orgId",
+    "actorId",
+    "actorUpn",
+    "targetType",
+    "targetId",
+    "ip",
+    "details",
+)
+
+
+def audit_row(entry: AuditEntry) -> dict[str, Any]:
+    """The wire/CLI shape of an audit entry (camelCase, UTC with Z)."""
+    return {
+        "id": entry.id,
+        "at": iso_z(entry.at),
+        "eventType": entry.event_type,
+        "orgId": entry.org_id,
+        "actorId": entry.actor_id,
+        "actorUpn": entry.actor_upn,
+        "targetType": entry.target_type,
+        "targetId": entry.target_id,
+        "ip": entry.ip,
+        "details": entry.details,
+    }
+
+
+def audit_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV export; ``details`` is a JSON object in one column."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(AUDIT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in AUDIT_COLUMNS]
+        )
+    return out.getvalue()
 
 
 class AuditService:

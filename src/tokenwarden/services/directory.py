@@ -1,4 +1,4 @@
-"""Organizations, users and memberships, and the first-run initialisation."""
+"""Organizations, users and memberships, and the first-run initialization."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class DirectoryService:
         upn = check_upn(admin_upn)
         with self._uow() as uow:
             if uow.orgs.all():
-                raise Conflict("this database is already initialised", code="alreadyInitialized")
+                raise Conflict("this database is already initialized", code="alreadyInitialized")
             org = self._create_org(uow, OPERATOR, org_name)
             admin = self._create_user(
                 uow, OPERATOR, org, upn, admin_name or upn, Role.ADMIN, IdentitySource.LOCAL

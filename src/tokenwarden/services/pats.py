@@ -115,6 +115,7 @@ class PatService:
         valid_to: datetime | None = None,
         all_orgs: bool = False,
         enforce_policy: bool = True,
+        lifetime: timedelta | None = None,
     ) -> IssuedPat:
         """Issue a PAT for ``user`` (a UPN or id) in ``org``; the secret is returned once.
 
@@ -123,9 +124,10 @@ class PatService:
         name = check_display_name(display_name)
         scopes = self._catalog.parse(scope or "")
         now = self._clock.now()
-        expires = (
-            self._check_valid_to(valid_to, now) if valid_to else now + timedelta(days=self._default_days)
-        )
+        if valid_to is not None:
+            expires = self._check_valid_to(valid_to, now)
+        else:
+            expires = now + (lifetime or timedelta(days=self._default_days))
         with self._uow() as uow:
             the_org = get_org(uow, org)
             owner = get_user(uow, user)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from datetime import datetime
 from typing import Any
 
@@ -18,12 +15,12 @@ from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
 from tokenwarden.http.deps import container, org_caller, pat_json
 from tokenwarden.ports.repositories import AuditQuery
+from tokenwarden.services.audit_log import audit_csv, audit_row
 from tokenwarden.services.policies import policy_as_dict
 
 router = APIRouter(prefix="/api/v1/orgs/{org}", tags=["administration"])
 ADMIN = "vso.tokenadministration"
 AUDIT = "vso.auditlog"
-AUDIT_COLUMNS = ("id", "at", "eventType", "actorId", "actorUpn", "targetType", "targetId", "ip", "details")
 
 
 def user_json(user: User, role: Role | None = None) -> dict[str, Any]:
@@ -191,33 +188,7 @@ def query_audit(
             limit=limit,
         ),
     )
-    rows = [audit_json(e) for e in entries]
+    rows = [audit_row(e) for e in entries]
     if format == "csv":
         return Response(audit_csv(rows), media_type="text/csv; charset=utf-8")
     return {"value": rows, "count": len(rows), "nextAfterId": rows[-1]["id"] if rows else after_id}
-
-
-def audit_json(entry: Any) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": iso_z(entry.at),
-        "eventType": entry.event_type,
-        "orgId": entry.org_id,
-        "actorId": entry.actor_id,
-        "actorUpn": entry.actor_upn,
-        "targetType": entry.target_type,
-        "targetId": entry.target_id,
-        "ip": entry.ip,
-        "details": entry.details,
-    }
-
-
-def audit_csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(AUDIT_COLUMNS)
-    for row in rows:
-        writer.writerow(
-            [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in AUDIT_COLUMNS]
-        )
-    return out.getvalue()

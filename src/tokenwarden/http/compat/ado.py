@@ -1,6 +1,6 @@
 """Azure DevOps-compatible routes: PAT Lifecycle, Token Admin, Graph users, discovery.
 
-Wire contract: ../shared/specs/ado-compat.md; behaviour choices are documented in docs/compat.md.
+Wire contract: docs/specs/ado-compat.md; behaviour choices are documented in docs/compat.md.
 """
 
 from __future__ import annotations
