@@ -13,6 +13,8 @@ from typing import Any
 
 from tokenwarden.bootstrap import Container, memory_container
 from tokenwarden.domain import token_format
+from tokenwarden.domain.events import EventType, InvalidationEvent
+from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.settings import Settings
 
@@ -51,6 +53,32 @@ def setup(n_tokens: int) -> tuple[Container, list[str]]:
         secrets.append(secret)
     c.start_background()  # the real sync thread runs, as in a server
     return c, secrets
+
+
+def add_rules(c: Container, count: int) -> None:
+    """``count`` revocation rules in the tokens' organization, all cut-offs in the past (so every
+    token is still checked against them and survives); one in ten also names kinds."""
+    if count == 0:
+        return
+    rng = random.Random(7)
+    org = c.directory.find_org("bench")
+    scopes = sorted(c.catalog.scopes)
+    past = datetime.now(UTC) - timedelta(days=1)
+    with c.uow() as uow:
+        for i in range(count):
+            uow.rules.add(
+                RevocationRule(
+                    id=str(uuid.uuid4()),
+                    org_id=org.id,
+                    scopes=(scopes[rng.randrange(len(scopes))],),
+                    created_before=past - timedelta(seconds=rng.randrange(86_400)),
+                    created_at=past,
+                    kinds=(TokenKind.SESSION,) if i % 10 == 0 else None,
+                )
+            )
+        uow.events.append(InvalidationEvent(EventType.RULE_ADDED, {}))
+        uow.commit()
+    c.validator.sync()
 
 
 def throughput(c: Container, secrets: list[str], calls: int = 500_000, repeats: int = 5) -> dict[str, Any]:
@@ -107,11 +135,17 @@ def memory_per_token(n_tokens: int) -> dict[str, Any]:
     return {"entries": c.validator.cache_size(), "bytes_per_token": round((after - before) / n_tokens, 1)}
 
 
-def run(sizes: list[int], calls: int) -> dict[str, Any]:
+def run(sizes: list[int], calls: int, rule_counts: tuple[int, ...] = (0, 100, 10_000)) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for n in sizes:
         c, secrets = setup(n)
         results[f"validate_{n}"] = throughput(c, secrets, calls=calls)
+        if n == max(sizes):
+            added = 0
+            for count in rule_counts:
+                add_rules(c, count - added)
+                added = count
+                results[f"validate_{n}_rules_{count}"] = throughput(c, secrets, calls=calls)
         c.close()
         del c, secrets
         gc.collect()
