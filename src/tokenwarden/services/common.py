@@ -11,6 +11,7 @@ from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
 from tokenwarden.domain.events import EventType, InvalidationEvent
 from tokenwarden.domain.principals import Organization, Role, User
+from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.ports.repositories import UnitOfWork
 
 
@@ -91,6 +92,15 @@ def get_user(uow: UnitOfWork, upn_or_id: str) -> User:
     if user is None:
         raise NotFound(f"user {upn_or_id!r} not found", code="userNotFound")
     return user
+
+
+def token_reaches(uow: UnitOfWork, record: TokenRecord, org_id: str) -> bool:
+    """Is ``record`` an organization's business: issued there, or usable there?"""
+    if record.org_id == org_id:
+        return True
+    if record.target_orgs is None:  # all of the owner's organizations
+        return uow.users.membership(org_id, record.user_id) is not None
+    return org_id in record.target_orgs
 
 
 def require_admin(uow: UnitOfWork, actor: Actor, org_id: str) -> None:

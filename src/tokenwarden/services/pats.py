@@ -34,6 +34,7 @@ from tokenwarden.services.common import (
     parse_uuid,
     publish,
     require_admin,
+    token_reaches,
 )
 from tokenwarden.services.effective import EffectiveView
 
@@ -340,7 +341,7 @@ class PatService:
                 record = uow.tokens.get(auth_id)
                 if record is None or record.revoked_at is not None:
                     continue
-                if not _reaches(uow, record, the_org.id):
+                if not token_reaches(uow, record, the_org.id):
                     continue
                 self._revoke_in(
                     uow, actor, record, "revoked by organization administrator", publish_event=False
@@ -426,15 +427,6 @@ class PatService:
         if actor.is_operator or actor.user_id == owner.id:
             return
         require_admin(uow, actor, org_id)
-
-
-def _reaches(uow: UnitOfWork, record: TokenRecord, org_id: str) -> bool:
-    """Is ``record`` an organization's business: issued there, or usable there?"""
-    if record.org_id == org_id:
-        return True
-    if record.target_orgs is None:  # all of the owner's organizations
-        return uow.users.membership(org_id, record.user_id) is not None
-    return org_id in record.target_orgs
 
 
 def _describe(record: TokenRecord) -> dict[str, object]:

@@ -23,7 +23,7 @@ from tokenwarden.domain.watermarks import (
     SubjectType,
 )
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, publish, require_admin
+from tokenwarden.services.common import Actor, audit, get_org, publish, require_admin, token_reaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +231,7 @@ class RevocationService:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             record = self._by_secret(uow, secret)
-            if record is None or not self._reaches(uow, record, the_org.id):
+            if record is None or not token_reaches(uow, record, the_org.id):
                 raise NotFound("no token with this value in this organization", code="tokenNotFound")
             owner = uow.users.get(record.user_id)
             if owner is None:
@@ -290,14 +290,6 @@ class RevocationService:
                 break
             record = uow.tokens.by_hash(self._hasher.hash_with(pepper, secret))
         return record
-
-    @staticmethod
-    def _reaches(uow: UnitOfWork, record: TokenRecord, org_id: str) -> bool:
-        if record.org_id == org_id:
-            return True
-        if record.target_orgs is None:
-            return uow.users.membership(org_id, record.user_id) is not None
-        return org_id in record.target_orgs
 
     @staticmethod
     def _member(uow: UnitOfWork, org_id: str, user: str) -> User:
