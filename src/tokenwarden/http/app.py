@@ -18,7 +18,7 @@ from tokenwarden import __version__
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.http.api import admin, pats, revocation, system
-from tokenwarden.http.compat import ado
+from tokenwarden.http.compat import ado, graph
 from tokenwarden.http.errors import (
     ADO_TYPE_KEYS,
     ado_response,
@@ -91,7 +91,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     )
     app.state.container = container
     app.state.metrics = Metrics(container.validator)
-    for module in (system, pats, admin, revocation, ado):
+    for module in (system, pats, admin, revocation, ado, graph):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -4,7 +4,7 @@ loop over tokens, and every mode is audited and published as an invalidation eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,18 +104,25 @@ class RevocationService:
         self._after_commit()
         return RevokeResult((target.id,), tuple(kinds), now, counts)
 
-    def revoke_sign_in_sessions(self, actor: Actor, user: str) -> User:
-        """Graph revokeSignInSessions: sessions, refresh and access tokens issued until now die."""
-        return self._entra_mark(actor, user, SIGN_IN_SESSIONS, AuditEventType.SIGN_IN_SESSIONS_REVOKE)
+    def revoke_sign_in_sessions(self, actor: Actor, user: str, within: Collection[str] | None = None) -> User:
+        """Graph revokeSignInSessions: sessions, refresh and access tokens issued until now die.
 
-    def invalidate_refresh_tokens(self, actor: Actor, user: str) -> User:
+        ``within``: the organizations the caller's token reaches (None = all of the caller's).
+        """
+        return self._entra_mark(actor, user, SIGN_IN_SESSIONS, AuditEventType.SIGN_IN_SESSIONS_REVOKE, within)
+
+    def invalidate_refresh_tokens(
+        self, actor: Actor, user: str, within: Collection[str] | None = None
+    ) -> User:
         """Graph invalidateAllRefreshTokens: refresh tokens and sessions issued until now die."""
-        return self._entra_mark(actor, user, REFRESH_TOKENS, AuditEventType.REFRESH_TOKENS_INVALIDATE)
+        return self._entra_mark(actor, user, REFRESH_TOKENS, AuditEventType.REFRESH_TOKENS_INVALIDATE, within)
 
-    def _entra_mark(self, actor: Actor, user: str, mark: str, event: AuditEventType) -> User:
+    def _entra_mark(
+        self, actor: Actor, user: str, mark: str, event: AuditEventType, within: Collection[str] | None
+    ) -> User:
         now = self._clock.now()
         with self._uow() as uow:
-            target = self._visible_user(uow, actor, user)
+            target = self._visible_user(uow, actor, user, within=within)
             uow.watermarks.raise_to(SubjectType.USER, [target.id], [mark], now)
             publish(uow, EventType.USER_CHANGED, user_id=target.id)
             org_ids: list[str | None] = [m.org_id for m in uow.users.memberships_of(target.id)] or [None]
@@ -134,21 +141,30 @@ class RevocationService:
         self._after_commit()
         return target
 
-    def user_marks(self, actor: Actor, user: str) -> tuple[User, dict[str, datetime]]:
+    def user_marks(
+        self, actor: Actor, user: str, within: Collection[str] | None = None
+    ) -> tuple[User, dict[str, datetime]]:
         """A user and their watermarks (Graph ``signInSessionsValidFromDateTime`` ...)."""
         with self._uow() as uow:
-            target = self._visible_user(uow, actor, user)
+            target = self._visible_user(uow, actor, user, within=within)
             return target, uow.watermarks.for_subject(SubjectType.USER, target.id)
 
     # ------------------------------------------------------------------ risk
     def set_risk(
-        self, actor: Actor, user_ids: Sequence[str], level: RiskLevel, state: RiskState
+        self,
+        actor: Actor,
+        user_ids: Sequence[str],
+        level: RiskLevel,
+        state: RiskState,
+        within: Collection[str] | None = None,
     ) -> list[User]:
-        """Set risk level and state of users (each must be in an organization the actor administers)."""
+        """Set risk level and state of users (each must be in an organization the actor administers
+        and, with ``within``, that the caller's token reaches). Ids and UPNs of one user count once."""
         now = self._clock.now()
         changed: list[User] = []
         with self._uow() as uow:
-            targets = [self._visible_user(uow, actor, u, admin_only=True) for u in dict.fromkeys(user_ids)]
+            found = [self._visible_user(uow, actor, u, admin_only=True, within=within) for u in user_ids]
+            targets = list({u.id: u for u in found}.values())
             for target in targets:
                 updated = target.with_changes(risk_level=level, risk_state=state, risk_updated_at=now)
                 uow.users.update(updated)
@@ -299,14 +315,24 @@ class RevocationService:
         return found
 
     @staticmethod
-    def _visible_user(uow: UnitOfWork, actor: Actor, user: str, *, admin_only: bool = False) -> User:
-        """The user, if it is the actor (self-service) or the actor administers one of its orgs."""
+    def _visible_user(
+        uow: UnitOfWork,
+        actor: Actor,
+        user: str,
+        *,
+        admin_only: bool = False,
+        within: Collection[str] | None = None,
+    ) -> User:
+        """The user, if it is the actor (self-service) or the actor administers one of its orgs
+        (limited to ``within``, the organizations the caller's token reaches, when given)."""
         found = uow.users.by_upn(user) or uow.users.get(user)
         if found is None or found.status is UserStatus.DELETED:
             raise NotFound(f"user {user!r:.80} not found", code="userNotFound")
         if actor.is_operator or (found.id == actor.user_id and not admin_only):
             return found
         admin_orgs = {m.org_id for m in uow.users.memberships_of(actor.user_id or "") if m.role is Role.ADMIN}
+        if within is not None:
+            admin_orgs &= set(within)
         if any(m.org_id in admin_orgs for m in uow.users.memberships_of(found.id)):
             return found
         if admin_orgs:
