@@ -17,15 +17,19 @@ from tokenwarden.domain.hashing import Pepper, SecretHasher
 from tokenwarden.domain.policies import GlobalPolicy
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.jobs.background import BackgroundSync
+from tokenwarden.jobs.ssf_delivery import SsfDeliveryWorker
 from tokenwarden.ports.bus import InvalidationBus
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
+from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
+from tokenwarden.services.signing import AUTH_HEADER_INFO, SecretBox, SigningKeys
+from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.validation import Validator
 from tokenwarden.settings import Settings
 
@@ -48,8 +52,11 @@ class Container:
     rules: RuleService
     revocation: RevocationService
     break_glass: BreakGlassService
+    bulk_revoke: BulkRevokeService
+    ssf: SsfService
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
+    ssf_worker: SsfDeliveryWorker | None = field(default=None)
 
     def start_background(self) -> None:
         """Start event sync and usage flushing (servers only)."""
@@ -70,8 +77,13 @@ class Container:
         self.bus.subscribe(on_bell)
         self.bus.start()
         self.background.start()
+        if self.ssf_worker is None:
+            self.ssf_worker = SsfDeliveryWorker(self.ssf)
+        self.ssf_worker.start()
 
     def close(self) -> None:
+        if self.ssf_worker is not None:
+            self.ssf_worker.stop()
         if self.background is not None:
             self.background.stop()
         self.bus.close()
@@ -200,6 +212,14 @@ def wire(
         rules=RuleService(uow, catalog, clock, after_commit=announce),
         revocation=RevocationService(uow, hasher, clock, after_commit=announce),
         break_glass=BreakGlassService(uow, clock, pats, after_commit=announce),
+        ssf=SsfService(
+            uow,
+            SigningKeys(uow, hasher, clock, reader=reader),
+            SecretBox(hasher, AUTH_HEADER_INFO),
+            clock,
+            reader=reader,
+        ),
+        bulk_revoke=BulkRevokeService(uow, clock, after_commit=announce),
     )
 
 

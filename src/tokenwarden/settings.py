@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     pat_creation_disabled: bool = False
     default_pat_days: int = Field(default=30, ge=1, le=365)
     log_level: str = "info"
+    issuer: str | None = Field(
+        default=None,
+        description="public base URL: the iss of Security Event Tokens; default the request's base URL",
+    )
     bus_url: str = Field(
         default="auto",
         description=(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+import tokenwarden.cli.bulk_cmds  # noqa: F401  (registers `revoke users`)
 from tokenwarden import __version__
 from tokenwarden.bootstrap import build
 from tokenwarden.cli import admin_cmds, revoke_cmds

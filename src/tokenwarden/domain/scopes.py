@@ -87,6 +87,8 @@ DEFAULT_SCOPES: Final[dict[str, str]] = {
     "vso.work": "Work items (read)",
     "vso.work_write": "Work items (read & write)",
     "vso.work_full": "Work items (full)",
+    "ssf.read": "Shared Signals streams (read configuration, poll and stream events)",
+    "ssf.manage": "Shared Signals streams (read & manage)",
 }
 
 DEFAULT_IMPLIES: Final[dict[str, tuple[str, ...]]] = {
@@ -99,6 +101,7 @@ DEFAULT_IMPLIES: Final[dict[str, tuple[str, ...]]] = {
     "vso.variablegroups_write": ("vso.variablegroups_read",),
     "vso.code_manage": ("vso.code_status",),
     "vso.pats_manage": ("vso.pats",),
+    "ssf.manage": ("ssf.read",),
 }
 
 

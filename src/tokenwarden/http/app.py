@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tokenwarden import __version__
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
-from tokenwarden.http.api import admin, pats, revocation, system
+from tokenwarden.http import ssf
+from tokenwarden.http.api import admin, bulk, pats, revocation, system
 from tokenwarden.http.compat import ado, graph
 from tokenwarden.http.errors import (
     ADO_TYPE_KEYS,
@@ -91,7 +92,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     )
     app.state.container = container
     app.state.metrics = Metrics(container.validator)
-    for module in (system, pats, admin, revocation, ado, graph):
+    for module in (system, pats, admin, revocation, bulk, ado, graph, ssf):
         app.include_router(module.router)
 
     @app.middleware("http")

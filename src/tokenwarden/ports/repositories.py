@@ -14,6 +14,7 @@ from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Membership, Organization, User, UserStatus
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.ports.signals import SignalRepository
 
 
 class OrgRepository(Protocol):
@@ -165,6 +166,87 @@ class BreakGlassRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class BulkJob:
+    """A resumable bulk operation (e.g. revoke the users of a CSV); its items are its rows."""
+
+    id: str
+    org_id: str
+    type: str
+    status: str  # pending | running | completed
+    kinds: tuple[str, ...]
+    dry_run: bool
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    total: int
+    source_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkJobItem:
+    """One input row of a bulk job and its result (status Pending | Success | Failed | Skipped)."""
+
+    job_id: str
+    line_no: int
+    upn: str
+    status: str
+    error: str | None = None
+    revoked_count: int = 0
+    processed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpnMatch:
+    """A user found by UPN, and whether it is a member of the organization asked about."""
+
+    user_id: str
+    is_member: bool
+
+
+class BulkJobRepository(Protocol):
+    def add(self, job: BulkJob, items: Sequence[BulkJobItem]) -> None:
+        """Insert a job and all its items in one set-based write; Conflict if the id exists."""
+        ...
+
+    def get(self, job_id: str) -> BulkJob | None: ...
+
+    def claim(self, job_id: str, at: datetime) -> BulkJob | None:
+        """Lock the job for the rest of this transaction (runners of one job take turns), mark
+        it running unless completed, touch ``updated_at``; None if there is no such job."""
+        ...
+
+    def set_status(self, job_id: str, status: str, at: datetime) -> None: ...
+
+    def pending(self, job_id: str, limit: int) -> list[BulkJobItem]:
+        """Up to ``limit`` Pending items in line order."""
+        ...
+
+    def finish_items(self, items: Sequence[BulkJobItem]) -> int:
+        """Store the results of items (status, error, revoked_count, processed_at), only where
+        they are still Pending; returns how many changed."""
+        ...
+
+    def items(self, job_id: str) -> list[BulkJobItem]:
+        """Every item in line order."""
+        ...
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        """item status -> number of items."""
+        ...
+
+    def match_upns(self, org_id: str, upn_keys: Sequence[str]) -> dict[str, UpnMatch]:
+        """Normalized UPN -> user and membership in ``org_id``, for many UPNs in one query."""
+        ...
+
+    def live_tokens_per_user(
+        self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
+    ) -> dict[str, int]:
+        """user id -> unrevoked, unexpired tokens of ``kinds`` issued before ``issued_before``
+        (users without any are left out), in one query."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository. Leaving the block without commit() rolls back."""
 
@@ -177,6 +259,8 @@ class UnitOfWork(Protocol):
     rules: RuleRepository
     watermarks: WatermarkRepository
     break_glass: BreakGlassRepository
+    bulk_jobs: BulkJobRepository
+    signals: SignalRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

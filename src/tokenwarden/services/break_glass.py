@@ -22,6 +22,7 @@ from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import BreakGlassRequest, UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, new_id, parse_uuid, publish, require_admin
 from tokenwarden.services.pats import IssuedPat, PatService
+from tokenwarden.services.signals import emit_org_session_revoked
 
 RECOVERY_SCOPES = "vso.tokenadministration vso.pats_manage vso.auditlog vso.graph"
 RECOVERY_HOURS = 24
@@ -154,6 +155,15 @@ class BreakGlassService:
         counts = uow.tokens.count_live(org_id=org.id, issued_before=now, now=now)
         uow.watermarks.raise_to(SubjectType.ORG, [org.id], [k.value for k in ALL_KINDS], now)
         publish(uow, EventType.ORG_CHANGED, org_id=org.id)
+        # ONE event for the whole organization (subject org:<id>), not one per user.
+        emit_org_session_revoked(
+            uow,
+            self._clock,
+            org_id=org.id,
+            initiating_entity="admin",
+            reason_admin=f"break-glass: every token of {org.name} revoked"
+            + (f" ({request.reason})" if request.reason else ""),
+        )
         done = replace(request, status="executed", executed_at=now)
         uow.break_glass.update(done)
         audit(

@@ -26,6 +26,7 @@ from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import OPERATOR, Actor, audit, get_org, new_id, publish, require_admin
 from tokenwarden.services.pats import IssuedPat, PatService, check_display_name
+from tokenwarden.services.signals import emit_session_revoked
 
 ORG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 UPN = re.compile(r"^[^\s@/\\]{1,128}@[^\s@/\\]{1,127}$")
@@ -180,6 +181,15 @@ class DirectoryService:
                     SubjectType.USER, [user.id], [k.value for k in ALL_KINDS], self._clock.now()
                 )
             publish(uow, EventType.USER_CHANGED, user_id=user.id)
+            if status is not UserStatus.ACTIVE:
+                emit_session_revoked(
+                    uow,
+                    self._clock,
+                    user=user,
+                    org_id=None,
+                    initiating_entity="admin",
+                    reason_admin=f"user {status.value}",
+                )
             event = (
                 AuditEventType.USER_DISABLE if status is not UserStatus.ACTIVE else AuditEventType.USER_UPDATE
             )

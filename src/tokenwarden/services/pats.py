@@ -37,6 +37,7 @@ from tokenwarden.services.common import (
     token_reaches,
 )
 from tokenwarden.services.effective import EffectiveView
+from tokenwarden.services.signals import emit_credential_change, emit_token_claims_change, initiated_by
 
 MAX_DISPLAY_NAME = 256
 MAX_PAGE = 100
@@ -157,6 +158,14 @@ class PatService:
                 created_at=now,
             )
             uow.tokens.add(record)
+            emit_credential_change(
+                uow,
+                self._clock,
+                user=owner,
+                record=record,
+                change_type="create",
+                initiating_entity=initiated_by(actor, owner.id),
+            )
             audit(
                 uow,
                 self._clock,
@@ -270,6 +279,15 @@ class PatService:
                 check_token_shape(policy, updated.scopes, updated.valid_from, updated.valid_to)
             uow.tokens.update(updated)
             publish(uow, EventType.TOKEN_CHANGED, hashes=[current.secret_hash.hex()])
+            if updated.scopes != current.scopes:
+                emit_token_claims_change(
+                    uow,
+                    self._clock,
+                    user=owner,
+                    record=updated,
+                    claims={"scope": updated.scope_string},
+                    initiating_entity=initiated_by(actor, owner.id),
+                )
             audit(
                 uow,
                 self._clock,
@@ -298,6 +316,15 @@ class PatService:
             )
             uow.tokens.update(updated)
             publish(uow, EventType.TOKEN_REVOKED, hashes=[current.secret_hash.hex()])
+            emit_credential_change(
+                uow,
+                self._clock,
+                user=get_user(uow, current.user_id),
+                record=updated,
+                change_type="update",
+                initiating_entity=initiated_by(actor, current.user_id),
+                reason_admin="secret regenerated: the previous secret is revoked",
+            )
             audit(
                 uow,
                 self._clock,
@@ -372,6 +399,15 @@ class PatService:
         uow.tokens.update(revoked)
         if publish_event:
             publish(uow, EventType.TOKEN_REVOKED, hashes=[record.secret_hash.hex()])
+        emit_credential_change(
+            uow,
+            self._clock,
+            user=get_user(uow, record.user_id),
+            record=revoked,
+            change_type="revoke",
+            initiating_entity=initiated_by(actor, record.user_id),
+            reason_admin=revoked.revoke_reason,
+        )
         audit(
             uow,
             self._clock,

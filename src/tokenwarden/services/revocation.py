@@ -24,6 +24,7 @@ from tokenwarden.domain.watermarks import (
 )
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, publish, require_admin, token_reaches
+from tokenwarden.services.signals import emit_session_revoked, emit_token_revoked, initiated_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,14 @@ class RevocationService:
                 user_ids=[target.id], kinds=[k.value for k in kinds], issued_before=now, now=now
             )
             raise_user_marks(uow, [target.id], [k.value for k in kinds], now)
+            emit_session_revoked(
+                uow,
+                self._clock,
+                user=target,
+                org_id=the_org.id,
+                initiating_entity=initiated_by(actor, target.id),
+                reason_admin=reason or f"tokens revoked ({', '.join(k.value for k in kinds)})",
+            )
             audit(
                 uow,
                 self._clock,
@@ -125,6 +134,14 @@ class RevocationService:
             target = self._visible_user(uow, actor, user, within=within)
             uow.watermarks.raise_to(SubjectType.USER, [target.id], [mark], now)
             publish(uow, EventType.USER_CHANGED, user_id=target.id)
+            emit_session_revoked(
+                uow,
+                self._clock,
+                user=target,
+                org_id=None,
+                initiating_entity=initiated_by(actor, target.id),
+                reason_admin=f"{mark} revoked",
+            )
             org_ids: list[str | None] = [m.org_id for m in uow.users.memberships_of(target.id)] or [None]
             for org_id in org_ids:
                 audit(
@@ -217,6 +234,15 @@ class RevocationService:
             )
             if ids:
                 raise_user_marks(uow, ids, kind_values, now)
+                for risky in filter(None, (uow.users.get(i) for i in ids)):
+                    emit_session_revoked(
+                        uow,
+                        self._clock,
+                        user=risky,
+                        org_id=the_org.id,
+                        initiating_entity="admin",
+                        reason_admin=f"risky user (risk level {risky.risk_level.value})",
+                    )
             audit(
                 uow,
                 self._clock,
@@ -283,6 +309,14 @@ class RevocationService:
                 )
                 uow.tokens.update(revoked)
                 publish(uow, EventType.TOKEN_REVOKED, hashes=[current.secret_hash.hex()])
+                emit_token_revoked(
+                    uow,
+                    self._clock,
+                    user=found.owner,
+                    record=revoked,
+                    initiating_entity=initiated_by(actor, current.user_id),
+                    reason_admin=revoked.revoke_reason,
+                )
                 audit(
                     uow,
                     self._clock,

@@ -14,6 +14,7 @@ from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, new_id, publish, require_admin
+from tokenwarden.services.signals import emit_org_credential_change
 
 
 class RuleService:
@@ -75,6 +76,15 @@ class RuleService:
             )
             uow.rules.add(rule)
             publish(uow, EventType.RULE_ADDED, rule_id=rule.id, org_id=the_org.id)
+            emit_org_credential_change(
+                uow,
+                self._clock,
+                org_id=the_org.id,
+                change_type="revoke",
+                initiating_entity="admin",
+                reason_admin=f"revocation rule {rule.id}: tokens with scopes {' '.join(parsed)}"
+                f" issued before {cutoff.isoformat()} are revoked",
+            )
             audit(
                 uow,
                 self._clock,

@@ -7,7 +7,7 @@ leaving without commit() restores the previous state exactly.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
@@ -26,13 +26,30 @@ from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
     BreakGlassRequest,
+    BulkJob,
+    BulkJobItem,
+    BulkJobRepository,
     EventRepository,
     OrgRepository,
     PolicyRepository,
     RuleRepository,
     TokenRepository,
+    UpnMatch,
     UserRepository,
     WatermarkRepository,
+)
+from tokenwarden.ports.signals import (
+    ACKED,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    Delivery,
+    DueQuery,
+    SecurityEvent,
+    SignalRepository,
+    SigningKey,
+    Stream,
+    StreamSubject,
 )
 
 Undo = Callable[[], None]
@@ -53,6 +70,9 @@ class MemoryStore:
     rules: list[RevocationRule] = field(default_factory=list)
     watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     break_glass: dict[str, BreakGlassRequest] = field(default_factory=dict)
+    bulk_jobs: dict[str, BulkJob] = field(default_factory=dict)
+    bulk_items: dict[tuple[str, int], BulkJobItem] = field(default_factory=dict)
+    signal_tables: SignalTables = field(default_factory=lambda: SignalTables())
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -327,6 +347,88 @@ class MemoryBreakGlassRepository(_Repo):
         return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
 
+class MemoryBulkJobRepository(_Repo):
+    def add(self, job: BulkJob, items: Sequence[BulkJobItem]) -> None:
+        if job.id in self.s.bulk_jobs:
+            raise Conflict(f"bulk job {job.id} exists")
+        _set(self.s.bulk_jobs, job.id, job, self.j)
+        for item in items:
+            _set(self.s.bulk_items, (item.job_id, item.line_no), item, self.j)
+
+    def get(self, job_id: str) -> BulkJob | None:
+        return self.s.bulk_jobs.get(job_id)
+
+    def claim(self, job_id: str, at: datetime) -> BulkJob | None:
+        job = self.s.bulk_jobs.get(job_id)
+        if job is None:
+            return None
+        status = job.status if job.status == "completed" else "running"
+        claimed = replace(job, status=status, updated_at=at)
+        _set(self.s.bulk_jobs, job_id, claimed, self.j)
+        return claimed
+
+    def set_status(self, job_id: str, status: str, at: datetime) -> None:
+        job = self.s.bulk_jobs.get(job_id)
+        if job is not None:
+            _set(self.s.bulk_jobs, job_id, replace(job, status=status, updated_at=at), self.j)
+
+    def pending(self, job_id: str, limit: int) -> list[BulkJobItem]:
+        return [i for i in self.items(job_id) if i.status == "Pending"][:limit]
+
+    def finish_items(self, items: Sequence[BulkJobItem]) -> int:
+        changed = 0
+        for item in items:
+            key = (item.job_id, item.line_no)
+            current = self.s.bulk_items.get(key)
+            if current is not None and current.status == "Pending":
+                done = replace(
+                    current,
+                    status=item.status,
+                    error=item.error,
+                    revoked_count=item.revoked_count,
+                    processed_at=item.processed_at,
+                )
+                _set(self.s.bulk_items, key, done, self.j)
+                changed += 1
+        return changed
+
+    def items(self, job_id: str) -> list[BulkJobItem]:
+        return sorted(
+            (i for (jid, _), i in self.s.bulk_items.items() if jid == job_id), key=lambda i: i.line_no
+        )
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for (jid, _), item in self.s.bulk_items.items():
+            if jid == job_id:
+                counts[item.status] = counts.get(item.status, 0) + 1
+        return counts
+
+    def match_upns(self, org_id: str, upn_keys: Sequence[str]) -> dict[str, UpnMatch]:
+        wanted = set(upn_keys)
+        return {
+            normalize_upn(u.upn): UpnMatch(u.id, (org_id, u.id) in self.s.memberships)
+            for u in self.s.users.values()
+            if normalize_upn(u.upn) in wanted
+        }
+
+    def live_tokens_per_user(
+        self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
+    ) -> dict[str, int]:
+        wanted, kind_set = set(user_ids), set(kinds)
+        counts: dict[str, int] = {}
+        for t in self.s.tokens.values():
+            if (
+                t.user_id in wanted
+                and t.kind.value in kind_set
+                and t.revoked_at is None
+                and t.valid_to > now
+                and t.valid_from < issued_before
+            ):
+                counts[t.user_id] = counts.get(t.user_id, 0) + 1
+        return counts
+
+
 class MemoryUnitOfWork:
     orgs: OrgRepository
     users: UserRepository
@@ -337,6 +439,8 @@ class MemoryUnitOfWork:
     rules: RuleRepository
     watermarks: WatermarkRepository
     break_glass: BreakGlassRepository
+    bulk_jobs: BulkJobRepository
+    signals: SignalRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -355,6 +459,8 @@ class MemoryUnitOfWork:
         self.rules = MemoryRuleRepository(s, j)
         self.watermarks = MemoryWatermarkRepository(s, j)
         self.break_glass = MemoryBreakGlassRepository(s, j)
+        self.bulk_jobs = MemoryBulkJobRepository(s, j)
+        self.signals = MemorySignalRepository(s, j)
         return self
 
     def __exit__(
@@ -399,3 +505,201 @@ class MemoryDatabase:
 
     def dispose(self) -> None:
         return None
+
+
+@dataclass
+class SignalTables:
+    """The Shared Signals tables of the memory store."""
+
+    events: list[SecurityEvent] = field(default_factory=list)
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+    streams: dict[str, Stream] = field(default_factory=dict)
+    subjects: dict[tuple[str, str], StreamSubject] = field(default_factory=dict)
+    deliveries: dict[int, Delivery] = field(default_factory=dict)
+    next_delivery_id: list[int] = field(default_factory=lambda: [0])
+
+
+class MemorySignalRepository(_Repo):
+    @property
+    def _t(self) -> SignalTables:
+        return self.s.signal_tables
+
+    def append_event(self, event: SecurityEvent) -> None:
+        self._t.events.append(replace(event, id=len(self._t.events) + 1))
+        self.j.append(lambda: self._pop(self._t.events))
+
+    def events_after(self, org_id: str, stream_id: str, after_id: int, limit: int) -> list[SecurityEvent]:
+        found = [
+            e
+            for e in self._t.events[after_id:]
+            if e.org_id == org_id and (e.stream_id is None or e.stream_id == stream_id)
+        ]
+        return found[:limit]
+
+    def latest_event_id(self) -> int:
+        return len(self._t.events)
+
+    def add_key(self, key: SigningKey) -> None:
+        if key.kid in self._t.keys:
+            raise Conflict(f"signing key {key.kid} exists")
+        _set(self._t.keys, key.kid, key, self.j)
+
+    def signing_keys(self, alg: str | None = None) -> list[SigningKey]:
+        found = [k for k in self._t.keys.values() if k.status == "active" and alg in (None, k.alg)]
+        return sorted(found, key=lambda k: (k.created_at, k.kid))
+
+    def add_stream(self, stream: Stream) -> None:
+        if stream.stream_id in self._t.streams:
+            raise Conflict(f"stream {stream.stream_id} exists")
+        _set(self._t.streams, stream.stream_id, stream, self.j)
+
+    def get_stream(self, stream_id: str) -> Stream | None:
+        return self._t.streams.get(stream_id)
+
+    def streams(self, org_id: str | None = None) -> list[Stream]:
+        found = [s for s in self._t.streams.values() if org_id in (None, s.org_id)]
+        return sorted(found, key=lambda s: (s.created_at, s.stream_id))
+
+    def update_stream(self, stream: Stream) -> None:
+        current = self._t.streams.get(stream.stream_id)
+        if current is not None:
+            _set(self._t.streams, stream.stream_id, replace(stream, cursor=current.cursor), self.j)
+
+    def delete_stream(self, stream_id: str) -> bool:
+        t = self._t
+        for did in [i for i, d in t.deliveries.items() if d.stream_id == stream_id]:
+            self._remove(t.deliveries, did)
+        for key in [k for k in t.subjects if k[0] == stream_id]:
+            self._remove(t.subjects, key)
+        if stream_id not in t.streams:
+            return False
+        self._remove(t.streams, stream_id)
+        return True
+
+    def _remove(self, d: dict[Any, Any], key: Any) -> None:
+        old = d.pop(key)
+        self.j.append(lambda: d.__setitem__(key, old))
+
+    def advance_cursor(self, stream_id: str, old: int, new: int) -> bool:
+        current = self._t.streams.get(stream_id)
+        if current is None or current.cursor != old:
+            return False
+        _set(self._t.streams, stream_id, replace(current, cursor=new), self.j)
+        return True
+
+    def set_subject(self, subject: StreamSubject) -> None:
+        _set(self._t.subjects, (subject.stream_id, subject.subject_key), subject, self.j)
+
+    def subjects(self, stream_id: str) -> list[StreamSubject]:
+        return sorted(
+            (s for (sid, _), s in self._t.subjects.items() if sid == stream_id), key=lambda s: s.subject_key
+        )
+
+    def add_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        t = self._t
+        taken = {(d.stream_id, d.event_id) for d in t.deliveries.values()}
+        jtis = {d.jti for d in t.deliveries.values()}
+        for d in deliveries:
+            if (d.stream_id, d.event_id) in taken or d.jti in jtis:
+                raise Conflict("deliveries exist already")
+            taken.add((d.stream_id, d.event_id))
+            jtis.add(d.jti)
+        for d in deliveries:
+            t.next_delivery_id[0] += 1
+            _set(t.deliveries, t.next_delivery_id[0], replace(d, id=t.next_delivery_id[0]), self.j)
+
+    def due(self, query: DueQuery) -> list[Delivery]:
+        found = []
+        for d in sorted(self._t.deliveries.values(), key=lambda d: d.id):
+            stream = self._t.streams.get(d.stream_id)
+            if (
+                stream is not None
+                and d.status in query.statuses
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= query.now
+                and query.stream_id in (None, d.stream_id)
+                and query.method in (None, stream.delivery_method)
+                and (not query.enabled_only or stream.status == "enabled")
+            ):
+                found.append(d)
+        return found[: query.limit]
+
+    def claim(
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        from_statuses: Sequence[str],
+        status: str,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        d = self._t.deliveries.get(delivery_id)
+        if d is None or d.status not in from_statuses or d.next_attempt_at is None or d.next_attempt_at > now:
+            return False
+        claimed = replace(d, status=status, next_attempt_at=next_attempt_at, attempts=d.attempts + 1)
+        _set(self._t.deliveries, delivery_id, claimed, self.j)
+        return True
+
+    def finish(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        next_attempt_at: datetime | None,
+        last_error: str | None = None,
+        delivered_at: datetime | None = None,
+    ) -> None:
+        d = self._t.deliveries.get(delivery_id)
+        if d is not None:
+            done = replace(
+                d,
+                status=status,
+                next_attempt_at=next_attempt_at,
+                last_error=last_error[:512] if last_error else None,
+                delivered_at=delivered_at,
+            )
+            _set(self._t.deliveries, delivery_id, done, self.j)
+
+    def _change(self, stream_id: str, jti: str, statuses: Sequence[str], **changes: Any) -> int:
+        for did, d in self._t.deliveries.items():
+            if d.stream_id == stream_id and d.jti == jti and d.status in statuses:
+                _set(self._t.deliveries, did, replace(d, **changes), self.j)
+                return 1
+        return 0
+
+    def ack(self, stream_id: str, jtis: Sequence[str], at: datetime) -> int:
+        changed = 0
+        for jti in dict.fromkeys(jtis):
+            d = next((x for x in self._t.deliveries.values() if x.jti == jti), None)
+            delivered_at = d.delivered_at if d is not None and d.delivered_at else at
+            changed += self._change(
+                stream_id,
+                jti,
+                (PENDING, DELIVERED),
+                status=ACKED,
+                next_attempt_at=None,
+                delivered_at=delivered_at,
+            )
+        return changed
+
+    def fail(self, stream_id: str, errors: Mapping[str, str], at: datetime) -> int:
+        return sum(
+            self._change(
+                stream_id, jti, (PENDING, DELIVERED), status=FAILED, next_attempt_at=None, last_error=e[:512]
+            )
+            for jti, e in errors.items()
+        )
+
+    def drop_pending(self, stream_id: str, reason: str) -> int:
+        changed = 0
+        for did, d in list(self._t.deliveries.items()):
+            if d.stream_id == stream_id and d.status == PENDING:
+                failed = replace(d, status=FAILED, next_attempt_at=None, last_error=reason[:512])
+                _set(self._t.deliveries, did, failed, self.j)
+                changed += 1
+        return changed
+
+    def deliveries(self, stream_id: str) -> list[Delivery]:
+        return sorted(
+            (d for d in self._t.deliveries.values() if d.stream_id == stream_id), key=lambda d: d.id
+        )

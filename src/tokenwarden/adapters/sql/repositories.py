@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -29,7 +41,19 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
-from tokenwarden.ports.repositories import AuditQuery, BreakGlassRequest
+from tokenwarden.ports.repositories import AuditQuery, BreakGlassRequest, BulkJob, BulkJobItem, UpnMatch
+from tokenwarden.ports.signals import (
+    ACKED,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    Delivery,
+    DueQuery,
+    SecurityEvent,
+    SigningKey,
+    Stream,
+    StreamSubject,
+)
 
 
 class SqlOrgRepository:
@@ -571,4 +595,515 @@ def _token(row: Row[Any]) -> TokenRecord:
         last_used_at=row.last_used_at,
         last_used_ip=row.last_used_ip,
         client_id=row.client_id,
+    )
+
+
+class SqlBulkJobRepository:
+    _IN_CHUNK = 500  # bound the number of bind parameters per statement
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, job: BulkJob, items: Sequence[BulkJobItem]) -> None:
+        _insert_unique(self._c, t.bulk_jobs, _job_values(job), f"bulk job {job.id} exists")
+        if items:
+            self._c.execute(insert(t.bulk_job_items), [_item_values(i) for i in items])
+
+    def get(self, job_id: str) -> BulkJob | None:
+        row = self._c.execute(select(t.bulk_jobs).where(t.bulk_jobs.c.id == job_id)).first()
+        return _job(row) if row else None
+
+    def claim(self, job_id: str, at: datetime) -> BulkJob | None:
+        j = t.bulk_jobs.c
+        # The UPDATE takes the row lock on PostgreSQL (SQLite writers already take turns).
+        changed = self._c.execute(
+            update(t.bulk_jobs)
+            .where(j.id == job_id)
+            .values(
+                updated_at=at,
+                status=case((j.status == "completed", j.status), else_=literal("running")),
+            )
+        ).rowcount
+        return self.get(job_id) if changed else None
+
+    def set_status(self, job_id: str, status: str, at: datetime) -> None:
+        self._c.execute(
+            update(t.bulk_jobs).where(t.bulk_jobs.c.id == job_id).values(status=status, updated_at=at)
+        )
+
+    def pending(self, job_id: str, limit: int) -> list[BulkJobItem]:
+        i = t.bulk_job_items.c
+        rows = self._c.execute(
+            select(t.bulk_job_items)
+            .where(i.job_id == job_id, i.status == "Pending")
+            .order_by(i.line_no)
+            .limit(limit)
+        )
+        return [_item(r) for r in rows]
+
+    def finish_items(self, items: Sequence[BulkJobItem]) -> int:
+        if not items:
+            return 0
+        i = t.bulk_job_items.c
+        stmt = (
+            update(t.bulk_job_items)
+            .where(i.job_id == bindparam("b_job"), i.line_no == bindparam("b_line"), i.status == "Pending")
+            .values(
+                status=bindparam("b_status"),
+                error=bindparam("b_error"),
+                revoked_count=bindparam("b_count"),
+                processed_at=bindparam("b_at"),
+            )
+        )
+        result = self._c.execute(
+            stmt,
+            [
+                {
+                    "b_job": it.job_id,
+                    "b_line": it.line_no,
+                    "b_status": it.status,
+                    "b_error": it.error,
+                    "b_count": it.revoked_count,
+                    "b_at": it.processed_at,
+                }
+                for it in items
+            ],
+        )
+        return int(result.rowcount)
+
+    def items(self, job_id: str) -> list[BulkJobItem]:
+        i = t.bulk_job_items.c
+        rows = self._c.execute(select(t.bulk_job_items).where(i.job_id == job_id).order_by(i.line_no))
+        return [_item(r) for r in rows]
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        i = t.bulk_job_items.c
+        rows = self._c.execute(select(i.status, func.count()).where(i.job_id == job_id).group_by(i.status))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def match_upns(self, org_id: str, upn_keys: Sequence[str]) -> dict[str, UpnMatch]:
+        u, m = t.users.c, t.memberships.c
+        found: dict[str, UpnMatch] = {}
+        keys = list(dict.fromkeys(upn_keys))
+        for start in range(0, len(keys), self._IN_CHUNK):
+            stmt = (
+                select(u.upn_key, u.id, m.user_id.label("member"))
+                .select_from(t.users.outerjoin(t.memberships, and_(m.user_id == u.id, m.org_id == org_id)))
+                .where(u.upn_key.in_(keys[start : start + self._IN_CHUNK]))
+            )
+            for r in self._c.execute(stmt):
+                found[r.upn_key] = UpnMatch(r.id, r.member is not None)
+        return found
+
+    def live_tokens_per_user(
+        self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
+    ) -> dict[str, int]:
+        c = t.tokens.c
+        counts: dict[str, int] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), self._IN_CHUNK):
+            stmt = (
+                select(c.user_id, func.count())
+                .where(
+                    c.user_id.in_(ids[start : start + self._IN_CHUNK]),
+                    c.kind.in_(list(kinds)),
+                    c.revoked_at.is_(None),
+                    c.valid_to > now,
+                    c.valid_from < issued_before,
+                )
+                .group_by(c.user_id)
+            )
+            counts.update({r[0]: int(r[1]) for r in self._c.execute(stmt)})
+        return counts
+
+
+def _job_values(job: BulkJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "org_id": job.org_id,
+        "type": job.type,
+        "status": job.status,
+        "kinds": " ".join(job.kinds),
+        "dry_run": job.dry_run,
+        "created_by": job.created_by,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "total": job.total,
+        "source_name": job.source_name,
+    }
+
+
+def _job(row: Row[Any]) -> BulkJob:
+    return BulkJob(
+        id=row.id,
+        org_id=row.org_id,
+        type=row.type,
+        status=row.status,
+        kinds=tuple(row.kinds.split()),
+        dry_run=bool(row.dry_run),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        total=row.total,
+        source_name=row.source_name,
+    )
+
+
+def _item_values(item: BulkJobItem) -> dict[str, Any]:
+    return {
+        "job_id": item.job_id,
+        "line_no": item.line_no,
+        "upn": item.upn,
+        "status": item.status,
+        "error": item.error,
+        "revoked_count": item.revoked_count,
+        "processed_at": item.processed_at,
+    }
+
+
+def _item(row: Row[Any]) -> BulkJobItem:
+    return BulkJobItem(
+        job_id=row.job_id,
+        line_no=row.line_no,
+        upn=row.upn,
+        status=row.status,
+        error=row.error,
+        revoked_count=row.revoked_count,
+        processed_at=row.processed_at,
+    )
+
+
+class SqlSignalRepository:
+    """The Shared Signals tables: outbox, signing keys, streams, subjects, delivery queue."""
+
+    _EVENTS_LOCK = 7355608  # the events table's lock: outbox ids grow in commit order too
+
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    # ------------------------------------------------------------------ outbox
+    def append_event(self, event: SecurityEvent) -> None:
+        if self._c.dialect.name == "postgresql":
+            self._c.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._EVENTS_LOCK})")
+        self._c.execute(
+            insert(t.security_events).values(
+                created_at=event.created_at,
+                event_type=event.event_type,
+                subject=event.subject,
+                event=event.event,
+                org_id=event.org_id,
+                txn=event.txn,
+                stream_id=event.stream_id,
+            )
+        )
+
+    def events_after(self, org_id: str, stream_id: str, after_id: int, limit: int) -> list[SecurityEvent]:
+        c = t.security_events.c
+        rows = self._c.execute(
+            select(t.security_events)
+            .where(
+                c.id > after_id,
+                c.org_id == org_id,
+                or_(c.stream_id.is_(None), c.stream_id == stream_id),
+            )
+            .order_by(c.id)
+            .limit(limit)
+        )
+        return [
+            SecurityEvent(
+                event_type=r.event_type,
+                subject=dict(r.subject),
+                event=dict(r.event),
+                org_id=r.org_id,
+                txn=r.txn,
+                created_at=r.created_at,
+                stream_id=r.stream_id,
+                id=int(r.id),
+            )
+            for r in rows
+        ]
+
+    def latest_event_id(self) -> int:
+        return int(self._c.execute(select(func.coalesce(func.max(t.security_events.c.id), 0))).scalar_one())
+
+    # ------------------------------------------------------------------ keys
+    def add_key(self, key: SigningKey) -> None:
+        _insert_unique(
+            self._c,
+            t.signing_keys,
+            {
+                "kid": key.kid,
+                "alg": key.alg,
+                "public_jwk": key.public_jwk,
+                "private_key": key.private_key,
+                "pepper_id": key.pepper_id,
+                "status": key.status,
+                "created_at": key.created_at,
+            },
+            f"signing key {key.kid} exists",
+        )
+
+    def signing_keys(self, alg: str | None = None) -> list[SigningKey]:
+        k = t.signing_keys.c
+        stmt = select(t.signing_keys).where(k.status == "active")
+        if alg is not None:
+            stmt = stmt.where(k.alg == alg)
+        return [
+            SigningKey(
+                kid=r.kid,
+                alg=r.alg,
+                public_jwk=dict(r.public_jwk),
+                private_key=bytes(r.private_key),
+                pepper_id=r.pepper_id,
+                created_at=r.created_at,
+                status=r.status,
+            )
+            for r in self._c.execute(stmt.order_by(k.created_at, k.kid))
+        ]
+
+    # ------------------------------------------------------------------ streams
+    def add_stream(self, stream: Stream) -> None:
+        values = _stream_values(stream)
+        values["cursor"] = stream.cursor
+        _insert_unique(self._c, t.ssf_streams, values, f"stream {stream.stream_id} exists")
+
+    def get_stream(self, stream_id: str) -> Stream | None:
+        row = self._c.execute(select(t.ssf_streams).where(t.ssf_streams.c.stream_id == stream_id)).first()
+        return _stream(row) if row else None
+
+    def streams(self, org_id: str | None = None) -> list[Stream]:
+        s = t.ssf_streams.c
+        stmt = select(t.ssf_streams)
+        if org_id is not None:
+            stmt = stmt.where(s.org_id == org_id)
+        return [_stream(r) for r in self._c.execute(stmt.order_by(s.created_at, s.stream_id))]
+
+    def update_stream(self, stream: Stream) -> None:
+        values = _stream_values(stream)
+        del values["stream_id"]
+        self._c.execute(
+            update(t.ssf_streams).where(t.ssf_streams.c.stream_id == stream.stream_id).values(**values)
+        )
+
+    def delete_stream(self, stream_id: str) -> bool:
+        self._c.execute(delete(t.ssf_deliveries).where(t.ssf_deliveries.c.stream_id == stream_id))
+        self._c.execute(delete(t.ssf_subjects).where(t.ssf_subjects.c.stream_id == stream_id))
+        result = self._c.execute(delete(t.ssf_streams).where(t.ssf_streams.c.stream_id == stream_id))
+        return bool(result.rowcount)
+
+    def advance_cursor(self, stream_id: str, old: int, new: int) -> bool:
+        s = t.ssf_streams.c
+        result = self._c.execute(
+            update(t.ssf_streams).where(s.stream_id == stream_id, s.cursor == old).values(cursor=new)
+        )
+        return result.rowcount == 1
+
+    def set_subject(self, subject: StreamSubject) -> None:
+        j = t.ssf_subjects.c
+        values = {
+            "subject": subject.subject,
+            "status": subject.status,
+            "verified": subject.verified,
+            "updated_at": subject.updated_at,
+        }
+        changed = self._c.execute(
+            update(t.ssf_subjects)
+            .where(j.stream_id == subject.stream_id, j.subject_key == subject.subject_key)
+            .values(**values)
+        ).rowcount
+        if not changed:
+            self._c.execute(
+                insert(t.ssf_subjects).values(
+                    stream_id=subject.stream_id, subject_key=subject.subject_key, **values
+                )
+            )
+
+    def subjects(self, stream_id: str) -> list[StreamSubject]:
+        j = t.ssf_subjects.c
+        rows = self._c.execute(select(t.ssf_subjects).where(j.stream_id == stream_id).order_by(j.subject_key))
+        return [
+            StreamSubject(
+                stream_id=r.stream_id,
+                subject_key=r.subject_key,
+                subject=dict(r.subject),
+                status=r.status,
+                updated_at=r.updated_at,
+                verified=r.verified,
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ delivery queue
+    def add_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        try:
+            with self._c.begin_nested():
+                self._c.execute(
+                    insert(t.ssf_deliveries),
+                    [
+                        {
+                            "stream_id": d.stream_id,
+                            "event_id": d.event_id,
+                            "jti": d.jti,
+                            "set_jws": d.set_jws,
+                            "status": d.status,
+                            "attempts": d.attempts,
+                            "created_at": d.created_at,
+                            "next_attempt_at": d.next_attempt_at,
+                            "delivered_at": d.delivered_at,
+                            "last_error": d.last_error,
+                        }
+                        for d in deliveries
+                    ],
+                )
+        except IntegrityError as exc:
+            raise Conflict("deliveries exist already") from exc
+
+    def due(self, query: DueQuery) -> list[Delivery]:
+        d, s = t.ssf_deliveries.c, t.ssf_streams.c
+        stmt = (
+            select(t.ssf_deliveries)
+            .join(t.ssf_streams, s.stream_id == d.stream_id)
+            .where(d.status.in_(list(query.statuses)), d.next_attempt_at <= query.now)
+        )
+        if query.stream_id is not None:
+            stmt = stmt.where(d.stream_id == query.stream_id)
+        if query.method is not None:
+            stmt = stmt.where(s.delivery_method == query.method)
+        if query.enabled_only:
+            stmt = stmt.where(s.status == "enabled")
+        return [_delivery(r) for r in self._c.execute(stmt.order_by(d.id).limit(query.limit))]
+
+    def claim(
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        from_statuses: Sequence[str],
+        status: str,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        d = t.ssf_deliveries.c
+        result = self._c.execute(
+            update(t.ssf_deliveries)
+            .where(d.id == delivery_id, d.status.in_(list(from_statuses)), d.next_attempt_at <= now)
+            .values(status=status, next_attempt_at=next_attempt_at, attempts=d.attempts + 1)
+        )
+        return result.rowcount == 1
+
+    def finish(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        next_attempt_at: datetime | None,
+        last_error: str | None = None,
+        delivered_at: datetime | None = None,
+    ) -> None:
+        self._c.execute(
+            update(t.ssf_deliveries)
+            .where(t.ssf_deliveries.c.id == delivery_id)
+            .values(
+                status=status,
+                next_attempt_at=next_attempt_at,
+                last_error=last_error[:512] if last_error else None,
+                delivered_at=delivered_at,
+            )
+        )
+
+    def ack(self, stream_id: str, jtis: Sequence[str], at: datetime) -> int:
+        if not jtis:
+            return 0
+        d = t.ssf_deliveries.c
+        result = self._c.execute(
+            update(t.ssf_deliveries)
+            .where(d.stream_id == stream_id, d.jti.in_(list(jtis)), d.status.in_([PENDING, DELIVERED]))
+            .values(status=ACKED, next_attempt_at=None, delivered_at=func.coalesce(d.delivered_at, at))
+        )
+        return int(result.rowcount)
+
+    def fail(self, stream_id: str, errors: Mapping[str, str], at: datetime) -> int:
+        d = t.ssf_deliveries.c
+        changed = 0
+        for jti, error in errors.items():
+            result = self._c.execute(
+                update(t.ssf_deliveries)
+                .where(d.stream_id == stream_id, d.jti == jti, d.status.in_([PENDING, DELIVERED]))
+                .values(status=FAILED, next_attempt_at=None, last_error=error[:512])
+            )
+            changed += int(result.rowcount)
+        return changed
+
+    def drop_pending(self, stream_id: str, reason: str) -> int:
+        d = t.ssf_deliveries.c
+        result = self._c.execute(
+            update(t.ssf_deliveries)
+            .where(d.stream_id == stream_id, d.status == PENDING)
+            .values(status=FAILED, next_attempt_at=None, last_error=reason[:512])
+        )
+        return int(result.rowcount)
+
+    def deliveries(self, stream_id: str) -> list[Delivery]:
+        d = t.ssf_deliveries.c
+        rows = self._c.execute(select(t.ssf_deliveries).where(d.stream_id == stream_id).order_by(d.id))
+        return [_delivery(r) for r in rows]
+
+
+def _stream_values(stream: Stream) -> dict[str, Any]:
+    return {
+        "stream_id": stream.stream_id,
+        "org_id": stream.org_id,
+        "iss": stream.iss,
+        "aud": list(stream.aud),
+        "events_requested": list(stream.events_requested),
+        "delivery_method": stream.delivery_method,
+        "endpoint_url": stream.endpoint_url,
+        "authorization_header": stream.authorization_header,
+        "description": stream.description,
+        "status": stream.status,
+        "status_reason": stream.status_reason,
+        "min_verification_interval": stream.min_verification_interval,
+        "inactivity_timeout": stream.inactivity_timeout,
+        "created_by": stream.created_by,
+        "created_at": stream.created_at,
+        "updated_at": stream.updated_at,
+    }
+
+
+def _stream(row: Row[Any]) -> Stream:
+    return Stream(
+        stream_id=row.stream_id,
+        org_id=row.org_id,
+        iss=row.iss,
+        aud=tuple(row.aud),
+        events_requested=tuple(row.events_requested),
+        delivery_method=row.delivery_method,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        endpoint_url=row.endpoint_url,
+        authorization_header=row.authorization_header,
+        description=row.description,
+        status=row.status,
+        status_reason=row.status_reason,
+        min_verification_interval=row.min_verification_interval,
+        inactivity_timeout=row.inactivity_timeout,
+        cursor=int(row.cursor),
+        created_by=row.created_by,
+    )
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    return Delivery(
+        stream_id=row.stream_id,
+        event_id=int(row.event_id),
+        jti=row.jti,
+        set_jws=row.set_jws,
+        status=row.status,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        attempts=int(row.attempts),
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+        id=int(row.id),
     )

@@ -224,4 +224,87 @@ bulk_job_items = Table(
     Column("error", Text(), nullable=True),
     Column("revoked_count", Integer(), nullable=False, server_default="0"),
     Column("processed_at", UTCDateTime(), nullable=True),
+    Index("ix_bulk_job_items_job_status", "job_id", "status", "line_no"),
+)
+
+# ---------------------------------------------------------------- Shared Signals (SSF / CAEP)
+security_events = Table(
+    "security_events",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("event_type", String(256), nullable=False),
+    Column("subject", JSON(), nullable=False),
+    Column("event", JSON(), nullable=False),
+    Column("org_id", String(36), nullable=True),
+    Column("txn", String(64), nullable=False),
+    Column("stream_id", String(36), nullable=True),
+    Index("ix_security_events_org_id", "org_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(128), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("public_jwk", JSON(), nullable=False),
+    Column("private_key", LargeBinary(), nullable=False),
+    Column("pepper_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+ssf_streams = Table(
+    "ssf_streams",
+    metadata,
+    Column("stream_id", String(36), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("iss", String(512), nullable=False),
+    Column("aud", JSON(), nullable=False),
+    Column("events_requested", JSON(), nullable=False),
+    Column("delivery_method", String(64), nullable=False),
+    Column("endpoint_url", Text(), nullable=True),
+    Column("authorization_header", Text(), nullable=True),
+    Column("description", String(512), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", String(512), nullable=True),
+    Column("min_verification_interval", Integer(), nullable=True),
+    Column("inactivity_timeout", Integer(), nullable=True),
+    Column("cursor", BigInteger(), nullable=False, server_default="0"),
+    Column("created_by", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_ssf_streams_org", "org_id"),
+)
+
+ssf_subjects = Table(
+    "ssf_subjects",
+    metadata,
+    Column("stream_id", String(36), ForeignKey("ssf_streams.stream_id"), primary_key=True),
+    Column("subject_key", String(512), primary_key=True),
+    Column("subject", JSON(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("verified", Boolean(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+ssf_deliveries = Table(
+    "ssf_deliveries",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("stream_id", String(36), ForeignKey("ssf_streams.stream_id"), nullable=False),
+    Column("event_id", BigInteger(), nullable=False),
+    Column("jti", String(64), nullable=False, unique=True),
+    Column("set_jws", Text(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("last_error", String(512), nullable=True),
+    Index("ux_ssf_deliveries_stream_event", "stream_id", "event_id", unique=True),
+    Index("ix_ssf_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_ssf_deliveries_stream", "stream_id", "status", "id"),
+    sqlite_autoincrement=True,
 )

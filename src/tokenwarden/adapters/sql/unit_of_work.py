@@ -16,10 +16,12 @@ from tokenwarden.adapters.sql.engine import display_url, make_engine
 from tokenwarden.adapters.sql.repositories import (
     SqlAuditRepository,
     SqlBreakGlassRepository,
+    SqlBulkJobRepository,
     SqlEventRepository,
     SqlOrgRepository,
     SqlPolicyRepository,
     SqlRuleRepository,
+    SqlSignalRepository,
     SqlTokenRepository,
     SqlUserRepository,
     SqlWatermarkRepository,
@@ -28,6 +30,7 @@ from tokenwarden.domain.errors import Unavailable
 from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
+    BulkJobRepository,
     EventRepository,
     OrgRepository,
     PolicyRepository,
@@ -36,6 +39,7 @@ from tokenwarden.ports.repositories import (
     UserRepository,
     WatermarkRepository,
 )
+from tokenwarden.ports.signals import SignalRepository
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -52,6 +56,8 @@ class SqlUnitOfWork:
     rules: RuleRepository
     watermarks: WatermarkRepository
     break_glass: BreakGlassRepository
+    bulk_jobs: BulkJobRepository
+    signals: SignalRepository
 
     def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
         self._engine = engine
@@ -76,6 +82,8 @@ class SqlUnitOfWork:
         self.rules = SqlRuleRepository(conn)
         self.watermarks = SqlWatermarkRepository(conn)
         self.break_glass = SqlBreakGlassRepository(conn)
+        self.bulk_jobs = SqlBulkJobRepository(conn)
+        self.signals = SqlSignalRepository(conn)
         return self
 
     def __exit__(
