@@ -112,6 +112,16 @@ def test_users_pats_policy_audit(env: dict[str, str], tmp_path: Path) -> None:
     assert pat["token"] not in csv_out.stdout
 
 
+def test_org_create_gives_the_new_admin_a_token(env: dict[str, str], tmp_path: Path) -> None:
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    data = cli_json(["org", "create", "Beta", "--admin", "root@acme.test"], env, tmp_path)
+    assert isinstance(data, dict) and data["org"] == "Beta" and data["token"].startswith("twp_")
+    orgs = cli_json(["org", "list"], env, tmp_path)
+    assert sorted(o["name"] for o in orgs) == ["Acme", "Beta"]  # type: ignore[union-attr]
+    again = run_cli(["org", "create", "beta", "--admin", "x@acme.test", "--json"], env, tmp_path)
+    assert again.returncode == 1 and json.loads(again.stdout)["error"]["code"] == "organizationExists"
+
+
 @pytest.mark.parametrize(
     ("args", "code"),
     [

@@ -257,6 +257,32 @@ def test_revocation_rule_by_scope_and_date(cluster: Cluster) -> None:
     assert cluster.valid_on(1, cluster.admin_token) == 200  # app_token is not caught literally
 
 
+def test_csv_job_through_one_node_is_enforced_by_the_others(cluster: Cluster) -> None:
+    tokens = [cluster.member_with_pat(f"csv{i}@acme.test") for i in range(3)]
+    for t in tokens:
+        warm(cluster, t)
+    body = "UserPrincipalName\n" + "".join(f"csv{i}@acme.test\n" for i in range(3)) + "ghost@acme.test\n"
+    r = httpx.post(
+        cluster.nodes[0] + "/api/v1/orgs/Acme/revocations/users-csv",
+        content=body.encode(),
+        headers={**cluster.h(), "Content-Type": "text/csv"},
+        timeout=10,
+    )
+    assert r.status_code == 202, r.text
+    for t in tokens:
+        wait_rejected(cluster, t, [1, 2], budget=10.0)
+    job_id = r.json()["jobId"]
+    deadline = time.monotonic() + 10
+    while cluster.api("GET", f"/api/v1/orgs/Acme/jobs/{job_id}", node=2).json()["state"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    results = cluster.api("GET", f"/api/v1/orgs/Acme/jobs/{job_id}/results", node=1).text.splitlines()
+    assert results[0] == "UserPrincipalName,Status,Error,RevokedCount"
+    assert results[1:] == [f"csv{i}@acme.test,Success,,1" for i in range(3)] + [
+        "ghost@acme.test,Failed,unknown user,0"
+    ]
+
+
 def test_break_glass_kills_everything_everywhere(cluster: Cluster) -> None:
     victims = [cluster.member_with_pat("six@acme.test"), cluster.mint("six@acme.test", TokenKind.REFRESH)]
     for t in victims:

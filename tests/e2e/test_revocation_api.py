@@ -199,7 +199,7 @@ def test_break_glass_single_admin(server: Server) -> None:
     assert valid(server, recovery) == 200
     # the admin can carry on: add a member and issue them a token through the recovery token
     r = server.client.get(
-        "/api/v1/orgs/Acme/audit?eventType=Token.BreakGlassExecuteEvent", headers=server.auth(recovery)
+        "/api/v1/orgs/Acme/audit?eventType=Token.BreakGlassReportEvent", headers=server.auth(recovery)
     )
     assert r.status_code == 200 and r.json()["value"][0]["details"]["revoked"] == {"pat": 2}
 
@@ -274,3 +274,28 @@ def test_openapi_and_metrics_reflect_the_server(server: Server) -> None:
     server.client.get("/api/v1/validate")
     metrics = server.client.get("/metrics").text
     assert 'tokenwarden_http_requests_total{method="GET",status="401"}' in metrics
+
+
+def test_break_glass_on_another_organization_is_refused_and_changes_nothing(server: Server) -> None:
+    other = server.container.directory.add_org("Other", "boss@other.test")
+    other_token = other.token.secret
+    assert valid(server, other_token) == 200
+    # Acme's admin is no admin of Other (and Acme's token does not reach it)
+    for method, url, body in (
+        ("GET", "/api/v1/orgs/Other/break-glass/preview", None),
+        ("POST", "/api/v1/orgs/Other/break-glass", {"confirm": "Other"}),
+        ("POST", "/api/v1/orgs/Other/users/boss@other.test/revoke", {}),
+    ):
+        r = server.client.request(method, url, json=body, headers=server.auth())
+        assert r.status_code == 403, (url, r.text)
+    # even an admin of both orgs cannot use an Acme-only token on Other
+    server.container.directory.add_org("Third", "admin@acme.test")
+    r = server.client.post("/api/v1/orgs/Third/break-glass", json={"confirm": "Third"}, headers=server.auth())
+    assert r.status_code == 403
+    assert valid(server, other_token) == 200 and valid(server, server.admin_token) == 200
+    # Other's own admin may, and it touches Other only
+    r = server.client.post(
+        "/api/v1/orgs/Other/break-glass", json={"confirm": "Other"}, headers=server.auth(other_token)
+    )
+    assert r.status_code == 200 and r.json()["total"] == 1
+    assert valid(server, other_token) == 401 and valid(server, server.admin_token) == 200

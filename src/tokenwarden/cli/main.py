@@ -29,9 +29,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations (operator mode, local database).", no_args_is_help=True)
 user_app = typer.Typer(help="Users and memberships (operator mode, local database).", no_args_is_help=True)
 pat_app = typer.Typer(help="Personal access tokens (operator mode, local database).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 app.add_typer(pat_app, name="pat")
 admin_cmds.register(app)
@@ -163,6 +165,43 @@ def db_status(
     elif not quiet:
         table(None, ["database", "reachable", "initialized"], [list(data.values())])
     raise typer.Exit(0 if data["initialized"] else 1)
+
+
+# ---------------------------------------------------------------------- organizations
+@org_app.command("create")
+@domain_errors
+def org_create(
+    name: Annotated[str, typer.Argument(help="Organization name (letters, digits, '.', '_', '-').")],
+    admin: Annotated[str, typer.Option("--admin", help="UPN of its administrator (new or existing user).")],
+    admin_name: Annotated[str | None, typer.Option("--name", help="Display name if the user is new.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create another organization; prints its administrator's first PAT once."""
+    c = open_container()
+    result = c.directory.add_org(name, admin, admin_name)
+    if json_out:
+        emit_json({"org": result.org.name, "admin": result.admin.upn, "token": result.token.secret})
+        return
+    out.print(f"created [bold]{result.org.name}[/] with administrator [bold]{result.admin.upn}[/]")
+    out.print("the administrator's full-scope token for it (shown only this once):")
+    out.print(result.token.secret, highlight=False)
+
+
+@org_app.command("list")
+@domain_errors
+def org_list(json_out: JsonOpt = False) -> None:
+    """List organizations."""
+    c = open_container()
+    rows = [
+        {"id": o.id, "name": o.name, "createdAt": iso_z(o.created_at)}
+        for o, _ in c.directory.orgs_of(OPERATOR)
+    ]
+    if json_out:
+        emit_json(rows)
+    else:
+        table(
+            "organizations", ["name", "id", "createdAt"], [[r["name"], r["id"], r["createdAt"]] for r in rows]
+        )
 
 
 # ---------------------------------------------------------------------- users

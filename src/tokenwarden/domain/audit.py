@@ -23,6 +23,7 @@ class AuditEventType(StrEnum):
     BULK_REVOKE_JOB = "Token.BulkRevokeJobEvent"
     BREAK_GLASS_REQUEST = "Token.BreakGlassRequestEvent"
     BREAK_GLASS_EXECUTE = "Token.BreakGlassExecuteEvent"
+    BREAK_GLASS_REPORT = "Token.BreakGlassReportEvent"
     USER_RISK_CHANGE = "User.RiskChange"
     ORG_CREATE = "Organization.Create"
     USER_CREATE = "User.Create"

@@ -12,7 +12,7 @@ from tokenwarden.domain.audit import AuditEntry
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.ports.repositories import AuditQuery, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, get_org, require_admin
+from tokenwarden.services.common import Actor, get_org, reading, require_admin
 
 MAX_LIMIT = 10_000
 AUDIT_COLUMNS = (
@@ -67,7 +67,7 @@ class AuditService:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
         if query.since and query.until and query.since >= query.until:
             raise InvalidInput("'since' must be before 'until'")
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             actor_id = query.actor_id

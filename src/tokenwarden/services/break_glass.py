@@ -20,7 +20,16 @@ from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Organization
 from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import BreakGlassRequest, UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, new_id, parse_uuid, publish, require_admin
+from tokenwarden.services.common import (
+    Actor,
+    audit,
+    get_org,
+    new_id,
+    parse_uuid,
+    publish,
+    reading,
+    require_admin,
+)
 from tokenwarden.services.pats import IssuedPat, PatService
 from tokenwarden.services.signals import emit_org_session_revoked
 
@@ -53,7 +62,7 @@ class BreakGlassService:
     def preview(self, actor: Actor, org: str, top: int = 10) -> dict[str, Any]:
         """What break-glass would kill now: live tokens per kind, top owners, top clients."""
         now = self._clock.now()
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             per_kind = uow.tokens.count_live(org_id=the_org.id, issued_before=now, now=now)
@@ -116,7 +125,7 @@ class BreakGlassService:
             outcome = self._execute(uow, actor, the_org, request)
             uow.commit()
         self._after_commit()
-        return self._with_recovery(actor, the_org, outcome)
+        return self._with_recovery(actor, the_org, self._report(actor, the_org, outcome))
 
     def approve(self, actor: Actor, org: str, request_id: str, confirm: str | None) -> BreakGlassOutcome:
         """The second admin's approval executes a pending request."""
@@ -140,10 +149,10 @@ class BreakGlassService:
             outcome = self._execute(uow, actor, the_org, replace(request, approved_by=actor.user_id))
             uow.commit()
         self._after_commit()
-        return self._with_recovery(actor, the_org, outcome)
+        return self._with_recovery(actor, the_org, self._report(actor, the_org, outcome))
 
     def requests(self, actor: Actor, org: str) -> list[BreakGlassRequest]:
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             return uow.break_glass.find(the_org.id)
@@ -152,7 +161,6 @@ class BreakGlassService:
         self, uow: UnitOfWork, actor: Actor, org: Organization, request: BreakGlassRequest
     ) -> BreakGlassOutcome:
         now = self._clock.now()
-        counts = uow.tokens.count_live(org_id=org.id, issued_before=now, now=now)
         uow.watermarks.raise_to(SubjectType.ORG, [org.id], [k.value for k in ALL_KINDS], now)
         publish(uow, EventType.ORG_CHANGED, org_id=org.id)
         # ONE event for the whole organization (subject org:<id>), not one per user.
@@ -176,12 +184,31 @@ class BreakGlassService:
             target_id=org.id,
             details={
                 "requestId": request.id,
-                "revoked": counts,
                 "requestedBy": request.requested_by,
                 "approvedBy": request.approved_by,
+                "reason": request.reason,
             },
         )
-        return BreakGlassOutcome("executed", done, counts)
+        return BreakGlassOutcome("executed", done)
+
+    def _report(self, actor: Actor, org: Organization, outcome: BreakGlassOutcome) -> BreakGlassOutcome:
+        """Count what died — after the watermark is committed and announced, so counting a
+        million rows never delays the revocation itself — and audit the figures."""
+        cutoff = outcome.request.executed_at or self._clock.now()
+        with self._uow() as uow:
+            counts = uow.tokens.count_live(org_id=org.id, issued_before=cutoff, now=cutoff)
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.BREAK_GLASS_REPORT,
+                org_id=org.id,
+                target_type="org",
+                target_id=org.id,
+                details={"requestId": outcome.request.id, "revoked": counts},
+            )
+            uow.commit()
+        return replace(outcome, revoked=counts)
 
     def _with_recovery(
         self, actor: Actor, org: Organization, outcome: BreakGlassOutcome

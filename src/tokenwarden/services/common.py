@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,13 @@ class Actor:
 
 
 OPERATOR = Actor(user_id=None, upn="operator@localhost")
+
+
+def reading(uow: Callable[[], UnitOfWork]) -> UnitOfWork:
+    """A read-only unit of work when the factory offers one (``Database.reader``): on SQLite it
+    reads a snapshot without taking the write lock that read-write units of work take up front."""
+    reader = getattr(uow, "reader", None)
+    return reader() if callable(reader) else uow()
 
 
 def new_id() -> str:

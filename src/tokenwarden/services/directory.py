@@ -24,7 +24,16 @@ from tokenwarden.domain.principals import (
 from tokenwarden.domain.scopes import FULL_ACCESS
 from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import OPERATOR, Actor, audit, get_org, new_id, publish, require_admin
+from tokenwarden.services.common import (
+    OPERATOR,
+    Actor,
+    audit,
+    get_org,
+    new_id,
+    publish,
+    reading,
+    require_admin,
+)
 from tokenwarden.services.pats import IssuedPat, PatService, check_display_name
 from tokenwarden.services.signals import emit_session_revoked
 
@@ -90,6 +99,34 @@ class DirectoryService:
             org=org.id,
             user=admin.id,
             display_name="initial admin token",
+            scope=FULL_ACCESS,
+            valid_to=self._clock.now() + timedelta(days=INIT_TOKEN_DAYS),
+        )
+        return InitResult(org, admin, token)
+
+    def add_org(self, org_name: str, admin_upn: str, admin_name: str | None = None) -> InitResult:
+        """Operator: another organization with its administrator (new or existing user) and a
+        full-scope PAT for that administrator in the new organization, shown once."""
+        check_org_name(org_name)
+        upn = check_upn(admin_upn)
+        with self._uow() as uow:
+            if uow.orgs.by_name(org_name):
+                raise Conflict(f"organization {org_name!r} exists", code="organizationExists")
+            org = self._create_org(uow, OPERATOR, org_name)
+            admin = uow.users.by_upn(upn)
+            if admin is None:
+                admin = self._create_user(
+                    uow, OPERATOR, org, upn, admin_name or upn, Role.ADMIN, IdentitySource.LOCAL
+                )
+            else:
+                self._set_role(uow, OPERATOR, org, admin, Role.ADMIN)
+            uow.commit()
+        self._after_commit()
+        token = self._pats.create(
+            OPERATOR,
+            org=org.id,
+            user=admin.id,
+            display_name=f"initial admin token for {org.name}",
             scope=FULL_ACCESS,
             valid_to=self._clock.now() + timedelta(days=INIT_TOKEN_DAYS),
         )
@@ -208,7 +245,7 @@ class DirectoryService:
         return updated
 
     def list_users(self, actor: Actor, org: str) -> list[tuple[User, Role]]:
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             result = []
@@ -218,7 +255,7 @@ class DirectoryService:
             return result
 
     def get_member(self, actor: Actor, org: str, upn_or_id: str) -> tuple[User, Role]:
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             user = self._member(uow, the_org, upn_or_id)
             if user.id != actor.user_id:
@@ -227,7 +264,7 @@ class DirectoryService:
             return user, m.role if m else Role.MEMBER
 
     def orgs_of(self, actor: Actor) -> list[tuple[Organization, Role]]:
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             if actor.is_operator:
                 return [(o, Role.ADMIN) for o in uow.orgs.all()]
             result = []
@@ -244,7 +281,7 @@ class DirectoryService:
         cached = self._orgs_by_key.get(key)
         if cached is not None:
             return cached
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             org = get_org(uow, name_or_id)
         if len(self._orgs_by_key) < 10_000:
             self._orgs_by_key[key] = org

@@ -33,6 +33,7 @@ from tokenwarden.services.common import (
     new_id,
     parse_uuid,
     publish,
+    reading,
     require_admin,
     token_reaches,
 )
@@ -182,7 +183,7 @@ class PatService:
     # ------------------------------------------------------------------ read
     def get(self, actor: Actor, authorization_id: str) -> TokenRecord:
         auth_id = parse_uuid(authorization_id, "authorizationId")
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             return EffectiveView(uow, self._catalog).one(self._own(uow, actor, auth_id))
 
     def page(
@@ -200,7 +201,7 @@ class PatService:
             raise InvalidInput(f"$top must be between 1 and {MAX_PAGE}")
         offset = self._decode_continuation(continuation, filter, sort, ascending)
         now = self._clock.now()
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             tokens = EffectiveView(uow, self._catalog).apply(uow.tokens.list_for_user(user_id, TokenKind.PAT))
         wanted = {
             PatFilter.ACTIVE: (TokenState.ACTIVE, TokenState.NOT_YET_VALID),
@@ -423,7 +424,7 @@ class PatService:
     # ------------------------------------------------------------------ admin views
     def list_for_admin(self, actor: Actor, org: str, user: str) -> tuple[User, list[TokenRecord]]:
         """Every PAT (active, expired, revoked) of an organization member, for its admins."""
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             owner = get_user(uow, user)

@@ -10,7 +10,7 @@ from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.ports.repositories import UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, get_user, publish, require_admin
+from tokenwarden.services.common import Actor, audit, get_org, get_user, publish, reading, require_admin
 
 EDITABLE = (
     "max_lifetime_days",
@@ -43,7 +43,7 @@ class PolicyService:
         self._clock = clock
 
     def get(self, actor: Actor, org: str) -> OrgPolicy:
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             return uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)

@@ -23,7 +23,7 @@ from tokenwarden.domain.watermarks import (
     SubjectType,
 )
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, publish, require_admin, token_reaches
+from tokenwarden.services.common import Actor, audit, get_org, publish, reading, require_admin, token_reaches
 from tokenwarden.services.signals import emit_session_revoked, emit_token_revoked, initiated_by
 
 
@@ -162,7 +162,7 @@ class RevocationService:
         self, actor: Actor, user: str, within: Collection[str] | None = None
     ) -> tuple[User, dict[str, datetime]]:
         """A user and their watermarks (Graph ``signInSessionsValidFromDateTime`` ...)."""
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             target = self._visible_user(uow, actor, user, within=within)
             return target, uow.watermarks.for_subject(SubjectType.USER, target.id)
 
@@ -208,7 +208,7 @@ class RevocationService:
         return changed
 
     def risky_users(self, actor: Actor, org: str, levels: Sequence[RiskLevel]) -> list[User]:
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             ids = uow.users.ids_at_risk(the_org.id, [lv.value for lv in levels])

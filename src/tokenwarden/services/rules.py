@@ -13,7 +13,7 @@ from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, new_id, publish, require_admin
+from tokenwarden.services.common import Actor, audit, get_org, new_id, publish, reading, require_admin
 from tokenwarden.services.signals import emit_org_credential_change
 
 
@@ -107,7 +107,7 @@ class RuleService:
         return rule
 
     def find(self, actor: Actor, org: str) -> list[RevocationRule]:
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             return uow.rules.find(the_org.id)
