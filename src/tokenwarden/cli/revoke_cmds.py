@@ -106,6 +106,37 @@ def revoke_user(
         )
 
 
+@revoke_app.command("sessions")
+@domain_errors
+def revoke_sessions(
+    upn: Annotated[str, typer.Argument(help="User principal name or id.")],
+    refresh_only: Annotated[
+        bool,
+        typer.Option("--refresh-only", help="Only refresh tokens and sessions (invalidateAllRefreshTokens)."),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Entra-style: sign-in sessions, refresh and access tokens issued until now stop working."""
+    c = open_container()
+    if refresh_only:
+        user = c.revocation.invalidate_refresh_tokens(OPERATOR, upn)
+    else:
+        user = c.revocation.revoke_sign_in_sessions(OPERATOR, upn)
+    _, marks = c.revocation.user_marks(OPERATOR, user.id)
+    data = {
+        "id": user.id,
+        "upn": user.upn,
+        "signInSessionsValidFromDateTime": iso_z(marks.get("signInSessions", user.created_at)),
+        "refreshTokensValidFromDateTime": iso_z(
+            max(marks.get("refreshTokens", user.created_at), marks.get("signInSessions", user.created_at))
+        ),
+    }
+    if json_out:
+        emit_json(data)
+    else:
+        table(None, ["field", "value"], list(data.items()))
+
+
 @revoke_app.command("risky")
 @domain_errors
 def revoke_risky(
@@ -141,10 +172,25 @@ def revoke_org(
         str | None, typer.Option("--confirm", help="The organization's name, typed again, to execute.")
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Recorded in the audit log.")] = None,
+    approve: Annotated[
+        str | None, typer.Option("--approve", help="Approve (and execute) a pending request by id.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Break-glass: preview, or (with --confirm ORG) revoke every token of every kind in the org."""
     c = open_container()
+    if approve is not None:
+        outcome = c.break_glass.approve(OPERATOR, org, approve, confirm)
+        done: dict[str, Any] = {
+            "status": outcome.status,
+            "requestId": outcome.request.id,
+            "revoked": outcome.revoked,
+        }
+        if json_out:
+            emit_json(done)
+        else:
+            out.print(f"break-glass executed: {sum(outcome.revoked.values())} live token(s) revoked in {org}")
+        return
     if confirm is None:
         preview = c.break_glass.preview(OPERATOR, org)
         if json_out:
