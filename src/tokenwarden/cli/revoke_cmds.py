@@ -38,7 +38,7 @@ def read_secret(token_file: Path | None) -> str:
         except OSError as exc:
             fail(f"cannot read {token_file}: {exc.strerror}", code=2)
     if sys.stdin.isatty():
-        fail("pass the token on stdin (echo ... | tokenwarden revoke token) or with --token-file", code=2)
+        fail("pass the token on stdin (... revoke token --org ORG < leaked.txt) or with --token-file", code=2)
     return sys.stdin.readline().strip()
 
 
