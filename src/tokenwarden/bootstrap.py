@@ -210,7 +210,7 @@ def wire(
         policies=PolicyService(uow, clock),
         audit=AuditService(uow),
         rules=RuleService(uow, catalog, clock, after_commit=announce),
-        revocation=RevocationService(uow, hasher, clock, after_commit=announce),
+        revocation=RevocationService(uow, hasher, clock, catalog, after_commit=announce),
         break_glass=BreakGlassService(uow, clock, pats, after_commit=announce),
         ssf=SsfService(
             uow,

@@ -21,6 +21,7 @@ from tokenwarden.domain.principals import (
     Membership,
     Organization,
     RiskLevel,
+    RiskState,
     Role,
     User,
     UserStatus,
@@ -204,17 +205,18 @@ def test_user_update_changes_every_field(db: Database) -> None:
 def test_user_find_by_org_and_status(db: Database) -> None:
     acme, beta = make_org("acme"), make_org("beta")
     a = make_user("a@acme.test")
-    b = make_user("b@acme.test", UserStatus.DISABLED)
+    b = make_user("b@acme.test")
     c = make_user("c@beta.test")
-    d = make_user("d@nowhere.test")
+    d = make_user("d@nowhere.test", UserStatus.DISABLED)
     with db() as uow:
         uow.orgs.add(acme)
         uow.orgs.add(beta)
         for u in (a, b, c, d):
             uow.users.add(u)
         uow.users.set_membership(Membership(acme.id, a.id, Role.ADMIN))
-        uow.users.set_membership(Membership(acme.id, b.id, Role.MEMBER))
+        uow.users.set_membership(Membership(acme.id, b.id, Role.MEMBER, status=UserStatus.DISABLED))
         uow.users.set_membership(Membership(beta.id, c.id, Role.MEMBER))
+        uow.users.set_membership(Membership(beta.id, b.id, Role.MEMBER))  # disabled in acme only
         uow.commit()
 
     def ids(users: list[User]) -> set[str]:
@@ -223,11 +225,46 @@ def test_user_find_by_org_and_status(db: Database) -> None:
     with db() as uow:
         assert ids(uow.users.find()) == {a.id, b.id, c.id, d.id}
         assert ids(uow.users.find(org_id=acme.id)) == {a.id, b.id}
-        assert ids(uow.users.find(org_id=beta.id)) == {c.id}
-        assert ids(uow.users.find(status=UserStatus.ACTIVE)) == {a.id, c.id, d.id}
+        assert ids(uow.users.find(org_id=beta.id)) == {b.id, c.id}
+        # Without an organization: the users' own (operator-level) status.
+        assert ids(uow.users.find(status=UserStatus.ACTIVE)) == {a.id, b.id, c.id}
+        # With one: the membership status there, and only there.
         assert ids(uow.users.find(org_id=acme.id, status=UserStatus.DISABLED)) == {b.id}
         assert uow.users.find(org_id=beta.id, status=UserStatus.DISABLED) == []
         assert len(uow.users.find()) == 4  # a join must not duplicate users
+
+
+def test_membership_state_and_risk_are_per_org(db: Database) -> None:
+    acme, beta = make_org("acme"), make_org("beta")
+    user = make_user("u@acme.test")
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    risky = Membership(
+        acme.id,
+        user.id,
+        Role.ADMIN,
+        status=UserStatus.DISABLED,
+        risk_level=RiskLevel.HIGH,
+        risk_state=RiskState.CONFIRMED_COMPROMISED,
+        risk_updated_at=at,
+    )
+    with db() as uow:
+        uow.orgs.add(acme)
+        uow.orgs.add(beta)
+        uow.users.add(user)
+        uow.users.set_membership(risky)
+        uow.users.set_membership(Membership(beta.id, user.id, Role.MEMBER))
+        uow.commit()
+    with db() as uow:
+        assert uow.users.membership(acme.id, user.id) == risky
+        assert uow.users.membership(beta.id, user.id) == Membership(beta.id, user.id, Role.MEMBER)
+        assert uow.users.ids_at_risk(acme.id, ["high"]) == [user.id]
+        assert uow.users.ids_at_risk(beta.id, ["low", "medium", "high"]) == []
+        uow.users.set_membership(risky.with_changes(risk_level=RiskLevel.NONE, status=UserStatus.ACTIVE))
+        uow.commit()
+    with db() as uow:
+        again = uow.users.membership(acme.id, user.id)
+        assert again is not None and again.risk_level is RiskLevel.NONE and again.is_active
+        assert uow.users.ids_at_risk(acme.id, ["high"]) == []
 
 
 def test_memberships_set_replace_remove_and_list(db: Database) -> None:

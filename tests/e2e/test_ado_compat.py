@@ -273,7 +273,8 @@ def test_official_azure_devops_sdk_token_admin_client(live_server: LiveServer, t
             "--name",
             "boot",
             "--scope",
-            "vso.pats_manage",
+            # a token only mints what it holds itself
+            "vso.pats_manage vso.code vso.packaging_write",
             "--days",
             "5",
             "--json",

@@ -29,6 +29,7 @@ from tokenwarden.adapters.sql import tables as t
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.bootstrap import Container
 from tokenwarden.domain.clock import SystemClock
+from tokenwarden.domain.principals import member_subject
 from tokenwarden.domain.watermarks import ALL_KINDS
 from tokenwarden.ports.repositories import AuditQuery
 from tokenwarden.services import bulk_revoke, common
@@ -297,7 +298,10 @@ def test_a_chunk_is_applied_entirely_or_not_at_all(server: Server, monkeypatch: 
     status = c.bulk_revoke.status(OPERATOR, job.id)
     assert status.counts["Success"] == 10 and status.counts["Pending"] == 15 and status.state == "running"
     with c.uow() as uow:
-        marked = [upn for upn in upns if uow.watermarks.for_subject("user", ids[upn])]
+        org_id = c.directory.find_org("Acme").id
+        marked = [
+            upn for upn in upns if uow.watermarks.for_subject("member", member_subject(org_id, ids[upn]))
+        ]
     assert marked == upns[:10]
     assert len(chunk_entries(c)) == 1
 
@@ -399,7 +403,10 @@ def test_cli_resume_after_kill_9_revokes_everyone_exactly_once(
     c_entries = []
     with database() as uow:
         c_entries = [e.details for e in uow.audit.query(AuditQuery(event_types=(EVENT,), limit=100_000))]
-        marks = {uid: uow.watermarks.for_subject("user", uid) for uid in ids.values()}
+        org_id = uow.orgs.by_name("Acme").id  # type: ignore[union-attr]
+        marks = {
+            uid: uow.watermarks.for_subject("member", member_subject(org_id, uid)) for uid in ids.values()
+        }
         items = {i.upn: i for i in uow.bulk_jobs.items(c_entries[0]["jobId"])}
     assert sum(e["users"] for e in c_entries) == 3000
     seen = [uid for e in c_entries for uid in e["userIds"]]

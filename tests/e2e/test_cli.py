@@ -212,7 +212,7 @@ def test_revoke_commands(env: dict[str, str], tmp_path: Path) -> None:
     assert looked.returncode == 0, looked.stderr
     assert json.loads(looked.stdout)["owner"] == "dan@acme.test"
     assert json.loads(looked.stdout)["revokedAt"] is None
-    sessions = cli_json(["revoke", "sessions", "dan@acme.test"], env, tmp_path)
+    sessions = cli_json(["revoke", "sessions", "dan@acme.test", "--org", "Acme"], env, tmp_path)
     assert isinstance(sessions, dict) and sessions["signInSessionsValidFromDateTime"].endswith("Z")
     user = cli_json(["revoke", "user", "dan@acme.test", "--org", "Acme", "--kinds", "pat"], env, tmp_path)
     assert user == {**user, "total": 1, "revoked": {"pat": 1}}  # type: ignore[dict-item]

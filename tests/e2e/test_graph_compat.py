@@ -88,7 +88,7 @@ def mint(server: Server, upn: str, kind: TokenKind) -> str:
 
 
 def works(server: Server, token: str) -> bool:
-    r = server.client.get(f"{V1}/me", headers=server.auth(token))
+    r = server.client.get("/api/v1/validate", headers=server.auth(token))
     assert r.status_code in (200, 401), r.text
     return r.status_code == 200
 
@@ -176,7 +176,10 @@ def test_revoke_sign_in_sessions_kills_sessions_not_pats_and_is_idempotent(serve
 def test_me_revoke_sign_in_sessions_for_a_member(server: Server) -> None:
     upn = "carol@acme.test"
     server.add_member(upn)
-    _, pat = server.pat_for(upn, scope="vso.code")
+    _, narrow = server.pat_for(upn, scope="vso.code")
+    r = server.client.post(f"{V1}/me/revokeSignInSessions", headers=server.auth(narrow))
+    assert r.status_code == 403 and "graph.users_manage" in r.text  # Graph routes need their scope
+    _, pat = server.pat_for(upn, scope="graph.users_manage")
     session = mint(server, upn, TokenKind.SESSION)
     for base in (V1, BETA):
         r = server.client.post(f"{base}/me/revokeSignInSessions", headers=server.auth(pat))
@@ -190,7 +193,7 @@ def test_me_revoke_sign_in_sessions_for_a_member(server: Server) -> None:
 def test_invalidate_all_refresh_tokens(server: Server) -> None:
     upn = "dave@acme.test"
     server.add_member(upn)
-    _, pat = server.pat_for(upn, scope="vso.code")
+    _, pat = server.pat_for(upn, scope="graph.users_manage")
     session, refresh, access = (
         mint(server, upn, k) for k in (TokenKind.SESSION, TokenKind.REFRESH, TokenKind.ACCESS)
     )
@@ -380,7 +383,7 @@ def test_member_cannot_use_admin_routes(server: Server) -> None:
     c = server.client
     server.add_member("henry@acme.test")
     server.add_member("ivy@acme.test")
-    _, pat = server.pat_for("henry@acme.test", scope="vso.code")
+    _, pat = server.pat_for("henry@acme.test", scope="graph.users_manage")
     h = server.auth(pat)
     ivy = enc("ivy@acme.test")
     for method, path in (
@@ -429,13 +432,13 @@ def test_not_found_and_routing_errors(server: Server) -> None:
     assert_graph_error(c.get("/graph/v2.0/me", headers=h), 400)
 
 
-def issue_pat(server: Server, org: str, upn: str) -> str:
+def issue_pat(server: Server, org: str, upn: str, scope: str = "graph.users_manage") -> str:
     issued = server.container.pats.create(
         OPERATOR,
         org=org,
         user=upn,
         display_name="t",
-        scope="vso.code",
+        scope=scope,
         valid_to=server.container.clock.now() + timedelta(days=5),
     )
     return issued.secret

@@ -67,12 +67,12 @@ def admin(init: InitResult) -> Actor:
 @pytest.fixture
 def bob(container: Container, init: InitResult) -> User:
     """A plain member of acme."""
-    user, _ = container.directory.add_user(OPERATOR, "acme", "bob@acme.test")
+    user = container.directory.add_user(OPERATOR, "acme", "bob@acme.test").user
     return user
 
 
 @pytest.fixture
 def carol(container: Container, init: InitResult) -> User:
     """Another plain member of acme."""
-    user, _ = container.directory.add_user(OPERATOR, "acme", "carol@acme.test")
+    user = container.directory.add_user(OPERATOR, "acme", "carol@acme.test").user
     return user

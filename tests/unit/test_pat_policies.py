@@ -34,7 +34,7 @@ def code_of(fn: Callable[[], object]) -> str:
 
 
 def count_pats(container: Container, owner: User) -> int:
-    return len(container.pats.page(owner.id, top=100).items)
+    return len(container.pats.page(actor_of(owner), "acme", top=100).items)
 
 
 def test_lifetime_policy_at_create(container: Container, bob: User, admin: Actor, clock: FakeClock) -> None:
@@ -90,9 +90,9 @@ def test_allowlist_names_must_exist(container: Container, admin: Actor) -> None:
 
 
 def test_external_identity_requirement(container: Container, bob: User, admin: Actor) -> None:
-    external, _ = container.directory.add_user(
+    external = container.directory.add_user(
         OPERATOR, "acme", "ext@acme.test", identity_source=IdentitySource.EXTERNAL
-    )
+    ).user
     container.policies.update(admin, "acme", require_external_identity=True)
     try_create(container, external)
     assert code_of(lambda: try_create(container, bob)) == "invalidUserType"
@@ -115,7 +115,7 @@ def test_global_switch_blocks_creation_even_for_init(make_container: Callable[..
 def test_global_switch_blocks_members(make_container: Callable[..., Container]) -> None:
     container = make_container(pat_creation_disabled=True)
     container.directory.create_org(OPERATOR, "acme")
-    bob, _ = container.directory.add_user(OPERATOR, "acme", "bob@acme.test")
+    bob = container.directory.add_user(OPERATOR, "acme", "bob@acme.test").user
     assert code_of(lambda: try_create(container, bob)) == "globalPATCreationBlocked"
 
 

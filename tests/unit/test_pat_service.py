@@ -159,7 +159,7 @@ def names(container: Container, ids: dict[str, str], items: list[object]) -> lis
 
 def test_page_filters_by_state(container: Container, bob: User, zoo: dict[str, str]) -> None:
     def listed(f: PatFilter) -> set[str]:
-        return set(names(container, zoo, container.pats.page(bob.id, filter=f).items))
+        return set(names(container, zoo, container.pats.page(actor_of(bob), "acme", filter=f).items))
 
     assert listed(PatFilter.ACTIVE) == {"delta", "Alpha", "charlie"}
     assert listed(PatFilter.REVOKED) == {"bravo"}
@@ -169,7 +169,9 @@ def test_page_filters_by_state(container: Container, bob: User, zoo: dict[str, s
 
 def test_page_sorts(container: Container, bob: User, zoo: dict[str, str]) -> None:
     def order(sort: PatSort, ascending: bool = True) -> list[str]:
-        page = container.pats.page(bob.id, filter=PatFilter.ALL, sort=sort, ascending=ascending)
+        page = container.pats.page(
+            actor_of(bob), "acme", filter=PatFilter.ALL, sort=sort, ascending=ascending
+        )
         return names(container, zoo, page.items)
 
     assert order(PatSort.DISPLAY_NAME) == ["Alpha", "bravo", "charlie", "delta", "soon"]  # case-insensitive
@@ -201,8 +203,8 @@ def test_page_walks_with_continuation_tokens(container: Container, bob: User, zo
 
 
 def test_last_page_has_an_empty_continuation(container: Container, bob: User, zoo: dict[str, str]) -> None:
-    assert container.pats.page(bob.id, filter=PatFilter.ACTIVE, top=3).continuation == ""
-    assert container.pats.page(bob.id, filter=PatFilter.ACTIVE, top=2).continuation != ""
+    assert container.pats.page(actor_of(bob), "acme", filter=PatFilter.ACTIVE, top=3).continuation == ""
+    assert container.pats.page(actor_of(bob), "acme", filter=PatFilter.ACTIVE, top=2).continuation != ""
 
 
 @pytest.mark.parametrize(
@@ -216,11 +218,11 @@ def test_last_page_has_an_empty_continuation(container: Container, bob: User, zo
 def test_a_continuation_token_from_other_options_is_rejected(
     container: Container, bob: User, zoo: dict[str, str], other: dict[str, object]
 ) -> None:
-    first = container.pats.page(bob.id, filter=PatFilter.ALL, sort=PatSort.DISPLAY_NAME, top=1)
+    first = container.pats.page(actor_of(bob), "acme", filter=PatFilter.ALL, sort=PatSort.DISPLAY_NAME, top=1)
     assert first.continuation
     options: dict[str, object] = {"filter": PatFilter.ALL, "sort": PatSort.DISPLAY_NAME, **other}
     with pytest.raises(InvalidInput) as info:
-        container.pats.page(bob.id, top=1, continuation=first.continuation, **options)  # type: ignore[arg-type]
+        container.pats.page(actor_of(bob), "acme", top=1, continuation=first.continuation, **options)  # type: ignore[arg-type]
     assert info.value.code == "invalidContinuationToken"
 
 
@@ -238,20 +240,22 @@ def test_a_continuation_token_from_other_options_is_rejected(
 )
 def test_malformed_continuation_tokens_are_invalid_input(container: Container, bob: User, token: str) -> None:
     with pytest.raises(InvalidInput) as info:
-        container.pats.page(bob.id, filter=PatFilter.ALL, sort=PatSort.DISPLAY_NAME, continuation=token)
+        container.pats.page(
+            actor_of(bob), "acme", filter=PatFilter.ALL, sort=PatSort.DISPLAY_NAME, continuation=token
+        )
     assert info.value.code == "invalidContinuationToken"
 
 
 @pytest.mark.parametrize("top", [0, -1, 101])
 def test_page_size_is_bounded(container: Container, bob: User, top: int) -> None:
     with pytest.raises(InvalidInput):
-        container.pats.page(bob.id, top=top)
+        container.pats.page(actor_of(bob), "acme", top=top)
 
 
 def test_page_lists_only_the_users_pats(container: Container, bob: User, carol: User) -> None:
     mine = create(container, bob).record.authorization_id
     create(container, carol)
-    assert [t.authorization_id for t in container.pats.page(bob.id).items] == [mine]
+    assert [t.authorization_id for t in container.pats.page(actor_of(bob), "acme").items] == [mine]
 
 
 # --------------------------------------------------------------------------- update
@@ -401,7 +405,7 @@ def test_another_member_gets_not_found(
 
 def test_an_admin_of_another_org_gets_not_found(container: Container, bob: User) -> None:
     container.directory.create_org(OPERATOR, "beta")
-    beta_admin, _ = container.directory.add_user(OPERATOR, "beta", "boss@beta.test", role=Role.ADMIN)
+    beta_admin = container.directory.add_user(OPERATOR, "beta", "boss@beta.test", role=Role.ADMIN).user
     issued = create(container, bob)
     with pytest.raises(NotFound):
         container.pats.revoke(actor_of(beta_admin), issued.record.authorization_id)
@@ -453,7 +457,7 @@ def test_revoke_many_ignores_tokens_of_users_outside_the_org(
     container: Container, admin: Actor, clock: FakeClock
 ) -> None:
     container.directory.create_org(OPERATOR, "beta")
-    dave, _ = container.directory.add_user(OPERATOR, "beta", "dave@beta.test")
+    dave = container.directory.add_user(OPERATOR, "beta", "dave@beta.test").user
     outsider = container.pats.create(
         actor_of(dave), org="beta", user=dave.id, display_name="x", scope="vso.code"
     )

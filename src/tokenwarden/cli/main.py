@@ -218,13 +218,15 @@ def user_add(
     """Add a user to an organization (creating the user if new)."""
     c = open_container()
     source = IdentitySource.EXTERNAL if external else IdentitySource.LOCAL
-    user, m = c.directory.add_user(OPERATOR, org, upn, display_name=name, role=role, identity_source=source)
+    result = c.directory.add_user(OPERATOR, org, upn, display_name=name, role=role, identity_source=source)
+    user, m = result.user, result.membership
+    assert m is not None  # noqa: S101 - the operator enrols directly, never by invitation
     data = {
         "id": user.id,
         "upn": user.upn,
         "displayName": user.display_name,
         "role": m.role.value,
-        "status": user.status.value,
+        "status": m.status.value,
         "identitySource": user.identity_source.value,
     }
     if json_out:
@@ -243,12 +245,12 @@ def user_list(org: OrgOpt, json_out: JsonOpt = False) -> None:
             "id": u.id,
             "upn": u.upn,
             "displayName": u.display_name,
-            "role": r.value,
-            "status": u.status.value,
-            "riskLevel": u.risk_level.value,
+            "role": m.role.value,
+            "status": m.status.value,
+            "riskLevel": m.risk_level.value,
             "identitySource": u.identity_source.value,
         }
-        for u, r in c.directory.list_users(OPERATOR, org)
+        for u, m in c.directory.list_users(OPERATOR, org)
     ]
     if json_out:
         emit_json(rows)
@@ -265,13 +267,13 @@ def user_list(org: OrgOpt, json_out: JsonOpt = False) -> None:
 def user_disable(
     upn: Annotated[str, typer.Argument(help="User principal name.")], org: OrgOpt, json_out: JsonOpt = False
 ) -> None:
-    """Disable a user: every token of theirs stops working at once."""
+    """Disable a member in one organization: every token of theirs stops working there at once."""
     c = open_container()
-    user = c.directory.set_status(OPERATOR, org, upn, UserStatus.DISABLED)
+    m = c.directory.set_status(OPERATOR, org, upn, UserStatus.DISABLED)
     if json_out:
-        emit_json({"id": user.id, "upn": user.upn, "status": user.status.value})
+        emit_json({"id": m.user_id, "upn": upn, "org": org, "status": m.status.value})
     else:
-        out.print(f"disabled {user.upn}: all of their tokens are rejected from now on")
+        out.print(f"disabled {upn} in {org}: all of their tokens are rejected there from now on")
 
 
 # ---------------------------------------------------------------------- PATs

@@ -110,6 +110,7 @@ def revoke_user(
 @domain_errors
 def revoke_sessions(
     upn: Annotated[str, typer.Argument(help="User principal name or id.")],
+    org: OrgOpt,
     refresh_only: Annotated[
         bool,
         typer.Option("--refresh-only", help="Only refresh tokens and sessions (invalidateAllRefreshTokens)."),
@@ -119,10 +120,10 @@ def revoke_sessions(
     """Entra-style: sign-in sessions, refresh and access tokens issued until now stop working."""
     c = open_container()
     if refresh_only:
-        user = c.revocation.invalidate_refresh_tokens(OPERATOR, upn)
+        user = c.revocation.invalidate_refresh_tokens(OPERATOR, org, upn)
     else:
-        user = c.revocation.revoke_sign_in_sessions(OPERATOR, upn)
-    _, marks = c.revocation.user_marks(OPERATOR, user.id)
+        user = c.revocation.revoke_sign_in_sessions(OPERATOR, org, upn)
+    _, marks = c.revocation.user_marks(OPERATOR, org, user.id)
     data = {
         "id": user.id,
         "upn": user.upn,

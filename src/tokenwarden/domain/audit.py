@@ -30,6 +30,9 @@ class AuditEventType(StrEnum):
     USER_UPDATE = "User.Update"
     USER_DISABLE = "User.Disable"
     MEMBERSHIP_CHANGE = "Organization.MembershipChange"
+    MEMBER_INVITE = "Organization.MemberInvite"
+    MEMBER_INVITE_ACCEPT = "Organization.MemberInviteAccept"
+    MEMBER_INVITE_DECLINE = "Organization.MemberInviteDecline"
     POLICY_UPDATE = "Policy.PolicyValueUpdated"
 
 

@@ -84,9 +84,45 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Membership:
+    """A user in an organization, with the state that organization (and only it) may change:
+    role, status and risk. Watermarks per (user, org) live in the watermark store under
+    :func:`member_subject`. Another organization never sees or changes any of it."""
+
     org_id: str
     user_id: str
     role: Role
+    status: UserStatus = UserStatus.ACTIVE
+    risk_level: RiskLevel = RiskLevel.NONE
+    risk_state: RiskState = RiskState.NONE
+    risk_updated_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is UserStatus.ACTIVE
+
+    def with_changes(self, **changes: object) -> Membership:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def member_subject(org_id: str, user_id: str) -> str:
+    """The watermark subject id of one user in one organization."""
+    return f"{org_id}:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """An organization's invitation to an identity that already belongs to another organization:
+    nothing changes until that identity accepts it (its consent)."""
+
+    id: str
+    org_id: str
+    user_id: str
+    role: Role
+    invited_by: str | None
+    created_at: datetime
+    expires_at: datetime
+    status: str = "pending"  # pending | accepted | declined | cancelled
+    decided_at: datetime | None = None
 
 
 def subject_descriptor(user_id: str) -> str:

@@ -87,6 +87,8 @@ DEFAULT_SCOPES: Final[dict[str, str]] = {
     "vso.work": "Work items (read)",
     "vso.work_write": "Work items (read & write)",
     "vso.work_full": "Work items (full)",
+    "graph.users": "Graph-style identity (read users, their watermarks and risky users)",
+    "graph.users_manage": "Graph-style identity (revoke sessions and refresh tokens, confirm/dismiss risk)",
     "ssf.read": "Shared Signals streams (read configuration, poll and stream events)",
     "ssf.manage": "Shared Signals streams (read & manage)",
 }
@@ -102,6 +104,7 @@ DEFAULT_IMPLIES: Final[dict[str, tuple[str, ...]]] = {
     "vso.code_manage": ("vso.code_status",),
     "vso.pats_manage": ("vso.pats",),
     "ssf.manage": ("ssf.read",),
+    "graph.users_manage": ("graph.users",),
 }
 
 

@@ -6,6 +6,9 @@ garbage offline, before any lookup.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import secrets
 import zlib
 from typing import Final
@@ -79,3 +82,26 @@ def looks_like_token(text: str) -> bool:
     except InvalidToken:
         return False
     return True
+
+
+_CANDIDATE: Final = re.compile(f"tw[prsc]_[0-9A-Za-z]{{{BODY_LEN + CHECKSUM_LEN}}}")
+_BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/=_-]{64,}")
+
+
+def find_in_text(text: str) -> list[str]:
+    """Every well-formed token in ``text`` — a pasted log line, a header, a ``Basic`` credential
+    (the token is found inside its base64) — in order of appearance, each once."""
+    found: dict[str, None] = {}
+    for candidate in _CANDIDATE.findall(text):
+        if looks_like_token(candidate):
+            found.setdefault(candidate)
+    for run in _BASE64_RUN.findall(text):
+        alt = b"-_" if "-" in run or "_" in run else None
+        try:
+            decoded = base64.b64decode(run.rstrip("=") + "=" * (-len(run.rstrip("=")) % 4), altchars=alt)
+        except (binascii.Error, ValueError):
+            continue
+        for candidate in _CANDIDATE.findall(decoded.decode("latin-1")):
+            if looks_like_token(candidate):
+                found.setdefault(candidate)
+    return list(found)

@@ -7,7 +7,8 @@ only ever move forward. Users carry per-kind watermarks plus the two Entra-style
 * ``signInSessions`` (Graph ``signInSessionsValidFromDateTime``): sessions, refresh and access tokens;
 * ``refreshTokens`` (Graph ``refreshTokensValidFromDateTime``): refresh tokens and sessions.
 
-Organizations carry per-kind watermarks (break-glass raises all of them).
+Organizations carry per-kind watermarks (break-glass raises all of them). What an organization's
+administrator does to a user raises *member* watermarks: (user, org), never the user's global ones.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tokenwarden.domain.tokens import TokenKind
 
 
 class SubjectType(StrEnum):
-    USER = "user"
+    USER = "user"  # global to the identity: only the operator or the user themselves raise these
+    MEMBER = "member"  # one user in one organization (subject id: principals.member_subject)
     ORG = "org"
     CLIENT = "client"
 

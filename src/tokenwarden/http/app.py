@@ -18,7 +18,7 @@ from tokenwarden import __version__
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.http import ssf
-from tokenwarden.http.api import admin, bulk, pats, revocation, system
+from tokenwarden.http.api import admin, bulk, invitations, pats, revocation, system
 from tokenwarden.http.compat import ado, graph
 from tokenwarden.http.errors import (
     ADO_TYPE_KEYS,
@@ -92,8 +92,9 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     )
     app.state.container = container
     app.state.metrics = Metrics(container.validator)
-    for module in (system, pats, admin, revocation, bulk, ado, graph, ssf):
+    for module in (system, pats, admin, invitations, revocation, bulk, ado, graph, ssf):
         app.include_router(module.router)
+    app.include_router(revocation.any_org_router)
 
     @app.middleware("http")
     async def count_requests(

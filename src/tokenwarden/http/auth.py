@@ -8,7 +8,7 @@ import binascii
 from fastapi import Request
 
 from tokenwarden.domain.errors import Unauthenticated
-from tokenwarden.services.common import Actor
+from tokenwarden.services.common import Actor, TokenReach
 from tokenwarden.services.validation import Caller, Validator
 
 
@@ -43,5 +43,10 @@ def authenticate(
     secret = secret_from_header(request.headers.get("authorization"))
     ip = client_ip(request)
     caller = validator.validate(secret, needed_scope, org_id, ip)
-    actor = Actor(user_id=caller.user.id, upn=caller.user.upn, ip=ip)
-    return caller, actor
+    return caller, actor_of(caller, ip)
+
+
+def actor_of(caller: Caller, ip: str | None) -> Actor:
+    """The actor behind a validated credential, bounded by what its token may do."""
+    reach = TokenReach(caller.token.scopes, caller.token.targets)
+    return Actor(user_id=caller.user.id, upn=caller.user.upn, ip=ip, token=reach)

@@ -37,6 +37,8 @@ def caller_body(caller: Caller) -> dict[str, Any]:
         "userId": caller.user.id,
         "upn": caller.user.upn,
         "kind": token.kind.value,
+        # The organization this answer is for: the one asked about, else the token's own.
+        "orgId": caller.org_id,
         "scope": " ".join(token.literal_scopes),
         "validTo": datetime.fromtimestamp(token.valid_to, UTC).isoformat().replace("+00:00", "Z"),
     }

@@ -11,7 +11,7 @@ from typing import Protocol, Self
 from tokenwarden.domain.audit import AuditEntry
 from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.domain.policies import OrgPolicy
-from tokenwarden.domain.principals import Membership, Organization, User, UserStatus
+from tokenwarden.domain.principals import Invitation, Membership, Organization, User, UserStatus
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.signals import SignalRepository
@@ -35,9 +35,13 @@ class UserRepository(Protocol):
         ...
 
     def update(self, user: User) -> None: ...
-    def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]: ...
+    def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]:
+        """Users in name order; with ``org_id`` its members, filtered by their membership status
+        there; without, every user, filtered by the user's own (operator-level) status."""
+        ...
+
     def set_membership(self, membership: Membership) -> None:
-        """Insert or replace the user's role in an organization."""
+        """Insert or replace a membership: role, status and risk in that organization."""
         ...
 
     def remove_membership(self, org_id: str, user_id: str) -> bool: ...
@@ -45,7 +49,17 @@ class UserRepository(Protocol):
     def memberships_of(self, user_id: str) -> list[Membership]: ...
     def count(self) -> int: ...
     def ids_at_risk(self, org_id: str, min_rank_levels: Sequence[str]) -> list[str]:
-        """Ids of the organization's members whose risk level is one of ``min_rank_levels``."""
+        """Ids of the organization's members whose risk level *in that organization* is one of
+        ``min_rank_levels``."""
+        ...
+
+
+class InvitationRepository(Protocol):
+    def add(self, invitation: Invitation) -> None: ...
+    def get(self, invitation_id: str) -> Invitation | None: ...
+    def update(self, invitation: Invitation) -> None: ...
+    def find(self, *, org_id: str | None = None, user_id: str | None = None) -> list[Invitation]:
+        """Invitations of an organization and/or to a user, oldest first."""
         ...
 
 
@@ -261,6 +275,7 @@ class UnitOfWork(Protocol):
     break_glass: BreakGlassRepository
     bulk_jobs: BulkJobRepository
     signals: SignalRepository
+    invitations: InvitationRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

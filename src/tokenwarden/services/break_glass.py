@@ -213,15 +213,20 @@ class BreakGlassService:
     def _with_recovery(
         self, actor: Actor, org: Organization, outcome: BreakGlassOutcome
     ) -> BreakGlassOutcome:
-        """A 24-hour admin-scoped token for the executing admin, issued after the watermark."""
+        """A 24-hour admin-scoped token for the executing admin, issued after the watermark. Like
+        any token it holds no more than the token that asked for it: its scopes are the recovery
+        scopes that token carries (none in common: no recovery token)."""
         if actor.user_id is None:
+            return outcome
+        scopes = [s for s in RECOVERY_SCOPES.split() if actor.token is None or s in actor.token.scopes]
+        if not scopes:
             return outcome
         recovery = self._pats.create(
             actor,
             org=org.id,
             user=actor.user_id,
             display_name="break-glass recovery",
-            scope=RECOVERY_SCOPES,
+            scope=scopes,
             valid_to=self._clock.now() + timedelta(hours=RECOVERY_HOURS),
             enforce_policy=False,
         )

@@ -25,7 +25,7 @@ from tokenwarden.domain.principals import Organization, normalize_upn
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import BulkJob, BulkJobItem, UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, require_admin
-from tokenwarden.services.revocation import raise_user_marks
+from tokenwarden.services.revocation import raise_member_marks
 from tokenwarden.services.signals import emit_session_revoked
 
 JOB_TYPE = "revoke_users"
@@ -189,7 +189,7 @@ class BulkRevokeService:
                 count = live.get(match.user_id, 0)
                 finished.append(replace(item, status=SUCCESS, revoked_count=count, processed_at=now))
         if member_ids and not job.dry_run:
-            raise_user_marks(uow, member_ids, job.kinds, now)
+            raise_member_marks(uow, org.id, member_ids, job.kinds, now)
             for user_id in member_ids:  # resource servers hear of it too (CAEP session-revoked)
                 user = uow.users.get(user_id)
                 if user is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,22 +11,63 @@ from tokenwarden.domain.audit import AuditEntry
 from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
 from tokenwarden.domain.events import EventType, InvalidationEvent
-from tokenwarden.domain.principals import Organization, Role, User
+from tokenwarden.domain.principals import Membership, Organization, Role, User
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.ports.repositories import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
+class TokenReach:
+    """What the token an actor acts through may do: its scopes (implications expanded) and the
+    organizations it is valid for (``None``: every organization of its owner)."""
+
+    scopes: frozenset[str]
+    orgs: tuple[str, ...] | None
+
+    def reaches(self, org_id: str) -> bool:
+        return self.orgs is None or org_id in self.orgs
+
+    def covers(self, scopes: Iterable[str], orgs: tuple[str, ...] | None) -> bool:
+        """Could this token hold a token with ``scopes`` (literal) valid for ``orgs``?"""
+        if not all(s in self.scopes for s in scopes):
+            return False
+        if self.orgs is None:
+            return True
+        return orgs is not None and set(orgs) <= set(self.orgs)
+
+
+@dataclass(frozen=True, slots=True)
 class Actor:
-    """Who performs an action: a user (through a token) or the local operator (CLI)."""
+    """Who performs an action: a user (through a token, whose reach bounds what they may do)
+    or the local operator (CLI)."""
 
     user_id: str | None
     upn: str | None
     ip: str | None = None
+    token: TokenReach | None = None
 
     @property
     def is_operator(self) -> bool:
         return self.user_id is None
+
+    def reaches(self, org_id: str) -> bool:
+        """May this actor act in ``org_id`` at all (its token is valid there)?"""
+        return self.token is None or self.token.reaches(org_id)
+
+    def check_may_hold(self, scopes: Iterable[str], orgs: tuple[str, ...] | None) -> None:
+        """No token mints or widens a token beyond itself: raise Forbidden unless the acting
+        token covers ``scopes`` and ``orgs``."""
+        if self.token is None or self.token.covers(scopes, orgs):
+            return
+        wanted = sorted(s for s in scopes if s not in self.token.scopes)
+        if wanted:
+            raise Forbidden(
+                f"this token cannot grant scopes it does not hold: {', '.join(wanted)}",
+                code="scopeEscalation",
+            )
+        raise Forbidden(
+            "this token cannot grant access to organizations it is not valid for", code="scopeEscalation"
+        )
 
 
 OPERATOR = Actor(user_id=None, upn="operator@localhost")
@@ -112,9 +153,32 @@ def token_reaches(uow: UnitOfWork, record: TokenRecord, org_id: str) -> bool:
 
 
 def require_admin(uow: UnitOfWork, actor: Actor, org_id: str) -> None:
-    """Raise Forbidden unless the actor administers ``org_id`` (the operator always does)."""
+    """Raise Forbidden unless the actor is an active administrator of ``org_id`` acting through
+    a token valid there (the operator always is)."""
     if actor.is_operator:
         return
+    if not actor.reaches(org_id):
+        raise Forbidden("this token is not valid for this organization", code="accessDenied")
     m = uow.users.membership(org_id, actor.user_id or "")
-    if m is None or m.role is not Role.ADMIN:
+    if m is None or m.role is not Role.ADMIN or not m.is_active:
         raise Forbidden("organization administrators only", code="accessDenied")
+
+
+def require_member(uow: UnitOfWork, actor: Actor, org_id: str) -> Membership:
+    """The actor's active membership of ``org_id`` (reached by its token), else Forbidden."""
+    if not actor.reaches(org_id):
+        raise Forbidden("this token is not valid for this organization", code="accessDenied")
+    m = uow.users.membership(org_id, actor.user_id or "")
+    if m is None or not m.is_active:
+        raise Forbidden("not a member of this organization", code="accessDenied")
+    return m
+
+
+def member_of(uow: UnitOfWork, org_id: str, upn_or_id: str) -> tuple[User, Membership]:
+    """A member of ``org_id`` by UPN or id; NotFound (the same answer) for anyone else, so an
+    organization learns nothing about identities outside it."""
+    user = uow.users.by_upn(upn_or_id) or uow.users.get(upn_or_id)
+    m = uow.users.membership(org_id, user.id) if user is not None else None
+    if user is None or m is None:
+        raise NotFound(f"user {upn_or_id!r:.80} is not a member of this organization", code="userNotFound")
+    return user, m

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from tokenwarden.domain.audit import AuditEventType
@@ -14,12 +14,14 @@ from tokenwarden.domain.events import EventType
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import (
     IdentitySource,
+    Invitation,
     Membership,
     Organization,
     RiskLevel,
     Role,
     User,
     UserStatus,
+    member_subject,
 )
 from tokenwarden.domain.scopes import FULL_ACCESS
 from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
@@ -29,7 +31,10 @@ from tokenwarden.services.common import (
     Actor,
     audit,
     get_org,
+    get_user,
+    member_of,
     new_id,
+    parse_uuid,
     publish,
     reading,
     require_admin,
@@ -40,6 +45,17 @@ from tokenwarden.services.signals import emit_session_revoked
 ORG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 UPN = re.compile(r"^[^\s@/\\]{1,128}@[^\s@/\\]{1,127}$")
 INIT_TOKEN_DAYS = 90
+INVITATION_DAYS = 14
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What adding a user did: a membership (new identity, or the operator enrolling one), or an
+    invitation the existing identity has to accept."""
+
+    user: User
+    membership: Membership | None
+    invitation: Invitation | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +166,12 @@ class DirectoryService:
         display_name: str | None = None,
         role: Role = Role.MEMBER,
         identity_source: IdentitySource = IdentitySource.LOCAL,
-    ) -> tuple[User, Membership]:
-        """Add a user to an organization (creating the user when the UPN is new)."""
+    ) -> AddResult:
+        """Add a user to an organization, creating the user when the UPN is new.
+
+        An identity that already exists belongs to someone else's organization (or did): an
+        administrator only *invites* it, and nothing changes until it accepts. Only the
+        operator enrols an existing identity directly."""
         upn = check_upn(upn)
         name = check_display_name(display_name) if display_name else upn
         with self._uow() as uow:
@@ -160,33 +180,118 @@ class DirectoryService:
             user = uow.users.by_upn(upn)
             if user is None:
                 user = self._create_user(uow, actor, the_org, upn, name, role, identity_source)
-            else:
-                if uow.users.membership(the_org.id, user.id) is not None:
-                    raise Conflict(f"{upn} is already a member of {the_org.name}", code="memberExists")
+                membership = uow.users.membership(the_org.id, user.id)
+                result = AddResult(user, membership, None)
+            elif uow.users.membership(the_org.id, user.id) is not None:
+                raise Conflict(f"{upn} is already a member of {the_org.name}", code="memberExists")
+            elif actor.is_operator:
                 self._set_role(uow, actor, the_org, user, role)
+                result = AddResult(user, uow.users.membership(the_org.id, user.id), None)
+            else:
+                result = AddResult(user, None, self._invite(uow, actor, the_org, user, role))
             uow.commit()
-            membership = Membership(the_org.id, user.id, role)
         self._after_commit()
-        return user, membership
+        return result
+
+    def _invite(self, uow: UnitOfWork, actor: Actor, org: Organization, user: User, role: Role) -> Invitation:
+        for pending in uow.invitations.find(org_id=org.id, user_id=user.id):
+            if pending.status == "pending" and pending.expires_at > self._clock.now():
+                return pending
+        now = self._clock.now()
+        invitation = Invitation(
+            id=new_id(),
+            org_id=org.id,
+            user_id=user.id,
+            role=role,
+            invited_by=actor.user_id,
+            created_at=now,
+            expires_at=now + timedelta(days=INVITATION_DAYS),
+        )
+        uow.invitations.add(invitation)
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.MEMBER_INVITE,
+            org_id=org.id,
+            target_type="invitation",
+            target_id=invitation.id,
+            details={"upn": user.upn, "role": role.value, "expiresAt": invitation.expires_at.isoformat()},
+        )
+        return invitation
+
+    def invitations_for(self, actor: Actor) -> list[tuple[Invitation, Organization]]:
+        """The pending invitations addressed to the actor (with the inviting organization)."""
+        now = self._clock.now()
+        with reading(self._uow) as uow:
+            result = []
+            for inv in uow.invitations.find(user_id=actor.user_id or ""):
+                o = uow.orgs.get(inv.org_id)
+                if inv.status == "pending" and inv.expires_at > now and o is not None:
+                    result.append((inv, o))
+            return result
+
+    def answer_invitation(self, actor: Actor, invitation_id: str, accept: bool) -> Invitation:
+        """The invited identity accepts (becomes a member) or declines. Nobody else can."""
+        inv_id = parse_uuid(invitation_id, "invitation id", code="invalidInvitationId")
+        now = self._clock.now()
+        with self._uow() as uow:
+            inv = uow.invitations.get(inv_id)
+            if inv is None or actor.is_operator or inv.user_id != actor.user_id:
+                raise NotFound(f"no invitation {inv_id} for you", code="invitationNotFound")
+            if inv.status != "pending":
+                raise Conflict(f"this invitation is already {inv.status}", code="invitationClosed")
+            if inv.expires_at <= now:
+                raise Conflict("this invitation has expired", code="invitationExpired")
+            the_org = get_org(uow, inv.org_id)
+            decided = replace(inv, status="accepted" if accept else "declined", decided_at=now)
+            uow.invitations.update(decided)
+            if accept and uow.users.membership(the_org.id, inv.user_id) is None:
+                self._set_role(uow, actor, the_org, get_user(uow, inv.user_id), inv.role)
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.MEMBER_INVITE_ACCEPT if accept else AuditEventType.MEMBER_INVITE_DECLINE,
+                org_id=the_org.id,
+                target_type="invitation",
+                target_id=inv.id,
+                details={"upn": actor.upn, "role": inv.role.value},
+            )
+            uow.commit()
+        self._after_commit()
+        return decided
 
     def set_role(self, actor: Actor, org: str, upn: str, role: Role) -> Membership:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-            user = self._member(uow, the_org, upn)
+            user, _ = member_of(uow, the_org.id, upn)
+            if user.id == actor.user_id and role is not Role.ADMIN:
+                raise InvalidInput("administrators cannot demote themselves", code="cannotDemoteSelf")
             self._set_role(uow, actor, the_org, user, role)
+            membership = uow.users.membership(the_org.id, user.id)
             uow.commit()
         self._after_commit()
-        return Membership(the_org.id, user.id, role)
+        assert membership is not None  # noqa: S101 - set just above, in this transaction
+        return membership
 
     def remove_member(self, actor: Actor, org: str, upn: str) -> None:
+        """Remove a member: their tokens stop working in this organization at once (and, since
+        the membership is gone, stay dead even if the identity is enrolled again later)."""
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-            user = self._member(uow, the_org, upn)
+            user, _ = member_of(uow, the_org.id, upn)
             if user.id == actor.user_id:
                 raise InvalidInput("administrators cannot remove themselves", code="cannotRemoveSelf")
             uow.users.remove_membership(the_org.id, user.id)
+            uow.watermarks.raise_to(
+                SubjectType.MEMBER,
+                [member_subject(the_org.id, user.id)],
+                [k.value for k in ALL_KINDS],
+                self._clock.now(),
+            )
             publish(uow, EventType.MEMBERSHIP_CHANGED, user_id=user.id, org_id=the_org.id)
             audit(
                 uow,
@@ -201,21 +306,25 @@ class DirectoryService:
             uow.commit()
         self._after_commit()
 
-    def set_status(self, actor: Actor, org: str, upn: str, status: UserStatus) -> User:
-        """Disable, delete or re-activate a member. Disabling kills every token at once."""
+    def set_status(self, actor: Actor, org: str, upn: str, status: UserStatus) -> Membership:
+        """Disable or re-activate a member *in this organization*. Disabling kills every token of
+        the member there at once; their standing in other organizations is untouched."""
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-            user = self._member(uow, the_org, upn)
+            user, current = member_of(uow, the_org.id, upn)
             if user.id == actor.user_id and status is not UserStatus.ACTIVE:
                 raise InvalidInput("administrators cannot disable themselves", code="cannotDisableSelf")
-            updated = user.with_changes(status=status)
-            uow.users.update(updated)
+            updated = current.with_changes(status=status)
+            uow.users.set_membership(updated)
             if status is not UserStatus.ACTIVE:
-                # Watermarks, not just the status: re-enabling the account later must not
+                # Watermarks, not just the status: re-enabling the member later must not
                 # bring back the tokens that existed when it was disabled.
                 uow.watermarks.raise_to(
-                    SubjectType.USER, [user.id], [k.value for k in ALL_KINDS], self._clock.now()
+                    SubjectType.MEMBER,
+                    [member_subject(the_org.id, user.id)],
+                    [k.value for k in ALL_KINDS],
+                    self._clock.now(),
                 )
             publish(uow, EventType.USER_CHANGED, user_id=user.id)
             if status is not UserStatus.ACTIVE:
@@ -223,7 +332,7 @@ class DirectoryService:
                     uow,
                     self._clock,
                     user=user,
-                    org_id=None,
+                    org_id=the_org.id,
                     initiating_entity="admin",
                     reason_admin=f"user {status.value}",
                 )
@@ -238,30 +347,32 @@ class DirectoryService:
                 org_id=the_org.id,
                 target_type="user",
                 target_id=user.id,
-                details={"upn": user.upn, "status": status.value, "previousStatus": user.status.value},
+                details={"upn": user.upn, "status": status.value, "previousStatus": current.status.value},
             )
             uow.commit()
         self._after_commit()
         return updated
 
-    def list_users(self, actor: Actor, org: str) -> list[tuple[User, Role]]:
+    def list_users(self, actor: Actor, org: str) -> list[tuple[User, Membership]]:
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             result = []
             for user in uow.users.find(org_id=the_org.id):
                 m = uow.users.membership(the_org.id, user.id)
-                result.append((user, m.role if m else Role.MEMBER))
+                if m is not None:
+                    result.append((user, m))
             return result
 
-    def get_member(self, actor: Actor, org: str, upn_or_id: str) -> tuple[User, Role]:
+    def get_member(self, actor: Actor, org: str, upn_or_id: str) -> tuple[User, Membership]:
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
-            user = self._member(uow, the_org, upn_or_id)
+            if actor.is_operator or not actor.reaches(the_org.id):
+                require_admin(uow, actor, the_org.id)
+            user, m = member_of(uow, the_org.id, upn_or_id)
             if user.id != actor.user_id:
                 require_admin(uow, actor, the_org.id)
-            m = uow.users.membership(the_org.id, user.id)
-            return user, m.role if m else Role.MEMBER
+            return user, m
 
     def orgs_of(self, actor: Actor) -> list[tuple[Organization, Role]]:
         with reading(self._uow) as uow:
@@ -270,7 +381,8 @@ class DirectoryService:
             result = []
             for m in uow.users.memberships_of(actor.user_id or ""):
                 o = uow.orgs.get(m.org_id)
-                if o is not None:
+                # Only what the acting token reaches: an org-restricted token sees its own org.
+                if o is not None and m.is_active and actor.reaches(o.id):
                     result.append((o, m.role))
             return sorted(result, key=lambda pair: pair[0].name.casefold())
 
@@ -288,12 +400,6 @@ class DirectoryService:
         return org
 
     # ------------------------------------------------------------------ helpers
-    def _member(self, uow: UnitOfWork, org: Organization, upn_or_id: str) -> User:
-        user = uow.users.by_upn(upn_or_id) or uow.users.get(upn_or_id)
-        if user is None or uow.users.membership(org.id, user.id) is None:
-            raise NotFound(f"user {upn_or_id!r} is not a member of {org.name}", code="userNotFound")
-        return user
-
     def _create_org(self, uow: UnitOfWork, actor: Actor, name: str) -> Organization:
         org = Organization(id=new_id(), name=name, created_at=self._clock.now())
         uow.orgs.add(org)
@@ -344,7 +450,10 @@ class DirectoryService:
         return user
 
     def _set_role(self, uow: UnitOfWork, actor: Actor, org: Organization, user: User, role: Role) -> None:
-        uow.users.set_membership(Membership(org.id, user.id, role))
+        current = uow.users.membership(org.id, user.id)
+        uow.users.set_membership(
+            current.with_changes(role=role) if current is not None else Membership(org.id, user.id, role)
+        )
         publish(uow, EventType.MEMBERSHIP_CHANGED, user_id=user.id, org_id=org.id)
         audit(
             uow,

@@ -1,25 +1,40 @@
-"""The state a listing shows: a token killed by a watermark or a rule is *revoked*, with the
-moment that revoked it — derived on read, never stored twice."""
+"""The state a listing shows: a token killed by a watermark, a rule or its owner's membership is
+*revoked*, with the moment and the cause — derived on read, never stored twice.
+
+A token answers each organization by that organization's state (the tenancy rule), so the view
+is taken *for* an organization: the one given, else each token's own. A direct revocation
+(``revoked_at`` on the record) is the first one and is never overwritten by a later cause.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
 
+from tokenwarden.domain.principals import Membership, member_subject
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import RevokedBy, TokenRecord
 from tokenwarden.domain.watermarks import SubjectType, effective_cutoffs
 from tokenwarden.ports.repositories import UnitOfWork
 
+# Causes a listing can show for a revoked token.
+DIRECT = "direct"
+USER = "user"
+RULE = "rule"
+BREAK_GLASS = "break-glass"
+MEMBERSHIP = "membership"
+
 
 class EffectiveView:
-    """Loads watermarks and rules lazily, once per listing."""
+    """Loads memberships, watermarks and rules lazily, once per listing."""
 
-    def __init__(self, uow: UnitOfWork, catalog: ScopeCatalog) -> None:
+    def __init__(self, uow: UnitOfWork, catalog: ScopeCatalog, org_id: str | None = None) -> None:
         self._uow = uow
         self._catalog = catalog
-        self._user_marks: dict[str, dict[str, datetime]] = {}
+        self._org_id = org_id
+        self._marks: dict[tuple[str, str], dict[str, datetime]] = {}
+        self._members: dict[tuple[str, str], Membership | None] = {}
         self._org_marks: dict[str, dict[str, datetime]] | None = None
         self._rules: dict[str, list[RevocationRule]] = {}
 
@@ -27,32 +42,58 @@ class EffectiveView:
         return [self.one(r) for r in records]
 
     def one(self, record: TokenRecord) -> TokenRecord:
-        if record.revoked_at is not None:
-            return record
+        """The record as this organization sees it; the *first* revocation's time and reason
+        stand (a later direct revocation does not overwrite an earlier cut-off, nor the reverse)."""
         when, why = self._cause(record)
-        if when is None:
+        if when is None or (record.revoked_at is not None and record.revoked_at <= when):
             return record
         return record.with_changes(revoked_at=when, revoked_by=RevokedBy.SYSTEM.value, revoke_reason=why)
 
+    def cause(self, record: TokenRecord) -> str | None:
+        """Why the token is revoked here (direct, user, membership, break-glass, rule), or None."""
+        when, reason = self._cause(record)
+        if reason is None or when is None:
+            return DIRECT if record.revoked_at is not None else None
+        if record.revoked_at is not None and record.revoked_at <= when:
+            return DIRECT
+        return next(c for c in (MEMBERSHIP, BREAK_GLASS, RULE, USER) if reason.startswith(_REASONS[c]))
+
     def _cause(self, record: TokenRecord) -> tuple[datetime | None, str | None]:
+        org = self._org_id or record.org_id
         issued = record.valid_from
-        marks = self._marks_of_user(record.user_id)
+        member = self._member(org, record.user_id)
+        if member is None:
+            return record.valid_from, _REASONS[MEMBERSHIP] + " (its owner is not a member here)"
+        marks = self._marks_of(org, record.user_id)
         cutoff = effective_cutoffs({k: v.timestamp() for k, v in marks.items()}).get(record.kind)
         if cutoff is not None and issued.timestamp() < cutoff:
-            return _latest(marks, cutoff), "revoked with all of the owner's tokens"
-        org_marks = self._orgs().get(record.org_id, {})
-        mark = org_marks.get(record.kind.value)
+            return _latest(marks, cutoff), _REASONS[USER]
+        if not member.is_active:
+            return issued, _REASONS[MEMBERSHIP] + f" (its owner is {member.status.value} here)"
+        mark = self._orgs().get(org, {}).get(record.kind.value)
         if mark is not None and issued < mark:
-            return mark, "revoked with all of the organization's tokens (break-glass)"
-        for rule in self._rules_of(record.org_id):
+            return mark, _REASONS[BREAK_GLASS]
+        for rule in self._rules_of(org):
             if rule.catches(record.scopes, record.kind, record.user_id, issued, self._catalog):
-                return rule.created_at, f"revoked by revocation rule {rule.id}"
+                return rule.created_at, f"{_REASONS[RULE]} {rule.id}"
         return None, None
 
-    def _marks_of_user(self, user_id: str) -> dict[str, datetime]:
-        if user_id not in self._user_marks:
-            self._user_marks[user_id] = self._uow.watermarks.for_subject(SubjectType.USER, user_id)
-        return self._user_marks[user_id]
+    def _member(self, org_id: str, user_id: str) -> Membership | None:
+        key = (org_id, user_id)
+        if key not in self._members:
+            self._members[key] = self._uow.users.membership(org_id, user_id)
+        return self._members[key]
+
+    def _marks_of(self, org_id: str, user_id: str) -> dict[str, datetime]:
+        key = (org_id, user_id)
+        if key not in self._marks:
+            marks = dict(self._uow.watermarks.for_subject(SubjectType.USER, user_id))
+            member = self._uow.watermarks.for_subject(SubjectType.MEMBER, member_subject(org_id, user_id))
+            for name, at in member.items():
+                if name not in marks or at > marks[name]:
+                    marks[name] = at
+            self._marks[key] = marks
+        return self._marks[key]
 
     def _orgs(self) -> dict[str, dict[str, datetime]]:
         if self._org_marks is None:
@@ -63,6 +104,14 @@ class EffectiveView:
         if org_id not in self._rules:
             self._rules[org_id] = self._uow.rules.find(org_id)
         return self._rules[org_id]
+
+
+_REASONS = {
+    USER: "revoked with all of the owner's tokens",
+    MEMBERSHIP: "revoked with the owner's membership",
+    BREAK_GLASS: "revoked with all of the organization's tokens (break-glass)",
+    RULE: "revoked by revocation rule",
+}
 
 
 def _latest(marks: dict[str, datetime], cutoff: float) -> datetime:

@@ -35,6 +35,7 @@ from tokenwarden.services.common import (
     publish,
     reading,
     require_admin,
+    require_member,
     token_reaches,
 )
 from tokenwarden.services.effective import EffectiveView
@@ -135,11 +136,13 @@ class PatService:
             the_org = get_org(uow, org)
             owner = get_user(uow, user)
             self._check_actor_may_manage(uow, actor, owner, the_org.id)
-            if uow.users.membership(the_org.id, owner.id) is None:
+            membership = uow.users.membership(the_org.id, owner.id)
+            if membership is None:
                 raise Forbidden("the user is not a member of this organization", code="accessDenied")
-            if not owner.is_active:
-                raise Forbidden("the user is not active", code="invalidUserId")
+            if not owner.is_active or not membership.is_active:
+                raise Forbidden("the user is not active in this organization", code="invalidUserId")
             targets = None if all_orgs else (the_org.id,)
+            actor.check_may_hold(scopes, targets)
             for policy in self._policies_for(uow, owner, targets) if enforce_policy else ():
                 check_may_create(policy, self._global, owner)
                 check_token_shape(policy, scopes, now, expires)
@@ -181,14 +184,17 @@ class PatService:
         return IssuedPat(record, secret)
 
     # ------------------------------------------------------------------ read
-    def get(self, actor: Actor, authorization_id: str) -> TokenRecord:
+    def get(self, actor: Actor, authorization_id: str, org_id: str | None = None) -> TokenRecord:
+        """One of the actor's own PATs (that reaches ``org_id``, when given), as it stands there."""
         auth_id = parse_uuid(authorization_id, "authorizationId")
         with reading(self._uow) as uow:
-            return EffectiveView(uow, self._catalog).one(self._own(uow, actor, auth_id))
+            record = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
+            return EffectiveView(uow, self._catalog, org_id).one(record)
 
     def page(
         self,
-        user_id: str,
+        actor: Actor,
+        org: str,
         *,
         filter: PatFilter = PatFilter.ACTIVE,
         sort: PatSort = PatSort.DISPLAY_DATE,
@@ -196,13 +202,21 @@ class PatService:
         top: int = MAX_PAGE,
         continuation: str | None = None,
     ) -> PatPage:
-        """One page of a user's PATs. Continuation tokens only use ``[0-9a-z.-]``."""
+        """One page of the actor's PATs that reach ``org`` (and that the actor's token may
+        see), in their state there. Continuation tokens only use ``[0-9a-z.-]``."""
         if not 1 <= top <= MAX_PAGE:
             raise InvalidInput(f"$top must be between 1 and {MAX_PAGE}")
         offset = self._decode_continuation(continuation, filter, sort, ascending)
         now = self._clock.now()
         with reading(self._uow) as uow:
-            tokens = EffectiveView(uow, self._catalog).apply(uow.tokens.list_for_user(user_id, TokenKind.PAT))
+            org_id = get_org(uow, org).id
+            require_member(uow, actor, org_id)
+            mine = [
+                r
+                for r in uow.tokens.list_for_user(actor.user_id or "", TokenKind.PAT)
+                if token_reaches(uow, r, org_id) and _may_see(actor, r)
+            ]
+            tokens = EffectiveView(uow, self._catalog, org_id).apply(mine)
         wanted = {
             PatFilter.ACTIVE: (TokenState.ACTIVE, TokenState.NOT_YET_VALID),
             PatFilter.REVOKED: (TokenState.REVOKED,),
@@ -252,16 +266,18 @@ class PatService:
         scope: str | None = None,
         valid_to: datetime | None = None,
         all_orgs: bool | None = None,
+        org_id: str | None = None,
     ) -> TokenRecord:
-        """Rename, re-scope or move validTo of a still-valid PAT (policies re-checked)."""
+        """Rename, re-scope or move validTo of a still-valid PAT of the actor's (policies
+        re-checked; the result may not exceed the acting token's scopes or organizations)."""
         auth_id = parse_uuid(authorization_id, "authorizationId")
         name = check_display_name(display_name) if display_name is not None else None
         scopes = self._catalog.parse(scope) if scope is not None else None
         now = self._clock.now()
         expires = self._check_valid_to(valid_to, now) if valid_to is not None else None
         with self._uow() as uow:
-            current = self._own(uow, actor, auth_id)
-            state = EffectiveView(uow, self._catalog).one(current).state(now)
+            current = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
+            state = EffectiveView(uow, self._catalog, org_id).one(current).state(now)
             if state is TokenState.EXPIRED:
                 raise InvalidInput("an expired PAT cannot be updated", code="expiredPatCannotBeExtended")
             if state is TokenState.REVOKED:
@@ -275,6 +291,7 @@ class PatService:
                 valid_to=expires if expires is not None else current.valid_to,
                 target_orgs=targets,
             )
+            actor.check_may_hold(updated.scopes, updated.target_orgs)
             owner = get_user(uow, current.user_id)
             for policy in self._policies_for(uow, owner, updated.target_orgs):
                 check_token_shape(policy, updated.scopes, updated.valid_from, updated.valid_to)
@@ -303,13 +320,15 @@ class PatService:
         self._after_commit()
         return updated
 
-    def regenerate(self, actor: Actor, authorization_id: str) -> IssuedPat:
-        """New secret, same authorizationId and metadata; the old secret dies at once."""
+    def regenerate(self, actor: Actor, authorization_id: str, org_id: str | None = None) -> IssuedPat:
+        """New secret, same authorizationId and metadata; the old secret dies at once. The
+        acting token must cover the PAT (a new secret is a new grant)."""
         auth_id = parse_uuid(authorization_id, "authorizationId")
         now = self._clock.now()
         with self._uow() as uow:
-            current = self._own(uow, actor, auth_id)
-            if EffectiveView(uow, self._catalog).one(current).state(now) is not TokenState.ACTIVE:
+            current = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
+            actor.check_may_hold(current.scopes, current.target_orgs)
+            if EffectiveView(uow, self._catalog, org_id).one(current).state(now) is not TokenState.ACTIVE:
                 raise InvalidInput("only an active PAT can be regenerated", code="failedToUpdateAccessToken")
             secret = token_format.generate(TokenKind.PAT)
             updated = current.with_changes(
@@ -341,11 +360,14 @@ class PatService:
         return IssuedPat(updated, secret)
 
     # ------------------------------------------------------------------ revoke
-    def revoke(self, actor: Actor, authorization_id: str, reason: str | None = None) -> TokenRecord:
-        """Revoke one PAT (owner, an admin of its organization, or the operator). Idempotent."""
+    def revoke(
+        self, actor: Actor, authorization_id: str, reason: str | None = None, org_id: str | None = None
+    ) -> TokenRecord:
+        """Revoke one PAT (owner, an admin of the organization that issued it, or the operator).
+        Idempotent."""
         auth_id = parse_uuid(authorization_id, "authorizationId")
         with self._uow() as uow:
-            record = self._visible(uow, actor, auth_id, admin_ok=True)
+            record = self._visible(uow, actor, auth_id, admin_ok=True, org_id=org_id)
             if record.revoked_at is not None:
                 return record
             revoked = self._revoke_in(uow, actor, record, reason)
@@ -356,8 +378,9 @@ class PatService:
     def revoke_many(self, actor: Actor, org: str, authorization_ids: Sequence[str]) -> int:
         """Admin bulk revoke (Token Admin "revocations"): all ids are checked before any change.
 
-        Ids of tokens outside the organization or unknown are ignored (no existence leak).
-        Returns how many tokens were newly revoked.
+        Only tokens this organization issued are revoked (a token issued elsewhere that is also
+        valid here is cut off here by revoking its owner in this organization); other ids and
+        unknown ones are ignored (no existence leak). Returns how many were newly revoked.
         """
         ids = [parse_uuid(i, "authorizationId") for i in authorization_ids]
         count = 0
@@ -369,7 +392,7 @@ class PatService:
                 record = uow.tokens.get(auth_id)
                 if record is None or record.revoked_at is not None:
                     continue
-                if not token_reaches(uow, record, the_org.id):
+                if record.org_id != the_org.id:
                     continue
                 self._revoke_in(
                     uow, actor, record, "revoked by organization administrator", publish_event=False
@@ -430,8 +453,12 @@ class PatService:
             owner = get_user(uow, user)
             if uow.users.membership(the_org.id, owner.id) is None:
                 raise NotFound(f"user {user!r} not found in this organization", code="userNotFound")
-            records = uow.tokens.list_for_user(owner.id, TokenKind.PAT)
-            return owner, EffectiveView(uow, self._catalog).apply(records)
+            records = [
+                r
+                for r in uow.tokens.list_for_user(owner.id, TokenKind.PAT)
+                if token_reaches(uow, r, the_org.id)
+            ]
+            return owner, EffectiveView(uow, self._catalog, the_org.id).apply(records)
 
     # ------------------------------------------------------------------ helpers
     def _check_valid_to(self, valid_to: datetime, now: datetime) -> datetime:
@@ -444,26 +471,39 @@ class PatService:
         org_ids = targets if targets is not None else [m.org_id for m in uow.users.memberships_of(owner.id)]
         return [uow.policies.get(o) or OrgPolicy(org_id=o) for o in org_ids]
 
-    def _own(self, uow: UnitOfWork, actor: Actor, auth_id: str) -> TokenRecord:
-        return self._visible(uow, actor, auth_id, admin_ok=False)
-
-    def _visible(self, uow: UnitOfWork, actor: Actor, auth_id: str, *, admin_ok: bool) -> TokenRecord:
+    def _visible(
+        self, uow: UnitOfWork, actor: Actor, auth_id: str, *, admin_ok: bool, org_id: str | None = None
+    ) -> TokenRecord:
+        """The PAT if the actor may act on it: its owner, or (``admin_ok``) an active admin of the
+        organization that issued it; through a token that reaches that organization; and, with
+        ``org_id``, only a PAT valid there. Anything else answers as if it did not exist."""
         record = uow.tokens.get(auth_id)
+        missing = NotFound(f"no PAT with authorizationId {auth_id}", code="authorizationNotFound")
         if record is None or record.kind is not TokenKind.PAT:
-            raise NotFound(f"no PAT with authorizationId {auth_id}", code="authorizationNotFound")
-        if actor.is_operator or record.user_id == actor.user_id:
+            raise missing
+        if org_id is not None and not token_reaches(uow, record, org_id):
+            raise missing
+        if actor.is_operator:
+            return record
+        if not _may_see(actor, record):
+            raise missing
+        if record.user_id == actor.user_id:
             return record
         if admin_ok and actor.user_id is not None:
             m = uow.users.membership(record.org_id, actor.user_id)
-            if m is not None and m.role is Role.ADMIN:
+            if m is not None and m.role is Role.ADMIN and m.is_active:
                 return record
-        # Someone else's token: answer as if it did not exist.
-        raise NotFound(f"no PAT with authorizationId {auth_id}", code="authorizationNotFound")
+        raise missing
 
     def _check_actor_may_manage(self, uow: UnitOfWork, actor: Actor, owner: User, org_id: str) -> None:
         if actor.is_operator or actor.user_id == owner.id:
             return
         require_admin(uow, actor, org_id)
+
+
+def _may_see(actor: Actor, record: TokenRecord) -> bool:
+    """A token restricted to some organizations sees only PATs issued in one of them."""
+    return actor.reaches(record.org_id)
 
 
 def _describe(record: TokenRecord) -> dict[str, object]:

@@ -4,17 +4,18 @@ loop over tokens, and every mode is audited and published as an invalidation eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from tokenwarden.domain import token_format
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
-from tokenwarden.domain.errors import Forbidden, InvalidInput, InvalidToken, NotFound
+from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.hashing import SecretHasher
-from tokenwarden.domain.principals import RiskLevel, RiskState, Role, User, UserStatus
+from tokenwarden.domain.principals import Membership, RiskLevel, RiskState, Role, User, member_subject
+from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.domain.watermarks import (
     ALL_KINDS,
@@ -23,7 +24,18 @@ from tokenwarden.domain.watermarks import (
     SubjectType,
 )
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, publish, reading, require_admin, token_reaches
+from tokenwarden.services.common import (
+    Actor,
+    audit,
+    get_org,
+    member_of,
+    publish,
+    reading,
+    require_admin,
+    require_member,
+    token_reaches,
+)
+from tokenwarden.services.effective import EffectiveView
 from tokenwarden.services.signals import emit_session_revoked, emit_token_revoked, initiated_by
 
 
@@ -45,12 +57,44 @@ class RevokeResult:
 class LookupResult:
     record: TokenRecord
     owner: User
+    org_id: str | None = None  # the organization the lookup answered for
+    cause: str | None = None  # why it is revoked there (direct, user, membership, rule, break-glass)
 
 
-def raise_user_marks(uow: UnitOfWork, user_ids: Sequence[str], kinds: Sequence[str], at: datetime) -> None:
-    """Raise watermarks of many users in one set-based write and publish one event."""
-    uow.watermarks.raise_to(SubjectType.USER, user_ids, kinds, at)
+def extract_token(text: str) -> str:
+    """The one tokenwarden token in pasted ``text`` (the token itself, a log line, a header, a
+    Basic credential); InvalidInput — never echoing the text — when there is none or several."""
+    if len(text) > 64 * 1024:
+        raise InvalidInput("paste at most 64 KiB of text", code="invalidToken")
+    found = token_format.find_in_text(text)
+    if not found:
+        raise InvalidInput(
+            "no tokenwarden token found in the text (looked for twp_/twr_/tws_/twc_ tokens with a valid "
+            "checksum, also inside Basic credentials)",
+            code="invalidToken",
+        )
+    if len(found) > 1:
+        raise InvalidInput(f"the text holds {len(found)} tokens: paste one at a time", code="invalidToken")
+    return found[0]
+
+
+def raise_member_marks(
+    uow: UnitOfWork, org_id: str, user_ids: Sequence[str], kinds: Sequence[str], at: datetime
+) -> None:
+    """Raise the watermarks of many members *of one organization* in one set-based write and
+    publish one event. Their standing in other organizations is untouched (the tenancy rule)."""
+    uow.watermarks.raise_to(SubjectType.MEMBER, [member_subject(org_id, u) for u in user_ids], kinds, at)
     publish(uow, EventType.USER_CHANGED, user_ids=list(user_ids))
+
+
+def member_marks(uow: UnitOfWork, org_id: str, user_id: str) -> dict[str, datetime]:
+    """The watermarks that apply to a user in one organization (member ones and the user's
+    own global ones, the later of each)."""
+    marks = dict(uow.watermarks.for_subject(SubjectType.USER, user_id))
+    for name, at in uow.watermarks.for_subject(SubjectType.MEMBER, member_subject(org_id, user_id)).items():
+        if name not in marks or at > marks[name]:
+            marks[name] = at
+    return marks
 
 
 class RevocationService:
@@ -59,12 +103,14 @@ class RevocationService:
         uow: UnitOfWorkFactory,
         hasher: SecretHasher,
         clock: Clock,
+        catalog: ScopeCatalog,
         *,
         after_commit: Callable[[], object] = lambda: None,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
         self._clock = clock
+        self._catalog = catalog
         self._after_commit = after_commit
 
     # ------------------------------------------------------------------ one user
@@ -81,11 +127,15 @@ class RevocationService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-            target = self._member(uow, the_org.id, user)
+            target, _ = member_of(uow, the_org.id, user)
             counts = uow.tokens.count_live(
-                user_ids=[target.id], kinds=[k.value for k in kinds], issued_before=now, now=now
+                user_ids=[target.id],
+                org_id=the_org.id,
+                kinds=[k.value for k in kinds],
+                issued_before=now,
+                now=now,
             )
-            raise_user_marks(uow, [target.id], [k.value for k in kinds], now)
+            raise_member_marks(uow, the_org.id, [target.id], [k.value for k in kinds], now)
             emit_session_revoked(
                 uow,
                 self._clock,
@@ -113,106 +163,99 @@ class RevocationService:
         self._after_commit()
         return RevokeResult((target.id,), tuple(kinds), now, counts)
 
-    def revoke_sign_in_sessions(self, actor: Actor, user: str, within: Collection[str] | None = None) -> User:
-        """Graph revokeSignInSessions: sessions, refresh and access tokens issued until now die.
+    def revoke_sign_in_sessions(self, actor: Actor, org: str, user: str) -> User:
+        """Graph revokeSignInSessions within one organization: the user's sessions, refresh and
+        access tokens issued until now die there (an admin's action, or the user's own)."""
+        return self._entra_mark(actor, org, user, SIGN_IN_SESSIONS, AuditEventType.SIGN_IN_SESSIONS_REVOKE)
 
-        ``within``: the organizations the caller's token reaches (None = all of the caller's).
-        """
-        return self._entra_mark(actor, user, SIGN_IN_SESSIONS, AuditEventType.SIGN_IN_SESSIONS_REVOKE, within)
+    def invalidate_refresh_tokens(self, actor: Actor, org: str, user: str) -> User:
+        """Graph invalidateAllRefreshTokens within one organization: refresh tokens and sessions
+        issued until now die there."""
+        return self._entra_mark(actor, org, user, REFRESH_TOKENS, AuditEventType.REFRESH_TOKENS_INVALIDATE)
 
-    def invalidate_refresh_tokens(
-        self, actor: Actor, user: str, within: Collection[str] | None = None
-    ) -> User:
-        """Graph invalidateAllRefreshTokens: refresh tokens and sessions issued until now die."""
-        return self._entra_mark(actor, user, REFRESH_TOKENS, AuditEventType.REFRESH_TOKENS_INVALIDATE, within)
-
-    def _entra_mark(
-        self, actor: Actor, user: str, mark: str, event: AuditEventType, within: Collection[str] | None
-    ) -> User:
+    def _entra_mark(self, actor: Actor, org: str, user: str, mark: str, event: AuditEventType) -> User:
         now = self._clock.now()
         with self._uow() as uow:
-            target = self._visible_user(uow, actor, user, within=within)
-            uow.watermarks.raise_to(SubjectType.USER, [target.id], [mark], now)
-            publish(uow, EventType.USER_CHANGED, user_id=target.id)
+            the_org = get_org(uow, org)
+            target, _ = self._target(uow, actor, the_org.id, user, self_ok=True)
+            raise_member_marks(uow, the_org.id, [target.id], [mark], now)
             emit_session_revoked(
                 uow,
                 self._clock,
                 user=target,
-                org_id=None,
+                org_id=the_org.id,
                 initiating_entity=initiated_by(actor, target.id),
                 reason_admin=f"{mark} revoked",
             )
-            org_ids: list[str | None] = [m.org_id for m in uow.users.memberships_of(target.id)] or [None]
-            for org_id in org_ids:
-                audit(
-                    uow,
-                    self._clock,
-                    actor,
-                    event,
-                    org_id=org_id,
-                    target_type="user",
-                    target_id=target.id,
-                    details={"upn": target.upn, "validFrom": now.isoformat()},
-                )
+            audit(
+                uow,
+                self._clock,
+                actor,
+                event,
+                org_id=the_org.id,
+                target_type="user",
+                target_id=target.id,
+                details={"upn": target.upn, "validFrom": now.isoformat()},
+            )
             uow.commit()
         self._after_commit()
         return target
 
-    def user_marks(
-        self, actor: Actor, user: str, within: Collection[str] | None = None
-    ) -> tuple[User, dict[str, datetime]]:
-        """A user and their watermarks (Graph ``signInSessionsValidFromDateTime`` ...)."""
+    def user_marks(self, actor: Actor, org: str, user: str) -> tuple[User, dict[str, datetime]]:
+        """A member and the watermarks that apply to them in ``org`` (Graph
+        ``signInSessionsValidFromDateTime`` ...)."""
         with reading(self._uow) as uow:
-            target = self._visible_user(uow, actor, user, within=within)
-            return target, uow.watermarks.for_subject(SubjectType.USER, target.id)
+            the_org = get_org(uow, org)
+            target, _ = self._target(uow, actor, the_org.id, user, self_ok=True)
+            return target, member_marks(uow, the_org.id, target.id)
 
     # ------------------------------------------------------------------ risk
     def set_risk(
-        self,
-        actor: Actor,
-        user_ids: Sequence[str],
-        level: RiskLevel,
-        state: RiskState,
-        within: Collection[str] | None = None,
-    ) -> list[User]:
-        """Set risk level and state of users (each must be in an organization the actor administers
-        and, with ``within``, that the caller's token reaches). Ids and UPNs of one user count once."""
+        self, actor: Actor, org: str, user_ids: Sequence[str], level: RiskLevel, state: RiskState
+    ) -> list[tuple[User, Membership]]:
+        """Set the risk level and state of members of ``org`` (admins only); other
+        organizations' view of the same identities is untouched. Ids and UPNs of one user count
+        once; all are checked before anything changes."""
         now = self._clock.now()
-        changed: list[User] = []
+        changed: list[tuple[User, Membership]] = []
         with self._uow() as uow:
-            found = [self._visible_user(uow, actor, u, admin_only=True, within=within) for u in user_ids]
-            targets = list({u.id: u for u in found}.values())
-            for target in targets:
-                updated = target.with_changes(risk_level=level, risk_state=state, risk_updated_at=now)
-                uow.users.update(updated)
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            found = [member_of(uow, the_org.id, u) for u in user_ids]
+            targets = list({u.id: (u, m) for u, m in found}.values())
+            for target, current in targets:
+                updated = current.with_changes(risk_level=level, risk_state=state, risk_updated_at=now)
+                uow.users.set_membership(updated)
                 publish(uow, EventType.USER_CHANGED, user_id=target.id)
-                for m in uow.users.memberships_of(target.id):
-                    audit(
-                        uow,
-                        self._clock,
-                        actor,
-                        AuditEventType.USER_RISK_CHANGE,
-                        org_id=m.org_id,
-                        target_type="user",
-                        target_id=target.id,
-                        details={
-                            "upn": target.upn,
-                            "riskLevel": level.value,
-                            "riskState": state.value,
-                            "previousRiskLevel": target.risk_level.value,
-                        },
-                    )
-                changed.append(updated)
+                audit(
+                    uow,
+                    self._clock,
+                    actor,
+                    AuditEventType.USER_RISK_CHANGE,
+                    org_id=the_org.id,
+                    target_type="user",
+                    target_id=target.id,
+                    details={
+                        "upn": target.upn,
+                        "riskLevel": level.value,
+                        "riskState": state.value,
+                        "previousRiskLevel": current.risk_level.value,
+                    },
+                )
+                changed.append((target, updated))
             uow.commit()
         self._after_commit()
         return changed
 
-    def risky_users(self, actor: Actor, org: str, levels: Sequence[RiskLevel]) -> list[User]:
+    def risky_users(
+        self, actor: Actor, org: str, levels: Sequence[RiskLevel]
+    ) -> list[tuple[User, Membership]]:
+        """Members of ``org`` whose risk level there is one of ``levels``."""
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             ids = uow.users.ids_at_risk(the_org.id, [lv.value for lv in levels])
-            return [u for u in (uow.users.get(i) for i in ids) if u is not None]
+            return [member_of(uow, the_org.id, i) for i in ids]
 
     def revoke_risky(
         self, actor: Actor, org: str, min_level: RiskLevel, kinds: Sequence[TokenKind] = ALL_KINDS
@@ -228,20 +271,22 @@ class RevocationService:
             ids = uow.users.ids_at_risk(the_org.id, levels)
             kind_values = [k.value for k in kinds]
             counts = (
-                uow.tokens.count_live(user_ids=ids, kinds=kind_values, issued_before=now, now=now)
+                uow.tokens.count_live(
+                    user_ids=ids, org_id=the_org.id, kinds=kind_values, issued_before=now, now=now
+                )
                 if ids
                 else {}
             )
             if ids:
-                raise_user_marks(uow, ids, kind_values, now)
-                for risky in filter(None, (uow.users.get(i) for i in ids)):
+                raise_member_marks(uow, the_org.id, ids, kind_values, now)
+                for risky, m in (member_of(uow, the_org.id, i) for i in ids):
                     emit_session_revoked(
                         uow,
                         self._clock,
                         user=risky,
                         org_id=the_org.id,
                         initiating_entity="admin",
-                        reason_admin=f"risky user (risk level {risky.risk_level.value})",
+                        reason_admin=f"risky user (risk level {m.risk_level.value})",
                     )
             audit(
                 uow,
@@ -263,18 +308,18 @@ class RevocationService:
         return RevokeResult(tuple(ids), tuple(kinds), now, counts)
 
     # ------------------------------------------------------------------ by value
-    def lookup(self, actor: Actor, org: str, secret: str) -> LookupResult:
-        """Find a token by its value (an admin pasting a leaked token). Audited; never logged."""
-        try:
-            token_format.parse(secret)
-        except InvalidToken as exc:
-            raise InvalidInput(f"not a tokenwarden token: {exc.message}", code="invalidToken") from exc
+    def lookup(self, actor: Actor, org: str | None, text: str) -> LookupResult:
+        """Find a token by its value (an admin pasting a leaked token, a log line or a Basic
+        header value). With ``org`` None, in any organization the actor administers (and its
+        token reaches). Audited; the value is never logged, stored or echoed."""
+        secret = extract_token(text)
         with self._uow() as uow:
-            the_org = get_org(uow, org)
-            require_admin(uow, actor, the_org.id)
             record = self._by_secret(uow, secret)
-            if record is None or not token_reaches(uow, record, the_org.id):
-                raise NotFound("no token with this value in this organization", code="tokenNotFound")
+            the_org = self._org_for_lookup(uow, actor, org, record)
+            if record is None or the_org is None:
+                raise NotFound(
+                    "no token with this value in an organization you administer", code="tokenNotFound"
+                )
             owner = uow.users.get(record.user_id)
             if owner is None:
                 raise NotFound("the token's owner no longer exists", code="tokenNotFound")
@@ -283,19 +328,48 @@ class RevocationService:
                 self._clock,
                 actor,
                 AuditEventType.TOKEN_LOOKUP,
-                org_id=the_org.id,
+                org_id=the_org,
                 target_type=record.kind.value,
                 target_id=record.authorization_id,
                 details={"owner": owner.upn},
             )
+            view = EffectiveView(uow, self._catalog, the_org)
+            shown = view.one(record)
             uow.commit()
-            return LookupResult(record, owner)
+            return LookupResult(shown, owner, the_org, view.cause(record))
 
-    def revoke_by_value(self, actor: Actor, org: str, secret: str, reason: str | None = None) -> LookupResult:
-        """Revoke the token with this value, whatever its kind."""
+    @staticmethod
+    def _org_for_lookup(
+        uow: UnitOfWork, actor: Actor, org: str | None, record: TokenRecord | None
+    ) -> str | None:
+        """The organization the lookup answers for: the one named (the actor must administer it),
+        else the token's own or another the token reaches, among those the actor administers."""
+        if org is not None:
+            org_id = get_org(uow, org).id
+            require_admin(uow, actor, org_id)
+            return org_id if record is not None and token_reaches(uow, record, org_id) else None
+        if record is None:
+            return None
+        if actor.is_operator:
+            return record.org_id
+        administered = [
+            m.org_id
+            for m in uow.users.memberships_of(actor.user_id or "")
+            if m.role is Role.ADMIN and m.is_active and actor.reaches(m.org_id)
+        ]
+        if not administered:
+            raise Forbidden("organization administrators only", code="accessDenied")
+        ordered = sorted(administered, key=lambda o: o != record.org_id)  # the token's own first
+        return next((o for o in ordered if token_reaches(uow, record, o)), None)
+
+    def revoke_by_value(
+        self, actor: Actor, org: str | None, secret: str, reason: str | None = None
+    ) -> LookupResult:
+        """Revoke the token with this value, whatever its kind (holding the value proves the
+        leak: it dies everywhere)."""
         found = self.lookup(actor, org, secret)
         record = found.record
-        if record.revoked_at is not None:
+        if found.cause == "direct":  # already revoked by hand: the first revocation stands
             return found
         with self._uow() as uow:
             current = uow.tokens.get(record.authorization_id)
@@ -330,7 +404,7 @@ class RevocationService:
                 uow.commit()
                 current = revoked
         self._after_commit()
-        return LookupResult(current, found.owner)
+        return LookupResult(current, found.owner, found.org_id, "direct")
 
     # ------------------------------------------------------------------ helpers
     def _by_secret(self, uow: UnitOfWork, secret: str) -> TokenRecord | None:
@@ -342,33 +416,13 @@ class RevocationService:
         return record
 
     @staticmethod
-    def _member(uow: UnitOfWork, org_id: str, user: str) -> User:
+    def _target(
+        uow: UnitOfWork, actor: Actor, org_id: str, user: str, *, self_ok: bool
+    ) -> tuple[User, Membership]:
+        """A member of ``org_id`` the actor may act on: themselves (when ``self_ok``) or anyone,
+        for an administrator there."""
         found = uow.users.by_upn(user) or uow.users.get(user)
-        if found is None or uow.users.membership(org_id, found.id) is None:
-            raise NotFound(f"user {user!r:.80} is not a member of this organization", code="userNotFound")
-        return found
-
-    @staticmethod
-    def _visible_user(
-        uow: UnitOfWork,
-        actor: Actor,
-        user: str,
-        *,
-        admin_only: bool = False,
-        within: Collection[str] | None = None,
-    ) -> User:
-        """The user, if it is the actor (self-service) or the actor administers one of its orgs
-        (limited to ``within``, the organizations the caller's token reaches, when given)."""
-        found = uow.users.by_upn(user) or uow.users.get(user)
-        if found is None or found.status is UserStatus.DELETED:
-            raise NotFound(f"user {user!r:.80} not found", code="userNotFound")
-        if actor.is_operator or (found.id == actor.user_id and not admin_only):
-            return found
-        admin_orgs = {m.org_id for m in uow.users.memberships_of(actor.user_id or "") if m.role is Role.ADMIN}
-        if within is not None:
-            admin_orgs &= set(within)
-        if any(m.org_id in admin_orgs for m in uow.users.memberships_of(found.id)):
-            return found
-        if admin_orgs:
-            raise NotFound(f"user {user!r:.80} not found", code="userNotFound")
-        raise Forbidden("organization administrators only", code="accessDenied")
+        if self_ok and found is not None and found.id == actor.user_id:
+            return found, require_member(uow, actor, org_id)
+        require_admin(uow, actor, org_id)
+        return member_of(uow, org_id, user)

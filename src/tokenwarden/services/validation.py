@@ -20,7 +20,7 @@ from tokenwarden.domain import token_format
 from tokenwarden.domain.errors import Forbidden, InsufficientScope, InvalidToken, Unavailable
 from tokenwarden.domain.events import EventType, InvalidationEvent
 from tokenwarden.domain.hashing import SecretHasher
-from tokenwarden.domain.principals import Role, UserStatus
+from tokenwarden.domain.principals import Role, UserStatus, member_subject
 from tokenwarden.domain.revocation import RuleIndex
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
@@ -71,30 +71,45 @@ class CachedToken:
         self.revoked = revoked
 
 
-class UserState:
-    """Owner facts validation needs: status, organization roles and per-kind watermarks."""
+class MemberState:
+    """One membership as validation needs it: the role, whether it is active, and the per-kind
+    cut-offs that apply in that organization (its member watermarks and the user's global ones)."""
 
-    __slots__ = ("active", "cutoffs", "id", "roles", "upn")
+    __slots__ = ("active", "cutoffs", "role")
 
-    def __init__(
-        self, id: str, upn: str, active: bool, roles: dict[str, Role], cutoffs: dict[TokenKind, float]
-    ) -> None:
-        self.id = id
-        self.upn = upn
+    def __init__(self, role: Role, active: bool, cutoffs: dict[TokenKind, float]) -> None:
+        self.role = role
         self.active = active
-        self.roles = roles
         self.cutoffs = cutoffs
 
 
+class UserState:
+    """Owner facts validation needs: global status and, per organization, the membership state.
+
+    ``roles`` holds the roles of active memberships only (a disabled member administers nothing).
+    """
+
+    __slots__ = ("active", "id", "members", "roles", "upn")
+
+    def __init__(self, id: str, upn: str, active: bool, members: dict[str, MemberState]) -> None:
+        self.id = id
+        self.upn = upn
+        self.active = active
+        self.members = members
+        self.roles = {org: m.role for org, m in members.items() if m.active}
+
+
 class Caller:
-    """A validated credential: the token, its owner and the token's key (keyed secret hash)."""
+    """A validated credential: the token, its owner, the token's key (keyed secret hash) and the
+    organization the answer is for (the one asked about, else the token's own)."""
 
-    __slots__ = ("key", "token", "user")
+    __slots__ = ("key", "org_id", "token", "user")
 
-    def __init__(self, token: CachedToken, user: UserState, key: bytes) -> None:
+    def __init__(self, token: CachedToken, user: UserState, key: bytes, org_id: str) -> None:
         self.token = token
         self.user = user
         self.key = key
+        self.org_id = org_id
 
     def role_in(self, org_id: str) -> Role | None:
         return self.user.roles.get(org_id)
@@ -161,32 +176,43 @@ class Validator:
         if entry is None:
             entry = self._miss(secret, h)
         user = self._users.get(entry.user_id) or self._load_user(entry.user_id)
-        if entry.revoked or now >= entry.valid_to or now < entry.issued:
-            raise InvalidToken("token is expired, revoked or not yet valid")
+        if entry.revoked:
+            raise InvalidToken("token is revoked")
+        if now >= entry.valid_to:
+            raise InvalidToken("token is expired")
+        if now < entry.issued:
+            raise InvalidToken("token is not yet valid")
         if not user.active:
-            raise InvalidToken("token owner is not active")
-        cutoff = user.cutoffs.get(entry.kind)
+            raise InvalidToken("token is revoked")
+        # The answer is for one organization: the one asked about, else the token's own. Only
+        # that organization's state applies (the tenancy rule).
+        org = entry.org_id if org_id is None else org_id
+        if org_id is not None and entry.targets is not None and org_id not in entry.targets:
+            raise Forbidden("token is not valid for this organization")
+        member = user.members.get(org)
+        if member is None:
+            if org_id is None:  # removed from its own organization: its tokens end there
+                raise InvalidToken("token is revoked")
+            raise Forbidden("token owner is not a member of this organization")
+        if not member.active:
+            raise InvalidToken("token is revoked")
+        cutoff = member.cutoffs.get(entry.kind)
         if cutoff is not None and entry.issued < cutoff:
-            raise InvalidToken("token is revoked: its owner's tokens were revoked")
-        if self._org_cutoffs and self._org_revoked(entry, org_id):
-            raise InvalidToken("token is revoked: the organization's tokens were revoked")
+            raise InvalidToken("token is revoked")
+        if self._org_cutoffs:
+            org_cut = self._org_cutoffs.get(org)
+            if org_cut is not None:
+                cutoff = org_cut.get(entry.kind)
+                if cutoff is not None and entry.issued < cutoff:
+                    raise InvalidToken("token is revoked")
         if self._has_rules and self._rules.revokes(
-            (entry.org_id,) if org_id is None or org_id == entry.org_id else (entry.org_id, org_id),
-            entry.literal_scopes,
-            entry.kind,
-            entry.user_id,
-            entry.issued,
+            (org,), entry.literal_scopes, entry.kind, entry.user_id, entry.issued
         ):
-            raise InvalidToken("token is revoked by a revocation rule")
+            raise InvalidToken("token is revoked")
         if needed_scope is not None and needed_scope not in entry.scopes:
             raise InsufficientScope(f"token lacks the scope {needed_scope!r}")
-        if org_id is not None:
-            if entry.targets is not None and org_id not in entry.targets:
-                raise Forbidden("token is not valid for this organization")
-            if org_id not in user.roles:
-                raise Forbidden("token owner is not a member of this organization")
         self._usage[h] = (now, ip)
-        return Caller(entry, user, h)
+        return Caller(entry, user, h, org)
 
     def validate_in_memory(
         self,
@@ -210,14 +236,6 @@ class Validator:
         if entry.user_id not in self._users:
             return None
         return self.validate(secret, needed_scope, org_id, ip)
-
-    def _org_revoked(self, entry: CachedToken, org_id: str | None) -> bool:
-        for org in (entry.org_id, org_id):
-            if org is not None:
-                cutoff = self._org_cutoffs.get(org, {}).get(entry.kind)
-                if cutoff is not None and entry.issued < cutoff:
-                    return True
-        return False
 
     # ---------------------------------------------------------------- cache misses
     def _miss(self, secret: str, h: bytes) -> CachedToken:
@@ -313,17 +331,30 @@ class Validator:
         try:
             with self._reader() as uow:
                 user = uow.users.get(user_id)
-                roles = {m.org_id: m.role for m in uow.users.memberships_of(user_id)} if user else {}
-                marks = uow.watermarks.for_subject(SubjectType.USER, user_id) if user else {}
+                memberships = uow.users.memberships_of(user_id) if user else []
+                own = uow.watermarks.for_subject(SubjectType.USER, user_id) if user else {}
+                marks = {
+                    m.org_id: uow.watermarks.for_subject(
+                        SubjectType.MEMBER, member_subject(m.org_id, user_id)
+                    )
+                    for m in memberships
+                }
         except Unavailable:
             raise
         except Exception as exc:
             raise Unavailable("user store unavailable") from exc
         if user is None:
-            state = UserState(user_id, "", False, {}, {})
+            state = UserState(user_id, "", False, {})
         else:
-            cutoffs = effective_cutoffs({k: v.timestamp() for k, v in marks.items()})
-            state = UserState(user_id, user.upn, user.status is UserStatus.ACTIVE, roles, cutoffs)
+            global_cuts = effective_cutoffs({k: v.timestamp() for k, v in own.items()})
+            members = {}
+            for m in memberships:
+                cuts = dict(global_cuts)
+                mine = effective_cutoffs({k: v.timestamp() for k, v in marks[m.org_id].items()})
+                for kind, ts in mine.items():
+                    cuts[kind] = max(ts, cuts.get(kind, ts))
+                members[m.org_id] = MemberState(m.role, m.status is UserStatus.ACTIVE, cuts)
+            state = UserState(user_id, user.upn, user.status is UserStatus.ACTIVE, members)
         self._users[user_id] = state
         return state
 

@@ -18,7 +18,14 @@ from tokenwarden.domain.clock import SystemClock
 from tokenwarden.domain.errors import Conflict
 from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.domain.policies import OrgPolicy
-from tokenwarden.domain.principals import Membership, Organization, User, UserStatus, normalize_upn
+from tokenwarden.domain.principals import (
+    Invitation,
+    Membership,
+    Organization,
+    User,
+    UserStatus,
+    normalize_upn,
+)
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.repositories import (
@@ -30,6 +37,7 @@ from tokenwarden.ports.repositories import (
     BulkJobItem,
     BulkJobRepository,
     EventRepository,
+    InvitationRepository,
     OrgRepository,
     PolicyRepository,
     RuleRepository,
@@ -62,6 +70,7 @@ class MemoryStore:
     orgs: dict[str, Organization] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
+    invitations: dict[str, Invitation] = field(default_factory=dict)
     tokens: dict[str, TokenRecord] = field(default_factory=dict)
     token_by_hash: dict[bytes, str] = field(default_factory=dict)
     policies: dict[str, OrgPolicy] = field(default_factory=dict)
@@ -141,12 +150,15 @@ class MemoryUserRepository(_Repo):
             _set(self.s.users, user.id, user, self.j)
 
     def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]:
-        found = [
-            u
-            for u in self.s.users.values()
-            if (org_id is None or (org_id, u.id) in self.s.memberships)
-            and (status is None or u.status is status)
-        ]
+        found = []
+        for u in self.s.users.values():
+            if org_id is None:
+                if status is None or u.status is status:
+                    found.append(u)
+                continue
+            m = self.s.memberships.get((org_id, u.id))
+            if m is not None and (status is None or m.status is status):
+                found.append(u)
         return sorted(found, key=lambda u: normalize_upn(u.upn))
 
     def set_membership(self, membership: Membership) -> None:
@@ -169,7 +181,33 @@ class MemoryUserRepository(_Repo):
         return len(self.s.users)
 
     def ids_at_risk(self, org_id: str, min_rank_levels: Sequence[str]) -> list[str]:
-        return [u.id for u in self.find(org_id=org_id) if u.risk_level.value in min_rank_levels]
+        return [
+            u.id
+            for u in self.find(org_id=org_id)
+            if self.s.memberships[(org_id, u.id)].risk_level.value in min_rank_levels
+        ]
+
+
+class MemoryInvitationRepository(_Repo):
+    def add(self, invitation: Invitation) -> None:
+        if invitation.id in self.s.invitations:
+            raise Conflict(f"invitation {invitation.id} exists")
+        _set(self.s.invitations, invitation.id, invitation, self.j)
+
+    def get(self, invitation_id: str) -> Invitation | None:
+        return self.s.invitations.get(invitation_id)
+
+    def update(self, invitation: Invitation) -> None:
+        if invitation.id in self.s.invitations:
+            _set(self.s.invitations, invitation.id, invitation, self.j)
+
+    def find(self, *, org_id: str | None = None, user_id: str | None = None) -> list[Invitation]:
+        found = [
+            i
+            for i in self.s.invitations.values()
+            if (org_id is None or i.org_id == org_id) and (user_id is None or i.user_id == user_id)
+        ]
+        return sorted(found, key=lambda i: (i.created_at, i.id))
 
 
 class MemoryTokenRepository(_Repo):
@@ -441,6 +479,7 @@ class MemoryUnitOfWork:
     break_glass: BreakGlassRepository
     bulk_jobs: BulkJobRepository
     signals: SignalRepository
+    invitations: InvitationRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -461,6 +500,7 @@ class MemoryUnitOfWork:
         self.break_glass = MemoryBreakGlassRepository(s, j)
         self.bulk_jobs = MemoryBulkJobRepository(s, j)
         self.signals = MemorySignalRepository(s, j)
+        self.invitations = MemoryInvitationRepository(s, j)
         return self
 
     def __exit__(

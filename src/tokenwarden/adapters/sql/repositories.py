@@ -30,6 +30,7 @@ from tokenwarden.domain.events import EventType, InvalidationEvent
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import (
     IdentitySource,
+    Invitation,
     Membership,
     Organization,
     RiskLevel,
@@ -106,28 +107,28 @@ class SqlUserRepository:
             raise Conflict(f"user {user.upn!r} exists") from exc
 
     def find(self, org_id: str | None = None, status: UserStatus | None = None) -> list[User]:
+        """Users (of ``org_id``: by their membership status there; else by their own status)."""
         stmt = select(t.users)
         if org_id is not None:
             stmt = stmt.join(t.memberships, t.memberships.c.user_id == t.users.c.id).where(
                 t.memberships.c.org_id == org_id
             )
-        if status is not None:
+            if status is not None:
+                stmt = stmt.where(t.memberships.c.status == status.value)
+        elif status is not None:
             stmt = stmt.where(t.users.c.status == status.value)
         return [_user(r) for r in self._c.execute(stmt.order_by(t.users.c.upn_key))]
 
     def set_membership(self, membership: Membership) -> None:
         m = t.memberships.c
+        values = _membership_values(membership)
         changed = self._c.execute(
             update(t.memberships)
             .where(and_(m.org_id == membership.org_id, m.user_id == membership.user_id))
-            .values(role=membership.role.value)
+            .values(**values)
         ).rowcount
         if not changed:
-            self._c.execute(
-                insert(t.memberships).values(
-                    org_id=membership.org_id, user_id=membership.user_id, role=membership.role.value
-                )
-            )
+            self._c.execute(insert(t.memberships).values(**values))
 
     def remove_membership(self, org_id: str, user_id: str) -> bool:
         m = t.memberships.c
@@ -139,11 +140,11 @@ class SqlUserRepository:
         row = self._c.execute(
             select(t.memberships).where(and_(m.org_id == org_id, m.user_id == user_id))
         ).first()
-        return Membership(row.org_id, row.user_id, Role(row.role)) if row else None
+        return _membership(row) if row else None
 
     def memberships_of(self, user_id: str) -> list[Membership]:
         rows = self._c.execute(select(t.memberships).where(t.memberships.c.user_id == user_id))
-        return [Membership(r.org_id, r.user_id, Role(r.role)) for r in rows]
+        return [_membership(r) for r in rows]
 
     def count(self) -> int:
         return int(self._c.execute(select(func.count()).select_from(t.users)).scalar_one())
@@ -152,10 +153,88 @@ class SqlUserRepository:
         stmt = (
             select(t.users.c.id)
             .join(t.memberships, t.memberships.c.user_id == t.users.c.id)
-            .where(t.memberships.c.org_id == org_id, t.users.c.risk_level.in_(list(min_rank_levels)))
+            .where(t.memberships.c.org_id == org_id, t.memberships.c.risk_level.in_(list(min_rank_levels)))
             .order_by(t.users.c.upn_key)
         )
         return [r.id for r in self._c.execute(stmt)]
+
+
+def _membership_values(m: Membership) -> dict[str, Any]:
+    return {
+        "org_id": m.org_id,
+        "user_id": m.user_id,
+        "role": m.role.value,
+        "status": m.status.value,
+        "risk_level": m.risk_level.value,
+        "risk_state": m.risk_state.value,
+        "risk_updated_at": m.risk_updated_at,
+    }
+
+
+def _membership(row: Row[Any]) -> Membership:
+    return Membership(
+        org_id=row.org_id,
+        user_id=row.user_id,
+        role=Role(row.role),
+        status=UserStatus(row.status),
+        risk_level=RiskLevel(row.risk_level),
+        risk_state=RiskState(row.risk_state),
+        risk_updated_at=row.risk_updated_at,
+    )
+
+
+class SqlInvitationRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, invitation: Invitation) -> None:
+        self._c.execute(insert(t.invitations).values(**_invitation_values(invitation)))
+
+    def get(self, invitation_id: str) -> Invitation | None:
+        row = self._c.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).first()
+        return _invitation(row) if row else None
+
+    def update(self, invitation: Invitation) -> None:
+        values = _invitation_values(invitation)
+        del values["id"]
+        self._c.execute(update(t.invitations).where(t.invitations.c.id == invitation.id).values(**values))
+
+    def find(self, *, org_id: str | None = None, user_id: str | None = None) -> list[Invitation]:
+        i = t.invitations.c
+        stmt = select(t.invitations)
+        if org_id is not None:
+            stmt = stmt.where(i.org_id == org_id)
+        if user_id is not None:
+            stmt = stmt.where(i.user_id == user_id)
+        return [_invitation(r) for r in self._c.execute(stmt.order_by(i.created_at, i.id))]
+
+
+def _invitation_values(inv: Invitation) -> dict[str, Any]:
+    return {
+        "id": inv.id,
+        "org_id": inv.org_id,
+        "user_id": inv.user_id,
+        "role": inv.role.value,
+        "invited_by": inv.invited_by,
+        "created_at": inv.created_at,
+        "expires_at": inv.expires_at,
+        "status": inv.status,
+        "decided_at": inv.decided_at,
+    }
+
+
+def _invitation(row: Row[Any]) -> Invitation:
+    return Invitation(
+        id=row.id,
+        org_id=row.org_id,
+        user_id=row.user_id,
+        role=Role(row.role),
+        invited_by=row.invited_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        status=row.status,
+        decided_at=row.decided_at,
+    )
 
 
 class SqlTokenRepository:

@@ -86,7 +86,29 @@ memberships = Table(
     Column("org_id", String(36), ForeignKey("orgs.id"), primary_key=True),
     Column("user_id", String(36), ForeignKey("users.id"), primary_key=True),
     Column("role", String(16), nullable=False),
+    # The state one organization keeps about a member (the tenancy rule: per user and org).
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("risk_level", String(16), nullable=False, server_default="none"),
+    Column("risk_state", String(32), nullable=False, server_default="none"),
+    Column("risk_updated_at", UTCDateTime(), nullable=True),
     Index("ix_memberships_user_id", "user_id"),
+    Index("ix_memberships_org_risk", "org_id", "risk_level"),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("invited_by", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Index("ix_invitations_user_status", "user_id", "status"),
+    Index("ix_invitations_org", "org_id"),
 )
 
 tokens = Table(
@@ -178,7 +200,7 @@ watermarks = Table(
     "watermarks",
     metadata,
     Column("subject_type", String(16), primary_key=True),
-    Column("subject_id", String(64), primary_key=True),
+    Column("subject_id", String(80), primary_key=True),
     Column("kind", String(32), primary_key=True),
     Column("valid_from", UTCDateTime(), nullable=False),
 )

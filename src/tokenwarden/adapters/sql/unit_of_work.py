@@ -18,6 +18,7 @@ from tokenwarden.adapters.sql.repositories import (
     SqlBreakGlassRepository,
     SqlBulkJobRepository,
     SqlEventRepository,
+    SqlInvitationRepository,
     SqlOrgRepository,
     SqlPolicyRepository,
     SqlRuleRepository,
@@ -32,6 +33,7 @@ from tokenwarden.ports.repositories import (
     BreakGlassRepository,
     BulkJobRepository,
     EventRepository,
+    InvitationRepository,
     OrgRepository,
     PolicyRepository,
     RuleRepository,
@@ -58,6 +60,7 @@ class SqlUnitOfWork:
     break_glass: BreakGlassRepository
     bulk_jobs: BulkJobRepository
     signals: SignalRepository
+    invitations: InvitationRepository
 
     def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
         self._engine = engine
@@ -84,6 +87,7 @@ class SqlUnitOfWork:
         self.break_glass = SqlBreakGlassRepository(conn)
         self.bulk_jobs = SqlBulkJobRepository(conn)
         self.signals = SqlSignalRepository(conn)
+        self.invitations = SqlInvitationRepository(conn)
         return self
 
     def __exit__(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import InvalidInput
-from tokenwarden.domain.principals import Role, User
+from tokenwarden.domain.principals import Invitation, Membership, User
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
@@ -23,17 +23,33 @@ ADMIN = "vso.tokenadministration"
 AUDIT = "vso.auditlog"
 
 
-def user_json(user: User, role: Role | None = None) -> dict[str, Any]:
+def user_json(user: User, membership: Membership) -> dict[str, Any]:
+    """A member as this organization sees them: status, risk and role are this organization's."""
     return {
         "id": user.id,
         "upn": user.upn,
         "displayName": user.display_name,
-        "status": user.status.value,
-        "riskLevel": user.risk_level.value,
+        "status": membership.status.value,
+        "riskLevel": membership.risk_level.value,
+        "riskState": membership.risk_state.value,
         "identitySource": user.identity_source.value,
         "descriptor": user.descriptor,
         "createdAt": iso_z(user.created_at),
-        "role": role.value if role else None,
+        "role": membership.role.value,
+    }
+
+
+def invitation_json(inv: Invitation, upn: str, org_name: str | None = None) -> dict[str, Any]:
+    return {
+        "invitationId": inv.id,
+        "orgId": inv.org_id,
+        "org": org_name,
+        "userId": inv.user_id,
+        "upn": upn,
+        "role": inv.role.value,
+        "status": inv.status,
+        "createdAt": iso_z(inv.created_at),
+        "expiresAt": iso_z(inv.expires_at),
     }
 
 
@@ -44,11 +60,12 @@ def list_users(request: Request, org: str) -> dict[str, Any]:
     return {"value": [user_json(u, r) for u, r in users], "count": len(users)}
 
 
-@router.post("/users", status_code=201)
-def add_user(request: Request, org: str, body: UserCreate) -> dict[str, Any]:
-    """Add a member (the user is created when the UPN is new)."""
-    _, _, actor = org_caller(request, org, ADMIN)
-    user, membership = container(request).directory.add_user(
+@router.post("/users", status_code=201, responses={202: {"description": "an invitation was sent"}})
+def add_user(request: Request, org: str, body: UserCreate, response: Response) -> dict[str, Any]:
+    """Add a member. A new UPN creates the user (201). An identity that already exists is only
+    *invited* (202): it becomes a member when it accepts (``POST /api/v1/invitations/{id}``)."""
+    the_org, _, actor = org_caller(request, org, ADMIN)
+    result = container(request).directory.add_user(
         actor,
         org,
         body.upn,
@@ -56,7 +73,11 @@ def add_user(request: Request, org: str, body: UserCreate) -> dict[str, Any]:
         role=body.role,
         identity_source=body.identity_source,
     )
-    return user_json(user, membership.role)
+    if result.invitation is not None:
+        response.status_code = 202
+        return invitation_json(result.invitation, result.user.upn, the_org.name)
+    assert result.membership is not None  # noqa: S101 - no invitation means a membership
+    return user_json(result.user, result.membership)
 
 
 @router.get("/users/{user}")

@@ -61,7 +61,9 @@ class RuleCreate(Body):
 
 
 class TokenValue(Body):
-    token: str = Field(max_length=1000)
+    """The token itself, or text holding it: a log line, a header, a ``Basic`` credential."""
+
+    token: str = Field(max_length=8192)
     reason: str | None = Field(default=None, max_length=512)
 
 

@@ -25,10 +25,10 @@ def list_pats(
     continuation: str | None = Query(None, max_length=200),
 ) -> dict[str, Any]:
     """List the caller's PATs (filter, sort, page with ``continuation``)."""
-    _, caller, _ = org_caller(request, org, READ)
+    the_org, _, actor = org_caller(request, org, READ)
     c = container(request)
     page = c.pats.page(
-        caller.user.id, filter=filter, sort=sort, ascending=ascending, top=top, continuation=continuation
+        actor, the_org.id, filter=filter, sort=sort, ascending=ascending, top=top, continuation=continuation
     )
     now = c.clock.now()
     return {"value": [pat_json(t, now) for t in page.items], "continuation": page.continuation}
@@ -53,15 +53,15 @@ def create_pat(request: Request, org: str, body: PatCreate) -> dict[str, Any]:
 
 @router.get("/{authorization_id}")
 def get_pat(request: Request, org: str, authorization_id: str) -> dict[str, Any]:
-    _, _, actor = org_caller(request, org, READ)
+    the_org, _, actor = org_caller(request, org, READ)
     c = container(request)
-    return pat_json(c.pats.get(actor, authorization_id), c.clock.now())
+    return pat_json(c.pats.get(actor, authorization_id, the_org.id), c.clock.now())
 
 
 @router.patch("/{authorization_id}")
 def update_pat(request: Request, org: str, authorization_id: str, body: PatUpdate) -> dict[str, Any]:
     """Rename, re-scope, extend or shorten a still-valid PAT."""
-    _, _, actor = org_caller(request, org, MANAGE)
+    the_org, _, actor = org_caller(request, org, MANAGE)
     c = container(request)
     record = c.pats.update(
         actor,
@@ -70,6 +70,7 @@ def update_pat(request: Request, org: str, authorization_id: str, body: PatUpdat
         scope=body.scope,
         valid_to=body.valid_to,
         all_orgs=body.all_orgs,
+        org_id=the_org.id,
     )
     return pat_json(record, c.clock.now())
 
@@ -77,15 +78,15 @@ def update_pat(request: Request, org: str, authorization_id: str, body: PatUpdat
 @router.post("/{authorization_id}/regenerate")
 def regenerate_pat(request: Request, org: str, authorization_id: str) -> dict[str, Any]:
     """New secret for the same PAT; the old secret stops working at once."""
-    _, _, actor = org_caller(request, org, MANAGE)
+    the_org, _, actor = org_caller(request, org, MANAGE)
     c = container(request)
-    issued = c.pats.regenerate(actor, authorization_id)
+    issued = c.pats.regenerate(actor, authorization_id, the_org.id)
     return pat_json(issued.record, c.clock.now(), issued.secret)
 
 
 @router.delete("/{authorization_id}", status_code=204)
 def revoke_pat(request: Request, org: str, authorization_id: str) -> Response:
     """Revoke a PAT (its owner, or an administrator of its organization)."""
-    _, _, actor = org_caller(request, org, MANAGE)
-    container(request).pats.revoke(actor, authorization_id)
+    the_org, _, actor = org_caller(request, org, MANAGE)
+    container(request).pats.revoke(actor, authorization_id, org_id=the_org.id)
     return Response(status_code=204)

@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import InvalidInput
-from tokenwarden.domain.principals import RiskLevel, RiskState, User
+from tokenwarden.domain.principals import Membership, RiskLevel, RiskState, User
 from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import BreakGlassStart, RiskChange, RiskyRevoke, TokenValue, UserRevoke
+from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container, org_caller
 from tokenwarden.services.break_glass import BreakGlassOutcome
 from tokenwarden.services.revocation import LookupResult, RevokeResult
 
 router = APIRouter(prefix="/api/v1/orgs/{org}", tags=["revocation"])
+# Leaked-token intake without naming an organization: searched in every one the caller administers.
+any_org_router = APIRouter(prefix="/api/v1/tokens", tags=["revocation"])
 ADMIN = "vso.tokenadministration"
 
 
-def lookup_json(found: LookupResult) -> dict[str, Any]:
+def lookup_json(found: LookupResult, now: datetime) -> dict[str, Any]:
+    """A looked-up token as the organization it was found in sees it (state, and the cause when
+    revoked: direct, user, membership, rule or break-glass)."""
     r = found.record
     return {
         "authorizationId": r.authorization_id,
         "kind": r.kind.value,
         "displayName": r.display_name,
-        "owner": {"id": found.owner.id, "upn": found.owner.upn, "status": found.owner.status.value},
+        "orgId": found.org_id,
+        "state": r.state(now).value,
+        "revokedCause": found.cause,
+        "owner": {"id": found.owner.id, "upn": found.owner.upn},
         "scope": r.scope_string,
         "validFrom": iso_z(r.valid_from),
         "validTo": iso_z(r.valid_to),
@@ -46,13 +55,15 @@ def revoke_json(result: RevokeResult) -> dict[str, Any]:
     }
 
 
-def risk_json(user: User) -> dict[str, Any]:
+def risk_json(member: tuple[User, Membership]) -> dict[str, Any]:
+    """A member's risk in this organization."""
+    user, m = member
     return {
         "id": user.id,
         "upn": user.upn,
-        "riskLevel": user.risk_level.value,
-        "riskState": user.risk_state.value,
-        "riskLastUpdatedAt": iso_z(user.risk_updated_at),
+        "riskLevel": m.risk_level.value,
+        "riskState": m.risk_state.value,
+        "riskLastUpdatedAt": iso_z(m.risk_updated_at),
     }
 
 
@@ -60,14 +71,33 @@ def risk_json(user: User) -> dict[str, Any]:
 def lookup(request: Request, org: str, body: TokenValue) -> dict[str, Any]:
     """Whose token is this? (an admin pasting a leaked token; the lookup is audited)"""
     _, _, actor = org_caller(request, org, ADMIN)
-    return lookup_json(container(request).revocation.lookup(actor, org, body.token))
+    c = container(request)
+    return lookup_json(c.revocation.lookup(actor, org, body.token), c.clock.now())
 
 
 @router.post("/tokens/revoke-by-value")
 def revoke_by_value(request: Request, org: str, body: TokenValue) -> dict[str, Any]:
     """Revoke a token given its value, whatever its kind."""
     _, _, actor = org_caller(request, org, ADMIN)
-    return lookup_json(container(request).revocation.revoke_by_value(actor, org, body.token, body.reason))
+    c = container(request)
+    return lookup_json(c.revocation.revoke_by_value(actor, org, body.token, body.reason), c.clock.now())
+
+
+@any_org_router.post("/lookup")
+def lookup_anywhere(request: Request, body: TokenValue) -> dict[str, Any]:
+    """Whose token is this, in any organization the caller administers? ``token`` may be the
+    token, a pasted log line or header, or a Basic credential; the value is never echoed."""
+    c = container(request)
+    _, actor = authenticate(request, c.validator, ADMIN)
+    return lookup_json(c.revocation.lookup(actor, None, body.token), c.clock.now())
+
+
+@any_org_router.post("/revoke-by-value")
+def revoke_anywhere(request: Request, body: TokenValue) -> dict[str, Any]:
+    """Revoke a leaked token found in any organization the caller administers."""
+    c = container(request)
+    _, actor = authenticate(request, c.validator, ADMIN)
+    return lookup_json(c.revocation.revoke_by_value(actor, None, body.token, body.reason), c.clock.now())
 
 
 @router.post("/users/{user}/revoke")
@@ -86,7 +116,7 @@ def set_risk(request: Request, org: str, user: str, body: RiskChange) -> dict[st
     c = container(request)
     target, _ = c.directory.get_member(actor, org, user)
     state = body.risk_state or (RiskState.NONE if body.risk_level.rank == 0 else RiskState.AT_RISK)
-    return risk_json(c.revocation.set_risk(actor, [target.id], body.risk_level, state)[0])
+    return risk_json(c.revocation.set_risk(actor, org, [target.id], body.risk_level, state)[0])
 
 
 @router.get("/risky-users")

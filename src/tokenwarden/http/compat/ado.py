@@ -168,17 +168,18 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
 def get_or_list_pats(request: Request, org: str) -> AdoJSONResponse:
     """List the caller's PATs, or get one with ``authorizationId``."""
     check_api_version(request)
-    _, caller, actor = org_caller(request, org, PATS_READ)
+    the_org, _, actor = org_caller(request, org, PATS_READ)
     c = container(request)
     auth_id = request.query_params.get("authorizationId")
     if auth_id is not None:
         auth_id = parse_uuid(auth_id, "authorizationId")
         try:
-            return ok(pat_result(c.pats.get(actor, auth_id)))
+            return ok(pat_result(c.pats.get(actor, auth_id, the_org.id)))
         except NotFound as exc:
             return ok(pat_result(None, exc))
     page = c.pats.page(
-        caller.user.id,
+        actor,
+        the_org.id,
         filter=_choice(request, "displayFilterOption", PatFilter, PatFilter.ACTIVE),
         sort=_choice(request, "sortByOption", PatSort, PatSort.DISPLAY_DATE),
         ascending=_bool(request, "isSortAscending", True),
@@ -226,7 +227,7 @@ async def update_pat(request: Request, org: str) -> AdoJSONResponse:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object (PatTokenUpdateRequest)")
-    _, _, actor = org_caller(request, org, PATS_MANAGE)
+    the_org, _, actor = org_caller(request, org, PATS_MANAGE)
     c = container(request)
     try:
         auth_id = body.get("authorizationId")
@@ -243,6 +244,7 @@ async def update_pat(request: Request, org: str) -> AdoJSONResponse:
             scope=_str_field(body, "scope", "invalidScope"),
             valid_to=parse_timestamp(valid_to, "validTo", "invalidValidTo") if valid_to is not None else None,
             all_orgs=all_orgs,
+            org_id=the_org.id,
         )
     except PAT_RESULT_ERRORS as exc:
         return ok(pat_result(None, exc))
@@ -257,10 +259,10 @@ def revoke_pat(request: Request, org: str) -> Response:
     if raw is None:
         raise InvalidInput("authorizationId is required")
     auth_id = parse_uuid(raw, "authorizationId")
-    _, _, actor = org_caller(request, org, PATS_MANAGE)
+    the_org, _, actor = org_caller(request, org, PATS_MANAGE)
     c = container(request)
-    record = c.pats.get(actor, auth_id)  # owner only on this route
-    c.pats.revoke(actor, record.authorization_id)
+    record = c.pats.get(actor, auth_id, the_org.id)  # owner only on this route
+    c.pats.revoke(actor, record.authorization_id, org_id=the_org.id)
     return Response(status_code=204)
 
 

@@ -28,7 +28,7 @@ from starlette.types import Scope
 
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import DomainError, Forbidden, InvalidInput, Unauthenticated, Unavailable
-from tokenwarden.domain.principals import RiskLevel, RiskState, Role, User, UserStatus
+from tokenwarden.domain.principals import Membership, RiskLevel, RiskState, Role, User, UserStatus
 from tokenwarden.domain.watermarks import REFRESH_TOKENS, SIGN_IN_SESSIONS
 from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container
@@ -52,6 +52,9 @@ GRAPH_CODES: Final[dict[int, str]] = {
 WWW_AUTHENTICATE: Final = 'Bearer realm="tokenwarden"'
 MAX_BODY: Final = 1024 * 1024
 MAX_USER_IDS: Final = 1000
+# Scopes of the Graph-shaped routes (in the scope catalogue; app_token implies both).
+GRAPH_READ: Final = "graph.users"
+GRAPH_MANAGE: Final = "graph.users_manage"
 
 USER_PROPERTIES: Final = (
     "id",
@@ -200,15 +203,17 @@ def graph_route(path: str, method: str) -> Callable[[Callable[..., Any]], Callab
 
 
 # ---------------------------------------------------------------------- request helpers
-def graph_caller(request: Request) -> tuple[Caller, Actor]:
-    """Bearer only (a PAT or a tokenwarden access token); no particular scope is needed."""
+def graph_caller(request: Request, scope: str) -> tuple[Caller, Actor]:
+    """Bearer only (a PAT or a tokenwarden access token) carrying ``scope``. Graph has no
+    organization in its URLs: a call acts within the token's own organization, and the token is
+    checked against that organization's state (members, watermarks, rules, break-glass)."""
     header = (request.headers.get("authorization") or "").strip()
     if not header:
         raise Unauthenticated("Access token is empty.")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthenticated("Bearer access token required.")
-    return authenticate(request, container(request).validator)
+    return authenticate(request, container(request).validator, scope)
 
 
 def path_user(request: Request, value: str) -> str:
@@ -304,11 +309,9 @@ def user_json(user: User, marks: dict[str, datetime]) -> dict[str, Any]:
 
 
 def _get_user(request: Request, target: str | None) -> JSONResponse:
-    caller, actor = graph_caller(request)
+    caller, actor = graph_caller(request, GRAPH_READ)
     selected = select_option(request, USER_PROPERTIES)
-    user, marks = container(request).revocation.user_marks(
-        actor, target or caller.user.id, caller.token.targets
-    )
+    user, marks = container(request).revocation.user_marks(actor, caller.org_id, target or caller.user.id)
     body = {
         "@odata.context": context_url(request, f"users{select_fragment(selected)}/$entity"),
         **project(user_json(user, marks), selected),
@@ -317,18 +320,14 @@ def _get_user(request: Request, target: str | None) -> JSONResponse:
 
 
 def _revoke_sign_in_sessions(request: Request, target: str | None) -> JSONResponse:
-    caller, actor = graph_caller(request)
-    container(request).revocation.revoke_sign_in_sessions(
-        actor, target or caller.user.id, caller.token.targets
-    )
+    caller, actor = graph_caller(request, GRAPH_MANAGE)
+    container(request).revocation.revoke_sign_in_sessions(actor, caller.org_id, target or caller.user.id)
     return JSONResponse({"@odata.context": context_url(request, "Edm.Boolean"), "value": True})
 
 
 def _invalidate_refresh_tokens(request: Request, target: str | None) -> Response:
-    caller, actor = graph_caller(request)
-    container(request).revocation.invalidate_refresh_tokens(
-        actor, target or caller.user.id, caller.token.targets
-    )
+    caller, actor = graph_caller(request, GRAPH_MANAGE)
+    container(request).revocation.invalidate_refresh_tokens(actor, caller.org_id, target or caller.user.id)
     return Response(status_code=204)
 
 
@@ -397,50 +396,37 @@ def parse_risk_filter(raw: str | None) -> tuple[set[RiskLevel], set[RiskState]] 
     return levels, states
 
 
-def risky_user_json(user: User) -> dict[str, Any]:
+def risky_user_json(member: tuple[User, Membership]) -> dict[str, Any]:
+    """A member's risk as the token's organization sees it."""
+    user, m = member
     return {
         "id": user.id,
         "userPrincipalName": user.upn,
         "userDisplayName": user.display_name,
-        "riskLevel": user.risk_level.value,
-        "riskState": user.risk_state.value,
-        "riskLastUpdatedDateTime": iso_z(user.risk_updated_at or user.created_at),
+        "riskLevel": m.risk_level.value,
+        "riskState": m.risk_state.value,
+        "riskLastUpdatedDateTime": iso_z(m.risk_updated_at or user.created_at),
         "isDeleted": user.status is UserStatus.DELETED,
         "isProcessing": False,
-        "riskDetail": RISK_DETAIL.get(user.risk_state, "none"),
+        "riskDetail": RISK_DETAIL.get(m.risk_state, "none"),
     }
 
 
-def admin_orgs(caller: Caller) -> list[str]:
-    """Organizations the caller administers that the presented token reaches."""
-    targets = caller.token.targets
-    return [
-        org
-        for org, role in caller.user.roles.items()
-        if role is Role.ADMIN and (targets is None or org in targets)
-    ]
-
-
 def _risky_users(request: Request) -> JSONResponse:
-    caller, actor = graph_caller(request)
+    caller, actor = graph_caller(request, GRAPH_READ)
     wanted = parse_risk_filter(query_option(request, "filter"))
     selected = select_option(request, RISKY_USER_PROPERTIES)
     query_option(request, "top")  # accepted and ignored (no paging)
-    orgs = admin_orgs(caller)
-    if not orgs:
+    if caller.role_in(caller.org_id) is not Role.ADMIN:
         raise Forbidden("Insufficient privileges to complete the operation.")
     if wanted is None:
         levels: Sequence[RiskLevel] = DEFAULT_LEVELS
     else:
         levels = tuple(RiskLevel) if wanted[1] else tuple(wanted[0])
-    found: dict[str, User] = {}
-    service = container(request).revocation
-    for org in orgs:
-        for user in service.risky_users(actor, org, levels):
-            found.setdefault(user.id, user)
-    users = sorted(found.values(), key=lambda u: u.upn.casefold())
+    found = container(request).revocation.risky_users(actor, caller.org_id, levels)
+    users = sorted(found, key=lambda pair: pair[0].upn.casefold())
     if wanted is not None:
-        users = [u for u in users if u.risk_level in wanted[0] or u.risk_state in wanted[1]]
+        users = [(u, m) for u, m in users if m.risk_level in wanted[0] or m.risk_state in wanted[1]]
     body: dict[str, Any] = {
         "@odata.context": context_url(request, f"identityProtection/riskyUsers{select_fragment(selected)}")
     }
@@ -452,16 +438,14 @@ def _risky_users(request: Request) -> JSONResponse:
 
 @graph_route("/identityProtection/riskyUsers", "GET")
 def list_risky_users(request: Request) -> Response:
-    """Users at risk in every organization the caller administers."""
+    """Members at risk in the token's organization (its administrators only)."""
     return _risky_users(request)
 
 
 async def _set_risk(request: Request, level: RiskLevel, state: RiskState) -> Response:
-    caller, actor = await run_in_threadpool(graph_caller, request)  # 401 before 400 on the body
+    caller, actor = await run_in_threadpool(graph_caller, request, GRAPH_MANAGE)  # 401 before 400
     ids = await user_ids_body(request)
-    await run_in_threadpool(
-        container(request).revocation.set_risk, actor, ids, level, state, caller.token.targets
-    )
+    await run_in_threadpool(container(request).revocation.set_risk, actor, caller.org_id, ids, level, state)
     return Response(status_code=204)
 
 
