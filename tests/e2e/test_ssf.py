@@ -571,9 +571,7 @@ def test_push_target_is_checked_again_at_delivery(server: Server, receiver: Rece
     assert receiver.seen == []
 
 
-def test_push_does_not_follow_redirects(
-    server: Server, receiver: Receiver, other_receiver: Receiver
-) -> None:
+def test_push_does_not_follow_redirects(server: Server, receiver: Receiver, other_receiver: Receiver) -> None:
     server.add_member("ci@acme.test")
     auth_id, _ = server.pat_for("ci@acme.test")
     receiver.statuses.extend([307, 307, 307])
