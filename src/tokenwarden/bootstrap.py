@@ -14,6 +14,7 @@ from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.domain.clock import Clock, SystemClock
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.hashing import Pepper, SecretHasher
+from tokenwarden.domain.netpolicy import PushAllowList
 from tokenwarden.domain.policies import GlobalPolicy
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.jobs.background import BackgroundSync
@@ -218,6 +219,7 @@ def wire(
             SecretBox(hasher, AUTH_HEADER_INFO),
             clock,
             reader=reader,
+            push_allow=PushAllowList.parse(settings.ssf_push_allow),
         ),
         bulk_revoke=BulkRevokeService(uow, clock, after_commit=announce),
     )

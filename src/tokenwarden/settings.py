@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         default=None,
         description="public base URL: the iss of Security Event Tokens; default the request's base URL",
     )
+    ssf_push_allow: str = Field(
+        default="",
+        description=(
+            "SSF push targets allowed although loopback, link-local or private: comma-separated "
+            "CIDRs, addresses or host names (default none: push goes to public addresses only)"
+        ),
+    )
     bus_url: str = Field(
         default="auto",
         description=(

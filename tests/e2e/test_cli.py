@@ -219,11 +219,135 @@ def test_revoke_commands(env: dict[str, str], tmp_path: Path) -> None:
     risky = cli_json(["revoke", "risky", "--org", "Acme", "--min-level", "high"], env, tmp_path)
     assert isinstance(risky, dict) and risky["users"] == 0
     preview = cli_json(["revoke", "org", "--org", "Acme"], env, tmp_path)
-    # counts are of unrevoked, unexpired rows: dan's PAT, dead by watermark, is still counted (known gap)
-    assert isinstance(preview, dict) and preview["tokensByKind"]["pat"] == 2
-    wrong = run_cli(["revoke", "org", "--org", "Acme", "--confirm", "acme", "--json"], env, tmp_path)
+    # live counts: dan's PAT, dead by his watermark, is not counted; root's token is
+    assert isinstance(preview, dict) and preview["tokensByKind"]["pat"] == 1
+    creds = tmp_path / "root.token"
+    creds.write_text(admin["token"] + "\n")
+    wrong = run_cli(
+        ["revoke", "org", "--org", "Acme", "--confirm", "acme", "--credential-file", str(creds), "--json"],
+        env,
+        tmp_path,
+    )
     assert wrong.returncode == 1 and json.loads(wrong.stdout)["error"]["code"] == "confirmationMismatch"
-    done = cli_json(["revoke", "org", "--org", "Acme", "--confirm", "Acme"], env, tmp_path)
-    assert isinstance(done, dict) and done["status"] == "executed" and done["revoked"] == {"pat": 2}
+    done = cli_json(
+        ["revoke", "org", "--org", "Acme", "--confirm", "Acme", "--credential-file", str(creds)],
+        env,
+        tmp_path,
+    )
+    assert isinstance(done, dict) and done["status"] == "executed" and done["revoked"] == {"pat": 1}
     no_input = run_cli(["revoke", "token", "--org", "Acme"], env, tmp_path, input="")
     assert no_input.returncode == 1
+
+
+def _audit(env: dict[str, str], tmp_path: Path, org: str) -> list[dict[str, object]]:
+    entries = cli_json(["audit", "query", "--org", org, "--limit", "100"], env, tmp_path)
+    assert isinstance(entries, list)
+    return [e for e in entries if "BreakGlass" in str(e.get("eventType", e))]
+
+
+def test_break_glass_two_person_rule_on_the_cli(env: dict[str, str], tmp_path: Path) -> None:
+    """Issue 10: requester and approver each use their own credential; they must differ."""
+    root = cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    assert isinstance(root, dict)
+    cli_json(["user", "add", "second@acme.test", "--org", "Acme", "--role", "admin"], env, tmp_path)
+    cli_json(["user", "add", "member@acme.test", "--org", "Acme"], env, tmp_path)
+    tokens = {}
+    for upn in ("second@acme.test", "member@acme.test"):
+        pat = cli_json(
+            [
+                "pat",
+                "create",
+                "--user",
+                upn,
+                "--org",
+                "Acme",
+                "--name",
+                "bg",
+                "--scope",
+                "vso.tokenadministration",
+            ],
+            env,
+            tmp_path,
+        )
+        assert isinstance(pat, dict)
+        tokens[upn] = pat["token"]
+    cli_json(["policy", "set", "--org", "Acme", "--break-glass-two-person"], env, tmp_path)
+    root_file = tmp_path / "root.token"
+    root_file.write_text(root["token"])
+    base = ["revoke", "org", "--org", "Acme", "--confirm", "Acme"]
+
+    # no credential at all: a usage error naming where the credential comes from; nothing applied
+    bare = run_cli([*base, "--json"], env, tmp_path)
+    assert (
+        bare.returncode == 2
+        and "--credential-file" in bare.stderr
+        and "TOKENWARDEN_CREDENTIAL" in bare.stderr
+    )
+    no_reason = run_cli([*base, "--operator-override"], env, tmp_path)
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    # a member is not an admin
+    member = run_cli(
+        [*base, "--json"], {**env, "TOKENWARDEN_CREDENTIAL": tokens["member@acme.test"]}, tmp_path
+    )
+    assert member.returncode == 1 and json.loads(member.stdout)["error"]["code"] == "accessDenied"
+
+    pending = cli_json([*base, "--credential-file", str(root_file), "--reason", "leak"], env, tmp_path)
+    assert isinstance(pending, dict) and pending["status"] == "pending"
+    rid = str(pending["requestId"])
+    approve = [*base, "--approve", rid, "--json"]
+    same = run_cli([*approve, "--credential-file", str(root_file)], env, tmp_path)
+    assert same.returncode == 1 and json.loads(same.stdout)["error"]["code"] == "sameApprover"
+    as_operator = run_cli(approve, env, tmp_path)
+    assert as_operator.returncode == 2
+    override_approve = run_cli([*approve, "--operator-override", "--reason", "x"], env, tmp_path)
+    assert override_approve.returncode == 2
+    by_member = run_cli([*approve, "--credential-file", "-"], env, tmp_path, input=tokens["member@acme.test"])
+    assert by_member.returncode == 1 and json.loads(by_member.stdout)["error"]["code"] == "accessDenied"
+    done = run_cli([*approve, "--credential-file", "-"], env, tmp_path, input=tokens["second@acme.test"])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "executed" and result["requestedBy"] and result["approvedBy"]
+    assert result["requestedBy"] != result["approvedBy"]
+    # live counts: root's init token and the two PATs
+    assert result["revoked"] == {"pat": 3}
+    assert tokens["second@acme.test"] not in done.stderr
+
+    entries = _audit(env, tmp_path, "Acme")
+    by_type = {str(e["eventType"]): e for e in entries}
+    request = by_type["Token.BreakGlassRequestEvent"]
+    execute = by_type["Token.BreakGlassExecuteEvent"]
+    assert request["actorUpn"] == "root@acme.test" and request["actorId"]
+    assert execute["actorUpn"] == "second@acme.test" and execute["actorId"]
+    details = execute["details"]
+    assert isinstance(details, dict)
+    assert details["requestedByUpn"] == "root@acme.test" and details["approvedByUpn"] == "second@acme.test"
+    assert details["operatorOverride"] is False
+
+
+def test_break_glass_operator_override_is_explicit_and_audited(env: dict[str, str], tmp_path: Path) -> None:
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    cli_json(["policy", "set", "--org", "Acme", "--break-glass-two-person"], env, tmp_path)
+    done = cli_json(
+        [
+            "revoke",
+            "org",
+            "--org",
+            "Acme",
+            "--confirm",
+            "Acme",
+            "--operator-override",
+            "--reason",
+            "all admins lost",
+        ],
+        env,
+        tmp_path,
+    )
+    assert isinstance(done, dict) and done["status"] == "executed" and done["operatorOverride"] is True
+    assert done["revoked"] == {"pat": 1}
+    execute = next(
+        e for e in _audit(env, tmp_path, "Acme") if e["eventType"] == "Token.BreakGlassExecuteEvent"
+    )
+    details = execute["details"]
+    assert isinstance(details, dict)
+    assert details["operatorOverride"] is True and details["reason"] == "all admins lost"
+    assert execute["actorUpn"] == "operator@localhost"

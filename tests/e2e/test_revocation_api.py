@@ -280,14 +280,14 @@ def test_break_glass_on_another_organization_is_refused_and_changes_nothing(serv
     other = server.container.directory.add_org("Other", "boss@other.test")
     other_token = other.token.secret
     assert valid(server, other_token) == 200
-    # Acme's admin is no admin of Other (and Acme's token does not reach it)
+    # Acme's admin is no member of Other: the same 404 as an unknown organization (issue 10)
     for method, url, body in (
         ("GET", "/api/v1/orgs/Other/break-glass/preview", None),
         ("POST", "/api/v1/orgs/Other/break-glass", {"confirm": "Other"}),
         ("POST", "/api/v1/orgs/Other/users/boss@other.test/revoke", {}),
     ):
         r = server.client.request(method, url, json=body, headers=server.auth())
-        assert r.status_code == 403, (url, r.text)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "organizationNotFound", (url, r.text)
     # even an admin of both orgs cannot use an Acme-only token on Other
     server.container.directory.add_org("Third", "admin@acme.test")
     r = server.client.post("/api/v1/orgs/Third/break-glass", json={"confirm": "Third"}, headers=server.auth())

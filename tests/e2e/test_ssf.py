@@ -22,6 +22,7 @@ from joserfc.jwk import KeySet
 
 from tests.e2e.conftest import Server, free_port, make_settings
 from tokenwarden.bootstrap import build
+from tokenwarden.domain.netpolicy import PushAllowList
 from tokenwarden.domain.principals import Role
 from tokenwarden.http.app import create_app
 from tokenwarden.services.common import OPERATOR
@@ -70,6 +71,7 @@ class Receiver:
     url: str
     seen: list[tuple[dict[str, str], str]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    location: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def jtis(self) -> list[str]:
@@ -83,7 +85,18 @@ def _b64(part: str) -> bytes:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(server: Server) -> Iterator[Receiver]:
+    """A receiver on 127.0.0.1 — allowed for pushes the way an operator would allow it."""
+    server.container.ssf.push_allow = PushAllowList.parse("127.0.0.1/32")
+    yield from _receiver()
+
+
+@pytest.fixture
+def other_receiver() -> Iterator[Receiver]:
+    yield from _receiver()
+
+
+def _receiver() -> Iterator[Receiver]:
     state: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -94,6 +107,8 @@ def receiver() -> Iterator[Receiver]:
                 rec.seen.append((dict(self.headers.items()), body))
                 status = rec.statuses.pop(0) if rec.statuses else 202
             self.send_response(status)
+            if rec.location is not None:
+                self.send_header("Location", rec.location)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -138,7 +153,7 @@ def test_issuer_setting_overrides_the_request_url(server: Server) -> None:
     conf = server.client.get("/.well-known/ssf-configuration").json()
     assert conf["issuer"] == "https://tokens.example.com"
     assert conf["configuration_endpoint"] == "https://tokens.example.com/ssf/stream"
-    assert create_stream(server)["iss"] == "https://tokens.example.com"
+    assert create_stream(server)["iss"] == f"https://tokens.example.com/ssf/orgs/{server.org_id}"
 
 
 def test_stream_crud_and_authorization(server: Server) -> None:
@@ -161,7 +176,7 @@ def test_stream_crud_and_authorization(server: Server) -> None:
         "method": POLL,
         "endpoint_url": f"http://testserver/ssf/poll?stream_id={sid}",
     }
-    assert created["iss"] == "http://testserver" and created["aud"]
+    assert created["iss"] == f"http://testserver/ssf/orgs/{server.org_id}" and created["aud"]
     assert set(created["events_supported"]) == {
         CAEP + "session-revoked",
         CAEP + "credential-change",
@@ -196,7 +211,7 @@ def test_stream_crud_and_authorization(server: Server) -> None:
     r = server.client.post(
         "/ssf/status",
         json={"stream_id": sid, "status": "paused", "reason": "maintenance"},
-        headers=server.auth(manage),
+        headers=server.auth(),
     )
     assert r.status_code == 200 and r.json() == {
         "stream_id": sid,
@@ -207,13 +222,8 @@ def test_stream_crud_and_authorization(server: Server) -> None:
     assert server.client.post("/ssf/status", json=bad_status, headers=server.auth()).status_code == 400
 
     subject = {"stream_id": sid, "subject": {"format": "email", "email": "rs@acme.test"}}
-    assert (
-        server.client.post("/ssf/subjects/add", json=subject, headers=server.auth(manage)).status_code == 200
-    )
-    assert (
-        server.client.post("/ssf/subjects/remove", json=subject, headers=server.auth(manage)).status_code
-        == 204
-    )
+    assert server.client.post("/ssf/subjects/add", json=subject, headers=server.auth()).status_code == 200
+    assert server.client.post("/ssf/subjects/remove", json=subject, headers=server.auth()).status_code == 204
     bad_subject = {"stream_id": sid, "subject": "rs@acme.test"}
     assert server.client.post("/ssf/subjects/add", json=bad_subject, headers=server.auth()).status_code == 400
 
@@ -271,7 +281,7 @@ def test_pat_revocation_is_a_signed_credential_change_set_and_acks_are_honoured(
     header, claims = verified_claims(server, token)
     kids = {k["kid"] for k in server.client.get("/.well-known/jwks.json").json()["keys"]}
     assert header["kid"] in kids and header["alg"] == "RS256"
-    assert claims["iss"] == "http://testserver" and claims["aud"] == "https://rs.example"
+    assert claims["iss"] == stream["iss"] and claims["aud"] == "https://rs.example"
     assert claims["jti"] == jti and claims["txn"] and isinstance(claims["iat"], int)
     assert "sub" not in claims and "exp" not in claims
     assert claims["sub_id"] == {"format": "email", "email": "dev@acme.test"}
@@ -374,7 +384,7 @@ def test_no_double_delivery_from_two_nodes(tmp_path: Path, server: Server, recei
     server.add_member("many@acme.test")
     ids = [server.pat_for("many@acme.test", name=f"t{i}")[0] for i in range(12)]
     sid = create_stream(server, delivery={"method": PUSH, "endpoint_url": receiver.url})["stream_id"]
-    second = build(make_settings(tmp_path))
+    second = build(make_settings(tmp_path).model_copy(update={"ssf_push_allow": "127.0.0.1"}))
     second.start_background()
     try:
         half = len(ids) // 2
@@ -424,3 +434,152 @@ def test_sse_stream_yields_a_set(server: Server) -> None:
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
+
+
+# ---------------------------------------------------------------------- issue 10
+def test_members_cannot_change_status_subjects_or_verify(server: Server) -> None:
+    """ssf.manage is not enough: every change to a stream is for organization admins only."""
+    server.add_member("rs@acme.test")
+    _, manage = server.pat_for("rs@acme.test", scope="ssf.manage")
+    sid = create_stream(server)["stream_id"]
+    subject = {"stream_id": sid, "subject": {"format": "email", "email": "rs@acme.test"}}
+    member = server.auth(manage)
+    c = server.client
+    for method, url, body in (
+        ("POST", "/ssf/stream", {}),
+        ("PATCH", "/ssf/stream", {"stream_id": sid, "description": "mine"}),
+        ("PUT", "/ssf/stream", {"stream_id": sid}),
+        ("POST", "/ssf/status", {"stream_id": sid, "status": "disabled"}),
+        ("POST", "/ssf/subjects/add", subject),
+        ("POST", "/ssf/subjects/remove", subject),
+        ("POST", "/ssf/verify", {"stream_id": sid, "state": "x"}),
+    ):
+        r = c.request(method, url, json=body, headers=member)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "accessDenied", (method, url, r.text)
+    r = c.delete("/ssf/stream", params={"stream_id": sid}, headers=member)
+    assert r.status_code == 403
+    # nothing changed: enabled, no subject rows, no verification SET queued
+    assert c.get("/ssf/status", params={"stream_id": sid}, headers=member).json()["status"] == "enabled"
+    with server.container.uow() as uow:
+        assert uow.signals.subjects(sid) == []
+    assert poll(server, sid)["sets"] == {}
+    # the member may still read
+    assert c.get("/ssf/stream", params={"stream_id": sid}, headers=member).status_code == 200
+
+
+def test_a_set_sent_on_sse_and_not_acked_is_polled_again(server: Server) -> None:
+    """At-least-once per stream: SSE and poll share one lease; only an ack ends delivery."""
+    sid = create_stream(server)["stream_id"]
+    server.container.ssf.timing = Timing(redeliver_after=0.5)
+    who = _admin_receiver(server)
+    server.container.ssf.verify(who, sid, "once")
+    [sent] = server.container.ssf.sse_batch(who, sid)
+    assert poll(server, sid)["sets"] == {}  # leased to the SSE reader for now...
+    time.sleep(0.6)
+    again = poll(server, sid)["sets"]  # ... but not taken away: offered again on poll
+    assert list(again) == [sent.jti]
+    time.sleep(0.6)
+    [resent] = server.container.ssf.sse_batch(who, sid)  # and again on SSE while un-acked
+    assert resent.jti == sent.jti
+    assert poll(server, sid, ack=[sent.jti], maxEvents=0)["sets"] == {}  # ack through poll
+    time.sleep(0.6)
+    assert server.container.ssf.sse_batch(who, sid) == [] and poll(server, sid)["sets"] == {}
+    [row] = server.container.ssf.deliveries(sid)
+    assert row.status == "acked"
+
+
+def test_each_organization_has_its_own_issuer(server: Server) -> None:
+    """Org B's receiver checks iss: a SET of org A can never pass as B's, whatever its aud."""
+    mine = create_stream(server, aud="https://rs.shared.example")
+    other = server.container.directory.create_org(OPERATOR, "Other")
+    server.container.directory.add_user(OPERATOR, other.name, "boss@other.test", role=Role.ADMIN)
+    issued = server.container.pats.create(
+        OPERATOR, org=other.name, user="boss@other.test", display_name="x", scope="ssf.manage"
+    )
+    theirs = create_stream(server, issued.secret, aud="https://rs.shared.example")
+    assert mine["iss"] == f"http://testserver/ssf/orgs/{server.org_id}"
+    assert theirs["iss"] == f"http://testserver/ssf/orgs/{other.id}"
+    server.client.post("/ssf/verify", json={"stream_id": mine["stream_id"]}, headers=server.auth())
+    [token] = poll(server, mine["stream_id"])["sets"].values()
+    claims = verified_claims(server, token)[1]
+    assert claims["iss"] == mine["iss"] != theirs["iss"]
+    meta = server.client.get(f"/.well-known/ssf-configuration/ssf/orgs/{other.id}")
+    assert meta.status_code == 200 and meta.json()["issuer"] == theirs["iss"]
+    assert meta.json()["jwks_uri"] == "http://testserver/.well-known/jwks.json"
+    assert server.client.get("/.well-known/ssf-configuration/ssf/orgs/nope").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/events",
+        "http://localhost/events",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/",
+        "https://192.168.0.10/",
+        "http://[::1]:8080/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://0.0.0.0/",
+        "http://100.64.0.1/",
+    ],
+)
+def test_push_to_internal_addresses_is_refused(server: Server, url: str) -> None:
+    delivery = {"method": PUSH, "endpoint_url": url}
+    r = server.client.post("/ssf/stream", json={"delivery": delivery}, headers=server.auth())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "pushTargetRefused", r.text
+    assert "TOKENWARDEN_SSF_PUSH_ALLOW" in r.json()["error"]["message"]
+    sid = create_stream(server)["stream_id"]
+    for method in ("PATCH", "PUT"):
+        r = server.client.request(
+            method, "/ssf/stream", json={"stream_id": sid, "delivery": delivery}, headers=server.auth()
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "pushTargetRefused", r.text
+
+
+def test_push_to_a_name_resolving_inward_is_refused(server: Server) -> None:
+    server.container.ssf.resolve = lambda host, port: ["10.0.0.7"]
+    delivery = {"method": PUSH, "endpoint_url": "https://rs.example/ssf"}
+    r = server.client.post("/ssf/stream", json={"delivery": delivery}, headers=server.auth())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "pushTargetRefused"
+    server.container.ssf.push_allow = PushAllowList.parse("rs.example")
+    assert create_stream(server, delivery=delivery)["delivery"]["endpoint_url"] == delivery["endpoint_url"]
+
+
+def test_push_allow_list_setting() -> None:
+    from tokenwarden.settings import Settings
+
+    setting = Settings(ssf_push_allow="10.0.0.0/8, 127.0.0.1 receiver.internal").ssf_push_allow
+    allow = PushAllowList.parse(setting)
+    assert allow.allows_host("Receiver.Internal") and not allow.allows_host("other.internal")
+    from tokenwarden.domain.netpolicy import refusal
+
+    assert refusal("x", ["10.9.9.9"], allow) is None and refusal("x", ["127.0.0.1"], allow) is None
+    assert refusal("x", ["127.0.0.2"], allow) is not None and refusal("x", ["192.168.1.1"], allow)
+    assert refusal("x", ["93.184.216.34"], PushAllowList()) is None
+    assert refusal("x", [], PushAllowList()) is not None
+
+
+def test_push_target_is_checked_again_at_delivery(server: Server, receiver: Receiver) -> None:
+    server.add_member("ci@acme.test")
+    auth_id, _ = server.pat_for("ci@acme.test")
+    sid = create_stream(server, delivery={"method": PUSH, "endpoint_url": receiver.url})["stream_id"]
+    server.container.ssf.push_allow = PushAllowList()  # the operator withdraws the exception
+    assert server.client.delete(f"/api/v1/orgs/Acme/pats/{auth_id}", headers=server.auth()).status_code == 204
+    wait_for(lambda: any(d.last_error for d in server.container.ssf.deliveries(sid)))
+    [row] = server.container.ssf.deliveries(sid)
+    assert row.status == "pending" and row.last_error is not None and row.last_error.startswith("refused")
+    assert receiver.seen == []
+
+
+def test_push_does_not_follow_redirects(server: Server, receiver: Receiver, other_receiver: Receiver) -> None:
+    server.add_member("ci@acme.test")
+    auth_id, _ = server.pat_for("ci@acme.test")
+    receiver.statuses.extend([307, 307, 307])
+    receiver.location = other_receiver.url
+    sid = create_stream(server, delivery={"method": PUSH, "endpoint_url": receiver.url})["stream_id"]
+    assert server.client.delete(f"/api/v1/orgs/Acme/pats/{auth_id}", headers=server.auth()).status_code == 204
+    wait_for(lambda: len(receiver.seen) >= 1 and bool(server.container.ssf.deliveries(sid)[0].last_error))
+    [row] = server.container.ssf.deliveries(sid)
+    assert row.status == "pending" and (row.last_error or "").startswith("HTTP 307")
+    time.sleep(0.5)
+    assert other_receiver.seen == []

@@ -64,6 +64,17 @@ def policy_set(
     disable_creation: Annotated[
         bool | None, typer.Option("--disable-creation/--enable-creation", help="No new PATs at all.")
     ] = None,
+    two_person: Annotated[
+        bool | None,
+        typer.Option(
+            "--break-glass-two-person/--break-glass-one-person",
+            help="Break-glass needs a second administrator's approval.",
+        ),
+    ] = None,
+    approval_minutes: Annotated[
+        int | None,
+        typer.Option("--break-glass-approval-minutes", min=1, help="How long a break-glass request waits."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Change an organization's PAT policy (options left out keep their value)."""
@@ -76,6 +87,8 @@ def policy_set(
             "creation_allowlist": allow,
             "require_external_identity": require_external,
             "disable_pat_creation": disable_creation,
+            "break_glass_two_person": two_person,
+            "break_glass_approval_minutes": approval_minutes,
         }.items()
         if v is not None
     }

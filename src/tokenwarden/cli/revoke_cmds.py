@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from tokenwarden.bootstrap import Container
 from tokenwarden.cli.context import domain_errors, open_container
 from tokenwarden.cli.output import emit_json, err, fail, out, table
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.principals import RiskLevel
 from tokenwarden.domain.watermarks import parse_kinds
-from tokenwarden.services.common import OPERATOR
+from tokenwarden.services.common import OPERATOR, Actor
 
 revoke_app = typer.Typer(
     help="Revoke tokens: one, a user's, risky users', or a whole organization's.", no_args_is_help=True
@@ -165,6 +167,32 @@ def revoke_risky(
         out.print(f"revoked {result.total} live token(s) of {users} user(s) at risk ≥ {min_level.value}")
 
 
+CREDENTIAL_ENV = "TOKENWARDEN_CREDENTIAL"
+ADMIN_SCOPE = "vso.tokenadministration"
+
+
+def read_credential(credential_file: Path | None) -> str | None:
+    """An administrator's own tokenwarden token: ``--credential-file F`` (``-`` = stdin), else
+    ``$TOKENWARDEN_CREDENTIAL``; never an argument (``ps`` would show it)."""
+    if credential_file is not None:
+        if str(credential_file) == "-":
+            if sys.stdin.isatty():
+                fail("--credential-file -: pipe the token on stdin", code=2)
+            return sys.stdin.readline().strip() or None
+        try:
+            return credential_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            fail(f"cannot read {credential_file}: {exc.strerror}", code=2)
+    return os.environ.get(CREDENTIAL_ENV, "").strip() or None
+
+
+def admin_actor(c: Container, org: str, secret: str) -> Actor:
+    """Authenticate an administrator's credential for ``org`` (needs vso.tokenadministration)."""
+    the_org = c.directory.find_org(org)
+    caller = c.validator.validate(secret, ADMIN_SCOPE, the_org.id)
+    return caller.actor()
+
+
 @revoke_app.command("org")
 @domain_errors
 def revoke_org(
@@ -176,23 +204,31 @@ def revoke_org(
     approve: Annotated[
         str | None, typer.Option("--approve", help="Approve (and execute) a pending request by id.")
     ] = None,
+    credential_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--credential-file",
+            help=f"File holding YOUR admin token ('-' = stdin; default ${CREDENTIAL_ENV}).",
+        ),
+    ] = None,
+    operator_override: Annotated[
+        bool,
+        typer.Option(
+            "--operator-override",
+            help="Execute as the operator without an admin credential or a second person (needs --reason).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Break-glass: preview, or (with --confirm ORG) revoke every token of every kind in the org."""
-    c = open_container()
-    if approve is not None:
-        outcome = c.break_glass.approve(OPERATOR, org, approve, confirm)
-        done: dict[str, Any] = {
-            "status": outcome.status,
-            "requestId": outcome.request.id,
-            "revoked": outcome.revoked,
-        }
-        if json_out:
-            emit_json(done)
-        else:
-            out.print(f"break-glass executed: {sum(outcome.revoked.values())} live token(s) revoked in {org}")
-        return
-    if confirm is None:
+    """Break-glass: preview, or (with --confirm ORG) revoke every token of every kind in the org.
+
+    Requesting and approving need each administrator's own token (--credential-file or
+    $TOKENWARDEN_CREDENTIAL); the two must be different admins of the org when the two-person
+    rule is on. --operator-override --reason R executes as the operator, audited as an override."""
+    if confirm is None and approve is None:
+        if operator_override:
+            fail("--operator-override needs --confirm ORG", code=2)
+        c = open_container()
         preview = c.break_glass.preview(OPERATOR, org)
         if json_out:
             emit_json(preview)
@@ -201,18 +237,54 @@ def revoke_org(
             f"break-glass preview for {org}", ["kind", "live tokens"], list(preview["tokensByKind"].items())
         )
         table("top owners", ["upn", "tokens"], [[o["upn"], o["tokens"]] for o in preview["topOwners"]])
-        err.print(f"to execute: tokenwarden revoke org --org {org} --confirm {preview['confirmWith']}")
+        err.print(
+            f"to execute: tokenwarden revoke org --org {org} --confirm {preview['confirmWith']} "
+            f"--credential-file YOUR_TOKEN_FILE"
+        )
         return
-    outcome = c.break_glass.start(OPERATOR, org, confirm, reason)
-    data = {
+    actor: Actor = OPERATOR
+    secret: str | None = None
+    if operator_override:
+        if approve is not None:
+            fail("--operator-override executes at once: it does not combine with --approve", code=2)
+        if not (reason or "").strip():
+            fail("--operator-override needs --reason (recorded in the audit log)", code=2)
+    else:
+        secret = read_credential(credential_file)
+        if secret is None:
+            who = "approving" if approve is not None else "requesting"
+            fail(
+                f"break-glass needs the {who} administrator's own token: --credential-file FILE "
+                f"(or - for stdin) or ${CREDENTIAL_ENV}; the operator may use --operator-override --reason R",
+                code=2,
+            )
+    c = open_container()
+    if secret is not None:
+        actor = admin_actor(c, org, secret)
+    if approve is not None:
+        outcome = c.break_glass.approve(actor, org, approve, confirm)
+    else:
+        outcome = c.break_glass.start(actor, org, confirm, reason, operator_override=operator_override)
+    data: dict[str, Any] = {
         "status": outcome.status,
         "requestId": outcome.request.id,
+        "requestedBy": outcome.request.requested_by,
+        "approvedBy": outcome.request.approved_by,
+        "operatorOverride": operator_override,
         "revoked": outcome.revoked,
         "executedAt": iso_z(outcome.request.executed_at),
     }
+    if outcome.recovery is not None:
+        data["recoveryToken"] = outcome.recovery.secret
     if json_out:
         emit_json(data)
     elif outcome.status == "pending":
-        out.print(f"break-glass request {outcome.request.id} awaits a second administrator's approval")
+        out.print(
+            f"break-glass request {outcome.request.id} awaits a second administrator's approval:\n"
+            f"  tokenwarden revoke org --org {org} --confirm {org} --approve {outcome.request.id} "
+            f"--credential-file THEIR_TOKEN_FILE"
+        )
     else:
         out.print(f"break-glass executed: {sum(outcome.revoked.values())} live token(s) revoked in {org}")
+        if outcome.recovery is not None:
+            out.print(f"recovery token (24 h, shown once): {outcome.recovery.secret}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
+from typing import NoReturn
 
 from fastapi import Request
 
-from tokenwarden.domain.errors import Unauthenticated
-from tokenwarden.services.common import Actor, TokenReach
+from tokenwarden.domain.errors import DomainError, NotFound, Unauthenticated
+from tokenwarden.domain.principals import Organization
+from tokenwarden.services.common import Actor
 from tokenwarden.services.validation import Caller, Validator
 
 
@@ -43,10 +46,44 @@ def authenticate(
     secret = secret_from_header(request.headers.get("authorization"))
     ip = client_ip(request)
     caller = validator.validate(secret, needed_scope, org_id, ip)
-    return caller, actor_of(caller, ip)
+    return caller, caller.actor(ip)
 
 
-def actor_of(caller: Caller, ip: str | None) -> Actor:
-    """The actor behind a validated credential, bounded by what its token may do."""
-    reach = TokenReach(caller.token.scopes, caller.token.targets)
-    return Actor(user_id=caller.user.id, upn=caller.user.upn, ip=ip, token=reach)
+def org_not_found(org: str) -> NotFound:
+    """The one answer for an organization that does not exist *and* for one the caller is not
+    a member of: the same status, code and message, so membership probes learn nothing."""
+    return NotFound(f"organization {org!r} not found", code="organizationNotFound")
+
+
+def hide_org(
+    validator: Validator, secret: str, ip: str | None, org: str, org_id: str | None, error: DomainError | None
+) -> NoReturn:
+    """Decide what a failed org-scoped check may reveal; always raises.
+
+    The credential is judged on its own first (401 for a bad one, whether or not ``org``
+    exists); then a caller who is not a member — or an ``org`` that does not exist — gets
+    :func:`org_not_found`; only a member sees the original ``error`` (scope, targets...)."""
+    probe = validator.validate(secret, None, None, ip)
+    if org_id is None or org_id not in probe.user.roles or error is None:
+        raise org_not_found(org)
+    raise error
+
+
+def member_org(
+    validator: Validator,
+    find_org: Callable[[str], Organization],
+    secret: str,
+    needed_scope: str | None,
+    org: str,
+    ip: str | None,
+) -> tuple[Organization, Caller]:
+    """Authenticate ``secret`` for ``needed_scope`` in ``org``: 401 before anything about the
+    organization, then one identical 404 for an unknown organization and for a non-member."""
+    try:
+        the_org = find_org(org)
+    except NotFound:
+        hide_org(validator, secret, ip, org, None, None)
+    try:
+        return the_org, validator.validate(secret, needed_scope, the_org.id, ip)
+    except DomainError as exc:
+        hide_org(validator, secret, ip, org, the_org.id, exc)

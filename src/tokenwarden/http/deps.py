@@ -11,7 +11,7 @@ from tokenwarden.bootstrap import Container
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.principals import Organization
 from tokenwarden.domain.tokens import TokenRecord
-from tokenwarden.http.auth import authenticate, secret_from_header
+from tokenwarden.http.auth import client_ip, member_org, secret_from_header
 from tokenwarden.services.common import Actor
 from tokenwarden.services.validation import Caller
 
@@ -22,16 +22,17 @@ def container(request: Request) -> Container:
 
 
 def org_caller(request: Request, org: str, scope: str) -> tuple[Organization, Caller, Actor]:
-    """Resolve ``org`` and authenticate the request for ``scope`` within it.
+    """Resolve ``org`` and authenticate the request for ``scope`` within it — every route
+    under ``/api/v1/orgs/{org}`` and ``/{org}/_apis`` comes here.
 
-    Authentication runs first so that an anonymous caller learns nothing about which
-    organizations exist (401 before 404).
+    A missing or invalid credential is 401 whether or not the organization exists; a valid one
+    of a non-member gets the same 404 ``organizationNotFound`` as an unknown organization.
     """
     c = container(request)
-    secret_from_header(request.headers.get("authorization"))
-    the_org = c.directory.find_org(org)
-    caller, actor = authenticate(request, c.validator, scope, the_org.id)
-    return the_org, caller, actor
+    secret = secret_from_header(request.headers.get("authorization"))
+    ip = client_ip(request)
+    the_org, caller = member_org(c.validator, c.directory.find_org, secret, scope, org, ip)
+    return the_org, caller, caller.actor(ip)
 
 
 def pat_json(record: TokenRecord, now: datetime, secret: str | None = None) -> dict[str, Any]:

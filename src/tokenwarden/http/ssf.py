@@ -1,10 +1,12 @@
 """Shared Signals Framework 1.0 transmitter routes: discovery, JWKS, stream management,
 RFC 8936 poll and a Server-Sent Events stream. Receivers authenticate with a tokenwarden token
 (Bearer) carrying ``ssf.manage`` (``ssf.read`` for reads, poll and SSE); a stream belongs to the
-organization of that token, and only its administrators create, change or delete streams."""
+organization of that token, and only its administrators create, change or delete streams,
+change their status or subjects, or request verification."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tokenwarden.domain import secevent
-from tokenwarden.domain.errors import Forbidden, InvalidInput
+from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
 from tokenwarden.domain.principals import Role
 from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container
@@ -26,6 +28,7 @@ READ: Final = "ssf.read"
 MANAGE: Final = "ssf.manage"
 SSE_STEP: Final = 0.25
 SSE_KEEPALIVE: Final = 15.0
+ORG_ISSUER_PATH: Final = "/ssf/orgs"
 
 
 def _ssf(request: Request) -> SsfService:
@@ -36,6 +39,12 @@ def issuer(request: Request) -> str:
     """TOKENWARDEN_ISSUER, else this request's base URL."""
     configured = container(request).settings.issuer
     return (configured or str(request.base_url)).rstrip("/")
+
+
+def org_issuer(request: Request, org_id: str) -> str:
+    """The ``iss`` of an organization's SETs: one issuer per organization, so a receiver that
+    checks ``iss`` never takes another organization's SET for its own, whatever ``aud`` says."""
+    return f"{issuer(request)}{ORG_ISSUER_PATH}/{org_id}"
 
 
 def receiver(request: Request, scope: str) -> Receiver:
@@ -83,11 +92,27 @@ def status_json(stream: Stream) -> dict[str, Any]:
 # ---------------------------------------------------------------------- discovery
 @router.get("/.well-known/ssf-configuration")
 def configuration(request: Request) -> dict[str, Any]:
-    """SSF transmitter metadata."""
+    """SSF transmitter metadata. Each organization's SETs carry its own issuer (the stream's
+    ``iss``), described at ``/.well-known/ssf-configuration/ssf/orgs/{org id}``."""
+    return _metadata(request, issuer(request))
+
+
+@router.get("/.well-known/ssf-configuration/ssf/orgs/{org_id}")
+def org_configuration(request: Request, org_id: str) -> dict[str, Any]:
+    """The metadata of one organization's issuer (RFC 8414-style path insertion). Answered for
+    any well-formed id without a lookup, so it tells nobody which organizations exist."""
+    try:
+        canonical = str(uuid.UUID(org_id))
+    except ValueError as exc:
+        raise NotFound("no such issuer", code="issuerNotFound") from exc
+    return _metadata(request, org_issuer(request, canonical))
+
+
+def _metadata(request: Request, iss: str) -> dict[str, Any]:
     base = issuer(request)
     return {
         "spec_version": "1_0",
-        "issuer": base,
+        "issuer": iss,
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "delivery_methods_supported": list(secevent.DELIVERY_METHODS),
         "configuration_endpoint": f"{base}/ssf/stream",
@@ -111,7 +136,7 @@ def jwks(request: Request) -> JSONResponse:
 def create_stream(request: Request, body: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
     """Create a stream (omitted ``delivery``: poll). Organization administrators only."""
     who = receiver(request, MANAGE)
-    return stream_json(request, _ssf(request).create(who, body, issuer(request)))
+    return stream_json(request, _ssf(request).create(who, body, org_issuer(request, who.org_id)))
 
 
 @router.get("/ssf/stream", response_model=None)
@@ -231,7 +256,9 @@ def _describe_err(err: Any) -> str:
 @router.get("/ssf/sse")
 async def sse(request: Request, stream_id: str = Query(...)) -> StreamingResponse:
     """The SETs of a poll stream as Server-Sent Events: ``event: set`` / ``data: <JWS>``, ``id``
-    the jti (acknowledge through poll if you like; SSE does not wait for acks)."""
+    the jti. Delivery is at-least-once per stream: acknowledge through poll (``ack``, with
+    ``maxEvents: 0`` to receive nothing), else the SET is offered again after the redelivery
+    delay, on SSE or poll."""
     ssf = _ssf(request)
     who = await anyio.to_thread.run_sync(receiver, request, READ)
     await anyio.to_thread.run_sync(ssf.check_sse, who, stream_id)

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs
 
 import anyio.to_thread
 
-from tokenwarden.domain.errors import DomainError, InvalidInput
-from tokenwarden.http.auth import secret_from_header
+from tokenwarden.domain.errors import DomainError, InvalidInput, NotFound
+from tokenwarden.http.auth import hide_org, secret_from_header
 from tokenwarden.http.errors import headers_of, status_of
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.validation import Caller, Validator
@@ -44,17 +44,16 @@ def caller_body(caller: Caller) -> dict[str, Any]:
     }
 
 
-def parse_request(
-    directory: DirectoryService, header: str | None, query: str
-) -> tuple[str, str | None, str | None]:
-    """(secret, needed scope, org id) of a validate request; raises a DomainError when malformed."""
+def parse_request(header: str | None, query: str) -> tuple[str, str | None, str | None]:
+    """(secret, needed scope, org as sent) of a validate request; raises a DomainError when
+    malformed."""
     params = parse_qs(query, keep_blank_values=False, max_num_fields=10)
     scope = params.get("scope", [None])[0]
     org = params.get("org", [None])[0]
     if scope is not None and len(scope) > 256:
         raise InvalidInput("scope is too long")
     secret = secret_from_header(header)
-    return secret, scope, directory.find_org(org).id if org else None
+    return secret, scope, org or None
 
 
 class ValidateDoor:
@@ -72,6 +71,15 @@ class ValidateDoor:
         self.directory = directory
         self.count = count or (lambda method, status: None)
 
+    async def _org_id(self, secret: str, org: str | None, ip: str | None) -> str | None:
+        if org is None:
+            return None
+        try:
+            return self.directory.find_org(org).id
+        except NotFound:
+            await anyio.to_thread.run_sync(hide_org, self.validator, secret, ip, org, None, None)
+            raise  # hide_org always raises
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
             await self.app(scope, receive, send)
@@ -85,10 +93,19 @@ class ValidateDoor:
         ip = client[0] if client else None
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            secret, needed, org_id = parse_request(self.directory, header, query)
-            caller = self.validator.validate_in_memory(secret, needed, org_id, ip)
-            if caller is None:  # needs the database: not on the event loop
-                caller = await anyio.to_thread.run_sync(self.validator.validate, secret, needed, org_id, ip)
+            secret, needed, org = parse_request(header, query)
+            org_id = await self._org_id(secret, org, ip)
+            try:
+                caller = self.validator.validate_in_memory(secret, needed, org_id, ip)
+                if caller is None:  # needs the database: not on the event loop
+                    caller = await anyio.to_thread.run_sync(
+                        self.validator.validate, secret, needed, org_id, ip
+                    )
+            except DomainError as exc:
+                if org is None:
+                    raise
+                # 401 for a bad token, one 404 for an unknown org and for a non-member
+                await anyio.to_thread.run_sync(hide_org, self.validator, secret, ip, org, org_id, exc)
             status, body, headers = 200, caller_body(caller), {}
         except DomainError as exc:
             status, headers = status_of(exc), headers_of(exc)

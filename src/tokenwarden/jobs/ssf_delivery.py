@@ -4,7 +4,8 @@ Every node runs one worker. Each round it fans new outbox rows out to the stream
 push deliveries (a conditional UPDATE: one node per row, and a lease while the POST is in
 flight), POSTs each SET as ``application/secevent+jwt`` and records the outcome: 202 is
 delivered; anything else is retried with exponential backoff (1 s doubling to 5 min) and
-given up after 24 hours.
+given up after 24 hours. Targets on loopback, link-local or private addresses are refused
+unless ``TOKENWARDEN_SSF_PUSH_ALLOW`` allows them; redirects are not followed.
 """
 
 from __future__ import annotations
@@ -74,7 +75,12 @@ class SsfDeliveryWorker:
         return sent
 
     def post(self, job: PushJob) -> str | None:
-        """POST one SET; None on 202, else what went wrong (never the Authorization header)."""
+        """POST one SET; None on 202, else what went wrong (never the Authorization header).
+        The target is checked again first (a name may resolve elsewhere than at creation), and
+        redirects are never followed: a 3xx is a failed attempt, retried like any other."""
+        refused = self._ssf.push_refusal(job.endpoint_url)
+        if refused is not None:
+            return f"refused: {refused}"
         headers = {"Content-Type": SET_MEDIA_TYPE, "Accept": "application/json"}
         if job.authorization:
             headers["Authorization"] = job.authorization

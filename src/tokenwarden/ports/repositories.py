@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -173,6 +173,16 @@ class BreakGlassRepository(Protocol):
 
     def top_owners(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
         """(user id, live tokens) of the organization, most tokens first."""
+        ...
+
+    def count_live(
+        self, org_id: str, *, now: datetime, issued_before: datetime, org_marks: Mapping[str, datetime]
+    ) -> dict[str, int]:
+        """kind -> tokens of the organization that are really live at ``now``: unrevoked,
+        unexpired, issued before ``issued_before``, not dead by ``org_marks`` (kind -> instant:
+        the organization's watermarks, passed in so a report can use the values from before
+        break-glass raised them) nor by their owner's user watermarks (per kind, and the
+        Entra ``signInSessions`` / ``refreshTokens`` ones)."""
         ...
 
     def top_clients(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:

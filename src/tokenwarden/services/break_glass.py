@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tokenwarden.domain.audit import AuditEventType
@@ -43,6 +43,7 @@ class BreakGlassOutcome:
     request: BreakGlassRequest
     revoked: dict[str, int] = field(default_factory=dict)
     recovery: IssuedPat | None = None
+    marks_before: dict[str, datetime] = field(default_factory=dict)  # the org's, before execution
 
 
 class BreakGlassService:
@@ -65,7 +66,8 @@ class BreakGlassService:
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-            per_kind = uow.tokens.count_live(org_id=the_org.id, issued_before=now, now=now)
+            marks = uow.watermarks.for_subject(SubjectType.ORG, the_org.id)
+            per_kind = uow.break_glass.count_live(the_org.id, now=now, issued_before=now, org_marks=marks)
             owners = []
             for user_id, count in uow.break_glass.top_owners(the_org.id, now, top):
                 user = uow.users.get(user_id)
@@ -86,10 +88,28 @@ class BreakGlassService:
         }
 
     def start(
-        self, actor: Actor, org: str, confirm: str | None, reason: str | None = None
+        self,
+        actor: Actor,
+        org: str,
+        confirm: str | None,
+        reason: str | None = None,
+        *,
+        operator_override: bool = False,
     ) -> BreakGlassOutcome:
-        """Execute at once, or open a request a second admin must approve (two-person rule)."""
+        """Execute at once, or open a request a second admin must approve (two-person rule).
+
+        The requester is an administrator of the organization acting with their own
+        credential. The operator (no user) may only execute as an explicit, reasoned override,
+        which skips the two-person rule and is audited as such."""
         now = self._clock.now()
+        reason = (reason or "").strip()[:512] or None
+        if operator_override and (not actor.is_operator or reason is None):
+            raise InvalidInput("an operator override needs the operator and a reason", code="overrideInvalid")
+        if actor.is_operator and not operator_override:
+            raise Forbidden(
+                "break-glass needs an administrator's own credential (or an explicit operator override)",
+                code="credentialRequired",
+            )
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
@@ -102,7 +122,7 @@ class BreakGlassService:
                 requested_at=now,
                 expires_at=now + timedelta(minutes=policy.break_glass_approval_minutes),
                 status="pending",
-                reason=(reason or "")[:512] or None,
+                reason=reason,
             )
             uow.break_glass.add(request)
             audit(
@@ -115,21 +135,29 @@ class BreakGlassService:
                 target_id=the_org.id,
                 details={
                     "requestId": request.id,
-                    "twoPersonRule": policy.break_glass_two_person,
+                    "twoPersonRule": policy.break_glass_two_person and not operator_override,
+                    "operatorOverride": operator_override,
+                    "requestedBy": actor.user_id,
+                    "requestedByUpn": actor.upn,
                     "reason": request.reason,
                 },
             )
-            if policy.break_glass_two_person:
+            if policy.break_glass_two_person and not operator_override:
                 uow.commit()
                 return BreakGlassOutcome("pending", request)
-            outcome = self._execute(uow, actor, the_org, request)
+            outcome = self._execute(uow, actor, the_org, request, override=operator_override)
             uow.commit()
         self._after_commit()
         return self._with_recovery(actor, the_org, self._report(actor, the_org, outcome))
 
     def approve(self, actor: Actor, org: str, request_id: str, confirm: str | None) -> BreakGlassOutcome:
-        """The second admin's approval executes a pending request."""
+        """The second admin's approval executes a pending request: an administrator of the
+        organization, with their own credential, who is not the requester."""
         rid = parse_uuid(request_id, "requestId", code="invalidRequestId")
+        if actor.is_operator or actor.user_id is None:
+            raise Forbidden(
+                "approval needs the approving administrator's own credential", code="credentialRequired"
+            )
         now = self._clock.now()
         with self._uow() as uow:
             the_org = get_org(uow, org)
@@ -144,7 +172,7 @@ class BreakGlassService:
                 uow.break_glass.update(replace(request, status="expired"))
                 uow.commit()
                 raise Conflict("the approval window has passed: start a new request", code="requestExpired")
-            if actor.user_id is not None and actor.user_id == request.requested_by:
+            if request.requested_by is None or actor.user_id == request.requested_by:
                 raise Forbidden("a second administrator must approve", code="sameApprover")
             outcome = self._execute(uow, actor, the_org, replace(request, approved_by=actor.user_id))
             uow.commit()
@@ -158,9 +186,17 @@ class BreakGlassService:
             return uow.break_glass.find(the_org.id)
 
     def _execute(
-        self, uow: UnitOfWork, actor: Actor, org: Organization, request: BreakGlassRequest
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        org: Organization,
+        request: BreakGlassRequest,
+        *,
+        override: bool = False,
     ) -> BreakGlassOutcome:
         now = self._clock.now()
+        before = uow.watermarks.for_subject(SubjectType.ORG, org.id)
+        requester = uow.users.get(request.requested_by) if request.requested_by else None
         uow.watermarks.raise_to(SubjectType.ORG, [org.id], [k.value for k in ALL_KINDS], now)
         publish(uow, EventType.ORG_CHANGED, org_id=org.id)
         # ONE event for the whole organization (subject org:<id>), not one per user.
@@ -185,18 +221,23 @@ class BreakGlassService:
             details={
                 "requestId": request.id,
                 "requestedBy": request.requested_by,
+                "requestedByUpn": requester.upn if requester else actor.upn,
                 "approvedBy": request.approved_by,
+                "approvedByUpn": actor.upn if request.approved_by else None,
+                "operatorOverride": override,
                 "reason": request.reason,
             },
         )
-        return BreakGlassOutcome("executed", done)
+        return BreakGlassOutcome("executed", done, marks_before=before)
 
     def _report(self, actor: Actor, org: Organization, outcome: BreakGlassOutcome) -> BreakGlassOutcome:
         """Count what died — after the watermark is committed and announced, so counting a
         million rows never delays the revocation itself — and audit the figures."""
         cutoff = outcome.request.executed_at or self._clock.now()
         with self._uow() as uow:
-            counts = uow.tokens.count_live(org_id=org.id, issued_before=cutoff, now=cutoff)
+            counts = uow.break_glass.count_live(
+                org.id, now=cutoff, issued_before=cutoff, org_marks=outcome.marks_before
+            )
             audit(
                 uow,
                 self._clock,

@@ -12,6 +12,7 @@ Stream status: ``enabled`` delivers; ``paused`` holds (the cursor stays, nothing
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from tokenwarden.domain import secevent
+from tokenwarden.domain import netpolicy, secevent
 from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tokenwarden.ports.repositories import UnitOfWorkFactory
@@ -90,6 +91,8 @@ class SsfService:
         timing: Timing | None = None,
         batch: int = 200,
         sleep: Callable[[float], None] = time.sleep,
+        push_allow: netpolicy.PushAllowList | None = None,
+        resolve: Callable[[str, int], list[str]] | None = None,
     ) -> None:
         self._uow = uow
         self._reader = reader or uow
@@ -99,6 +102,8 @@ class SsfService:
         self.timing = timing or Timing()
         self._batch = batch
         self._sleep = sleep
+        self.push_allow = push_allow or netpolicy.PushAllowList()
+        self.resolve = resolve or resolve_host
 
     # ------------------------------------------------------------------ streams
     @staticmethod
@@ -164,6 +169,7 @@ class SsfService:
     def set_status(self, who: Receiver, stream_id: str, status: str, reason: str | None) -> Stream:
         if status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", code="invalidStatus")
+        _require_admin(who)
         with self._uow() as uow:
             current = _visible(uow.signals.get_stream(_stream_id(stream_id)), who)
             updated = replace(
@@ -185,6 +191,7 @@ class SsfService:
         self._set_subject(who, stream_id, subject, "removed", None)
 
     def _set_subject(self, who: Receiver, stream_id: str, subject: Any, status: str, verified: Any) -> None:
+        _require_admin(who)
         if not isinstance(subject, dict) or not isinstance(subject.get("format"), str):
             raise InvalidInput("subject must be an object with a format", code="invalidSubject")
         if verified is not None and not isinstance(verified, bool):
@@ -204,6 +211,7 @@ class SsfService:
         """Queue a verification SET for the stream (delivered like any other SET)."""
         if state is not None and not isinstance(state, str):
             raise InvalidInput("state must be a string", code="invalidState")
+        _require_admin(who)
         with self._uow() as uow:
             stream = _visible(uow.signals.get_stream(_stream_id(stream_id)), who)
             emit_verification(
@@ -236,6 +244,9 @@ class SsfService:
         url = delivery.get("endpoint_url")
         if not isinstance(url, str) or not _is_http_url(url):
             raise InvalidInput("push delivery needs an http(s) endpoint_url", code="invalidDelivery")
+        refused = self.push_refusal(url, at_delivery=False)
+        if refused is not None:
+            raise InvalidInput(refused, code="pushTargetRefused")
         header = delivery.get("authorization_header")
         sealed: str | None
         if header is None:
@@ -249,6 +260,29 @@ class SsfService:
         else:
             raise InvalidInput("authorization_header must be a one-line string", code="invalidDelivery")
         return replace(stream, delivery_method=method, endpoint_url=url, authorization_header=sealed)
+
+    def push_refusal(self, url: str, *, at_delivery: bool = True) -> str | None:
+        """Why ``url`` may not receive pushes (checked at stream creation/update and again
+        before every POST, so a name that later resolves inward is caught), or None. A name
+        that does not resolve (yet) is accepted at creation and refused at delivery."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return "push endpoint_url is not a valid URL"
+        if not host:
+            return "push endpoint_url has no host"
+        if self.push_allow.allows_host(host):
+            return None
+        literal = netpolicy.parse_ip(host)
+        try:
+            addresses = [str(literal)] if literal is not None else self.resolve(host, port)
+        except (OSError, UnicodeError):
+            addresses = []
+        if not addresses and not at_delivery:
+            return None
+        return netpolicy.refusal(host, addresses, self.push_allow)
 
     # ------------------------------------------------------------------ fan-out
     def fan_out(self, stream_id: str | None = None) -> int:
@@ -358,10 +392,12 @@ class SsfService:
             self._sleep(self.timing.long_poll_step)
 
     def sse_batch(self, who: Receiver, stream_id: str, limit: int = 50) -> list[Delivery]:
-        """The next SETs of a poll stream for an SSE connection (sent once; acks optional)."""
+        """The next SETs of a poll stream for an SSE connection. Same lease as poll: a SET sent
+        on SSE and not acknowledged (poll ``ack``) within ``redeliver_after`` is offered again,
+        on SSE or poll, whichever asks first; SSE never takes a SET away from poll for good."""
         stream = self._poll_stream(who, stream_id)
         self.fan_out(stream.stream_id)
-        claimed, _ = self._claim(stream.stream_id, limit, None)
+        claimed, _ = self._claim(stream.stream_id, limit, self.timing.redeliver_after)
         return claimed
 
     def check_sse(self, who: Receiver, stream_id: str) -> Stream:
@@ -442,6 +478,11 @@ class SsfService:
     def deliveries(self, stream_id: str) -> list[Delivery]:
         with self._reader() as uow:
             return uow.signals.deliveries(stream_id)
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (A and AAAA)."""
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
 def _require_admin(who: Receiver) -> None:

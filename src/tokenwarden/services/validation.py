@@ -26,6 +26,7 @@ from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.domain.watermarks import SubjectType, effective_cutoffs
 from tokenwarden.ports.repositories import UnitOfWork
+from tokenwarden.services.common import Actor, TokenReach
 
 log = logging.getLogger(__name__)
 _TOKEN_LEN: Final = token_format.TOKEN_LEN
@@ -113,6 +114,12 @@ class Caller:
 
     def role_in(self, org_id: str) -> Role | None:
         return self.user.roles.get(org_id)
+
+    def actor(self, ip: str | None = None) -> Actor:
+        """The actor behind this credential, bounded by what its token may do (no token acts
+        beyond its own scopes and organizations)."""
+        reach = TokenReach(self.token.scopes, self.token.targets)
+        return Actor(user_id=self.user.id, upn=self.user.upn, ip=ip, token=reach)
 
 
 ReaderFactory = Callable[[], UnitOfWork]

@@ -28,6 +28,7 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.domain.watermarks import effective_cutoffs
 from tokenwarden.ports.repositories import (
     AuditQuery,
     AuditRepository,
@@ -370,6 +371,29 @@ class MemoryBreakGlassRepository(_Repo):
 
     def top_owners(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
         return self._top(org_id, now, limit, lambda t: t.user_id)
+
+    def count_live(
+        self, org_id: str, *, now: datetime, issued_before: datetime, org_marks: Mapping[str, datetime]
+    ) -> dict[str, int]:
+        marks: dict[str, dict[str, float]] = {}
+        for (st, subject, kind), at in self.s.watermarks.items():
+            if st == "user":
+                marks.setdefault(subject, {})[kind] = at.timestamp()
+        cutoffs = {user_id: effective_cutoffs(m) for user_id, m in marks.items()}
+        counts: dict[str, int] = {}
+        for t in self.s.tokens.values():
+            if t.org_id != org_id or t.revoked_at is not None or t.valid_to <= now:
+                continue
+            if t.valid_from >= issued_before:
+                continue
+            mark = org_marks.get(t.kind.value)
+            if mark is not None and t.valid_from < mark:
+                continue
+            cutoff = cutoffs.get(t.user_id, {}).get(t.kind)
+            if cutoff is not None and t.valid_from.timestamp() < cutoff:
+                continue
+            counts[t.kind.value] = counts.get(t.kind.value, 0) + 1
+        return counts
 
     def top_clients(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
         return self._top(org_id, now, limit, lambda t: t.client_id)

@@ -42,6 +42,7 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.domain.watermarks import ENTRA_MARKS, SubjectType
 from tokenwarden.ports.repositories import AuditQuery, BreakGlassRequest, BulkJob, BulkJobItem, UpnMatch
 from tokenwarden.ports.signals import (
     ACKED,
@@ -544,6 +545,30 @@ class SqlBreakGlassRepository:
 
     def top_owners(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
         return self._top(t.tokens.c.user_id, org_id, now, limit)
+
+    def count_live(
+        self, org_id: str, *, now: datetime, issued_before: datetime, org_marks: Mapping[str, datetime]
+    ) -> dict[str, int]:
+        """One query: the live-token filter, the org marks as bounds, the owner's user
+        watermarks as a NOT EXISTS over the watermarks primary key."""
+        c, w = t.tokens.c, t.watermarks.c
+        conds: list[Any] = [
+            c.org_id == org_id,
+            c.revoked_at.is_(None),
+            c.valid_to > now,
+            c.valid_from < issued_before,
+        ]
+        conds += [or_(c.kind != kind, c.valid_from >= at) for kind, at in org_marks.items()]
+        entra = [and_(w.kind == m, c.kind.in_([k.value for k in ks])) for m, ks in ENTRA_MARKS.items()]
+        applies = or_(w.kind == c.kind, *entra)
+        dead = (
+            select(w.subject_id)
+            .where(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id, applies)
+            .where(c.valid_from < w.valid_from)
+            .exists()
+        )
+        stmt = select(c.kind, func.count()).where(*conds, ~dead).group_by(c.kind)
+        return {row[0]: int(row[1]) for row in self._c.execute(stmt)}
 
     def top_clients(self, org_id: str, now: datetime, limit: int) -> list[tuple[str, int]]:
         return self._top(t.tokens.c.client_id, org_id, now, limit)

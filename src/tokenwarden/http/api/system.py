@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tokenwarden import __version__
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import DomainError
-from tokenwarden.http.auth import authenticate
+from tokenwarden.http.auth import authenticate, member_org
 from tokenwarden.http.deps import container
 from tokenwarden.http.errors import headers_of, status_of
 from tokenwarden.http.validate_door import caller_body, parse_request
@@ -60,10 +60,12 @@ def validate(request: Request, scope: str | None = None, org: str | None = None)
     """
     c = container(request)
     try:
-        secret, needed, org_id = parse_request(
-            c.directory, request.headers.get("authorization"), request.url.query
-        )
-        caller = c.validator.validate(secret, needed, org_id, request.client.host if request.client else None)
+        secret, needed, org = parse_request(request.headers.get("authorization"), request.url.query)
+        ip = request.client.host if request.client else None
+        if org is None:
+            caller = c.validator.validate(secret, needed, None, ip)
+        else:
+            _, caller = member_org(c.validator, c.directory.find_org, secret, needed, org, ip)
     except DomainError as exc:
         body = {"active": False, "error": {"code": exc.code, "message": exc.message}}
         return JSONResponse(body, status_code=status_of(exc), headers=headers_of(exc))
