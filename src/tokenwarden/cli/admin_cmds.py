@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from tokenwarden.cli.context import open_container
+from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, fail, out, table
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.ports.repositories import AuditQuery
@@ -18,8 +19,6 @@ from tokenwarden.services.policies import policy_as_dict
 
 policy_app = typer.Typer(help="Organization PAT policies.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
-OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +31,7 @@ def _container() -> Any:
 
 
 @policy_app.command("show")
-def policy_show(org: OrgOpt, json_out: JsonOpt = False) -> None:
+def policy_show(org: OrgOpt = "", json_out: JsonOpt = False) -> None:
     """Show an organization's PAT policy."""
     try:
         data = policy_as_dict(_container().policies.get(OPERATOR, org))
@@ -47,7 +46,7 @@ def policy_show(org: OrgOpt, json_out: JsonOpt = False) -> None:
 
 @policy_app.command("set")
 def policy_set(
-    org: OrgOpt,
+    org: OrgOpt = "",
     max_lifetime_days: Annotated[int | None, typer.Option("--max-lifetime-days", min=1, max=365)] = None,
     restrict_full_scope: Annotated[
         bool | None, typer.Option("--restrict-full-scope/--allow-full-scope", help="Forbid app_token PATs.")
@@ -94,7 +93,7 @@ def policy_set(
 
 @audit_app.command("query")
 def audit_query(
-    org: OrgOpt,
+    org: OrgOpt = "",
     since: Annotated[
         datetime | None, typer.Option("--since", help="From this time (UTC if no offset).")
     ] = None,

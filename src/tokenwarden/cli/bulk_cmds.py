@@ -18,8 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tokenwarden.bootstrap import Container
 from tokenwarden.cli.context import domain_errors, open_container
+from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, err, fail, out, table
-from tokenwarden.cli.revoke_cmds import JsonOpt, KindsOpt, OrgOpt, revoke_app
+from tokenwarden.cli.revoke_cmds import KindsOpt, revoke_app
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.csv_users import MAX_CSV_BYTES, size_error
 from tokenwarden.domain.errors import DomainError, InvalidInput
@@ -95,7 +96,6 @@ def summary(
 @revoke_app.command("users")
 @domain_errors
 def revoke_users(
-    org: OrgOpt,
     csv_source: Annotated[
         str,
         typer.Option(
@@ -103,6 +103,7 @@ def revoke_users(
             help="CSV with a UserPrincipalName column, or one UPN per line; '-' reads stdin.",
         ),
     ],
+    org: OrgOpt = "",
     out_path: Annotated[
         Path | None,
         typer.Option(

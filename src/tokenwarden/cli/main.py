@@ -13,6 +13,7 @@ from tokenwarden import __version__
 from tokenwarden.bootstrap import build
 from tokenwarden.cli import admin_cmds, revoke_cmds
 from tokenwarden.cli.context import domain_errors, open_container
+from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, err, fail, out, table
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import DomainError
@@ -39,8 +40,7 @@ app.add_typer(pat_app, name="pat")
 admin_cmds.register(app)
 revoke_cmds.register(app)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
-OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
+InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 
 
 def pat_dict(record: TokenRecord, now: Any, secret: str | None = None) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def main_callback(
 @app.command()
 @domain_errors
 def init(
-    org: OrgOpt,
+    org: InitOrgOpt,
     admin: Annotated[str, typer.Option("--admin", help="UPN of the organization's first administrator.")],
     name: Annotated[str | None, typer.Option("--name", help="Display name of the administrator.")] = None,
     database_url: Annotated[
@@ -209,7 +209,7 @@ def org_list(json_out: JsonOpt = False) -> None:
 @domain_errors
 def user_add(
     upn: Annotated[str, typer.Argument(help="User principal name, e.g. alice@example.com.")],
-    org: OrgOpt,
+    org: OrgOpt = "",
     role: Annotated[Role, typer.Option("--role", help="member or admin.")] = Role.MEMBER,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
     external: Annotated[bool, typer.Option("--external", help="Identity backed by an external IdP.")] = False,
@@ -235,7 +235,7 @@ def user_add(
 
 @user_app.command("list")
 @domain_errors
-def user_list(org: OrgOpt, json_out: JsonOpt = False) -> None:
+def user_list(org: OrgOpt = "", json_out: JsonOpt = False) -> None:
     """List the members of an organization."""
     c = open_container()
     rows = [
@@ -263,7 +263,9 @@ def user_list(org: OrgOpt, json_out: JsonOpt = False) -> None:
 @user_app.command("disable")
 @domain_errors
 def user_disable(
-    upn: Annotated[str, typer.Argument(help="User principal name.")], org: OrgOpt, json_out: JsonOpt = False
+    upn: Annotated[str, typer.Argument(help="User principal name.")],
+    org: OrgOpt = "",
+    json_out: JsonOpt = False,
 ) -> None:
     """Disable a user: every token of theirs stops working at once."""
     c = open_container()
@@ -279,9 +281,9 @@ def user_disable(
 @domain_errors
 def pat_create(
     user: Annotated[str, typer.Option("--user", help="Owner's UPN.")],
-    org: OrgOpt,
     name: Annotated[str, typer.Option("--name", help="Display name of the token.")],
     scope: Annotated[str, typer.Option("--scope", help='Space-separated scopes, e.g. "vso.code vso.pats".')],
+    org: OrgOpt = "",
     days: Annotated[int, typer.Option("--days", min=1, help="Lifetime in days (policy caps apply).")] = 30,
     all_orgs: Annotated[
         bool, typer.Option("--all-orgs", help="Valid in all of the owner's organizations.")
@@ -313,7 +315,7 @@ def pat_create(
 @domain_errors
 def pat_list(
     user: Annotated[str, typer.Option("--user", help="Owner's UPN.")],
-    org: OrgOpt,
+    org: OrgOpt = "",
     state: Annotated[
         PatFilter, typer.Option("--filter", help="active, revoked, expired or all.")
     ] = PatFilter.ALL,

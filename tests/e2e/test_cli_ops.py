@@ -1,0 +1,50 @@
+"""Issue 10, operator ergonomics: --org defaults, re-runs of a CSV, rules, audit order, files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import run_cli
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    e = {**os.environ, "TOKENWARDEN_DATA_DIR": str(tmp_path / "data")}
+    e.pop("TOKENWARDEN_DATABASE_URL", None)
+    e.pop("TOKENWARDEN_ORG", None)
+    return e
+
+
+def cli_json(args: list[str], env: dict[str, str], cwd: Path, input: str | None = None) -> object:
+    r = run_cli([*args, "--json"], env, cwd, input=input)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def upns(rows: object) -> set[str]:
+    assert isinstance(rows, list)
+    return {str(r["upn"]) for r in rows}
+
+
+def test_org_defaults_to_the_env_var_else_the_only_organization(env: dict[str, str], tmp_path: Path) -> None:
+    none_yet = run_cli(["user", "list"], env, tmp_path)
+    assert none_yet.returncode == 2 and "tokenwarden init" in none_yet.stderr
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    assert upns(cli_json(["user", "list"], env, tmp_path)) == {"root@acme.test"}  # the only one
+    cli_json(["org", "create", "Beta", "--admin", "boss@beta.test"], env, tmp_path)
+    several = run_cli(["user", "list"], env, tmp_path)
+    assert several.returncode == 2 and "Acme" in several.stderr and "Beta" in several.stderr
+    assert "TOKENWARDEN_ORG" in several.stderr
+    assert upns(cli_json(["user", "list"], {**env, "TOKENWARDEN_ORG": "Beta"}, tmp_path)) == {"boss@beta.test"}
+    assert upns(cli_json(["user", "list", "--org", "Acme"], env, tmp_path)) == {"root@acme.test"}
+    # the same shared option everywhere: policy, audit, revoke, revoke users
+    e = {**env, "TOKENWARDEN_ORG": "Acme"}
+    assert isinstance(cli_json(["policy", "show"], e, tmp_path), dict)
+    assert isinstance(cli_json(["audit", "query"], e, tmp_path), list)
+    (tmp_path / "in.csv").write_text("UserPrincipalName\nroot@acme.test\n")
+    done = cli_json(["revoke", "users", "--csv", "in.csv", "--dry-run"], e, tmp_path)
+    assert isinstance(done, dict) and done["org"] == "Acme"
