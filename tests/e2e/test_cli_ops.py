@@ -39,7 +39,8 @@ def test_org_defaults_to_the_env_var_else_the_only_organization(env: dict[str, s
     several = run_cli(["user", "list"], env, tmp_path)
     assert several.returncode == 2 and "Acme" in several.stderr and "Beta" in several.stderr
     assert "TOKENWARDEN_ORG" in several.stderr
-    assert upns(cli_json(["user", "list"], {**env, "TOKENWARDEN_ORG": "Beta"}, tmp_path)) == {"boss@beta.test"}
+    beta = {**env, "TOKENWARDEN_ORG": "Beta"}
+    assert upns(cli_json(["user", "list"], beta, tmp_path)) == {"boss@beta.test"}
     assert upns(cli_json(["user", "list", "--org", "Acme"], env, tmp_path)) == {"root@acme.test"}
     # the same shared option everywhere: policy, audit, revoke, revoke users
     e = {**env, "TOKENWARDEN_ORG": "Acme"}
@@ -48,3 +49,36 @@ def test_org_defaults_to_the_env_var_else_the_only_organization(env: dict[str, s
     (tmp_path / "in.csv").write_text("UserPrincipalName\nroot@acme.test\n")
     done = cli_json(["revoke", "users", "--csv", "in.csv", "--dry-run"], e, tmp_path)
     assert isinstance(done, dict) and done["org"] == "Acme"
+
+
+def pat(env: dict[str, str], cwd: Path, upn: str, name: str) -> str:
+    made = cli_json(["pat", "create", "--user", upn, "--name", name, "--scope", "vso.code"], env, cwd)
+    assert isinstance(made, dict)
+    return str(made["authorizationId"])
+
+
+def test_rerun_of_a_completed_csv_is_a_new_job_and_counts_live_tokens_only(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    cli_json(["user", "add", "alice@acme.test"], env, tmp_path)
+    pat(env, tmp_path, "alice@acme.test", "first")
+    (tmp_path / "in.csv").write_text("UserPrincipalName\nalice@acme.test\n")
+    args = ["revoke", "users", "--csv", "in.csv", "--out", "out.csv"]
+    first = cli_json(args, env, tmp_path)
+    assert isinstance(first, dict)
+    assert first["job"] == "new" and first["resumed"] is False and first["revokedCount"] == 1
+
+    pat(env, tmp_path, "alice@acme.test", "created since")
+    dry = cli_json([*args[:4], "--dry-run"], env, tmp_path)
+    assert isinstance(dry, dict) and dry["revokedCount"] == 1  # the revoked one is not "live"
+
+    second = run_cli(args, env, tmp_path)  # human output
+    assert second.returncode == 0, second.stderr
+    assert f"new job {first['jobId']}" not in second.stderr and "resumed job" not in second.stderr
+    assert "new job" in second.stderr and first["jobId"] in second.stderr  # names the earlier run
+    third = cli_json(args, env, tmp_path)
+    assert isinstance(third, dict) and third["job"] == "new" and third["jobId"] != first["jobId"]
+    assert third["revokedCount"] == 0  # the second run already cut the token created since
+    listed = cli_json(["pat", "list", "--user", "alice@acme.test", "--filter", "active"], env, tmp_path)
+    assert listed == []

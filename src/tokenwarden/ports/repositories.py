@@ -242,8 +242,9 @@ class BulkJobRepository(Protocol):
     def live_tokens_per_user(
         self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
     ) -> dict[str, int]:
-        """user id -> unrevoked, unexpired tokens of ``kinds`` issued before ``issued_before``
-        (users without any are left out), in one query."""
+        """user id -> live tokens of ``kinds`` issued before ``issued_before``: unrevoked,
+        unexpired and not cut by a watermark of their owner or organization (users without any
+        are left out), in one query."""
         ...
 
 

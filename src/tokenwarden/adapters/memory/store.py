@@ -21,6 +21,7 @@ from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Membership, Organization, User, UserStatus, normalize_upn
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.domain.watermarks import SubjectType, mark_names_for
 from tokenwarden.ports.repositories import (
     AuditQuery,
     AuditRepository,
@@ -424,9 +425,17 @@ class MemoryBulkJobRepository(_Repo):
                 and t.revoked_at is None
                 and t.valid_to > now
                 and t.valid_from < issued_before
+                and not self._cut_by_watermark(t)
             ):
                 counts[t.user_id] = counts.get(t.user_id, 0) + 1
         return counts
+
+
+    def _cut_by_watermark(self, token: TokenRecord) -> bool:
+        marks = self.s.watermarks
+        own = [marks.get((SubjectType.USER.value, token.user_id, n)) for n in mark_names_for(token.kind)]
+        own.append(marks.get((SubjectType.ORG.value, token.org_id, token.kind.value)))
+        return any(m is not None and m > token.valid_from for m in own)
 
 
 class MemoryUnitOfWork:

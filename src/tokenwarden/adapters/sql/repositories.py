@@ -12,6 +12,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -41,6 +42,7 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.domain.watermarks import SubjectType, mark_names_for
 from tokenwarden.ports.repositories import AuditQuery, BreakGlassRequest, BulkJob, BulkJobItem, UpnMatch
 from tokenwarden.ports.signals import (
     ACKED,
@@ -710,11 +712,21 @@ class SqlBulkJobRepository:
                     c.revoked_at.is_(None),
                     c.valid_to > now,
                     c.valid_from < issued_before,
+                    ~_cut_by_watermark(c),
                 )
                 .group_by(c.user_id)
             )
             counts.update({r[0]: int(r[1]) for r in self._c.execute(stmt)})
         return counts
+
+
+def _cut_by_watermark(c: Any) -> Any:
+    """A token already dead by a watermark of its owner or of its organization (not live)."""
+    w = t.watermarks.c
+    own_kind = or_(*(and_(c.kind == k.value, w.kind.in_(mark_names_for(k))) for k in TokenKind))
+    by_user = and_(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id, own_kind)
+    by_org = and_(w.subject_type == SubjectType.ORG.value, w.subject_id == c.org_id, w.kind == c.kind)
+    return exists().where(w.valid_from > c.valid_from, or_(by_user, by_org))
 
 
 def _job_values(job: BulkJob) -> dict[str, Any]:
