@@ -82,3 +82,32 @@ def test_rerun_of_a_completed_csv_is_a_new_job_and_counts_live_tokens_only(
     assert third["revokedCount"] == 0  # the second run already cut the token created since
     listed = cli_json(["pat", "list", "--user", "alice@acme.test", "--filter", "active"], env, tmp_path)
     assert listed == []
+
+
+def test_rule_add_dry_run_list_and_delete_with_yes(env: dict[str, str], tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    cli_json(["user", "add", "bob@acme.test"], env, tmp_path)
+    pat(env, tmp_path, "bob@acme.test", "old")
+    before = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    args = ["rule", "add", "--before", before, "--user", "bob@acme.test", "--kind", "pat"]
+    dry = cli_json([*args, "--dry-run"], env, tmp_path)
+    assert isinstance(dry, dict) and dry["dryRun"] is True and dry["liveTokens"] == 1
+    assert cli_json(["rule", "list"], env, tmp_path) == []
+    added = cli_json(args, env, tmp_path)
+    assert isinstance(added, dict) and added["scopes"] is None and added["kinds"] == ["pat"]
+    active = ["pat", "list", "--user", "bob@acme.test", "--filter", "active"]
+    assert cli_json(active, env, tmp_path) == []
+    listed = cli_json(["rule", "list"], env, tmp_path)
+    assert isinstance(listed, list) and [r["id"] for r in listed] == [added["id"]]
+
+    refused = run_cli(["rule", "delete", added["id"]], env, tmp_path)
+    assert refused.returncode == 2 and "--yes" in refused.stderr and "1 revoked token" in refused.stderr
+    assert len(cli_json(["rule", "list"], env, tmp_path)) == 1  # type: ignore[arg-type]
+    deleted = run_cli(["rule", "delete", added["id"], "--yes"], env, tmp_path)
+    assert deleted.returncode == 0 and "valid again" in deleted.stderr
+    assert cli_json(["rule", "list"], env, tmp_path) == []
+    assert len(cli_json(active, env, tmp_path)) == 1  # type: ignore[arg-type]
+    entries = cli_json(["audit", "query", "--event-type", "Token.RevocationRuleDeleteEvent"], env, tmp_path)
+    assert isinstance(entries, list) and entries[0]["details"]["restoredTokens"] == 1

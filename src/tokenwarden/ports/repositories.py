@@ -119,6 +119,24 @@ class RuleRepository(Protocol):
     def add(self, rule: RevocationRule) -> None: ...
     def find(self, org_id: str | None = None) -> list[RevocationRule]: ...
 
+    def delete(self, rule_id: str) -> bool:
+        """Remove one rule; False if there is none with that id."""
+        ...
+
+    def live_tokens(
+        self,
+        org_id: str,
+        *,
+        issued_before: datetime,
+        now: datetime,
+        issued_after: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+    ) -> list[TokenRecord]:
+        """Unrevoked, unexpired tokens of ``org_id`` issued in [``issued_after``,
+        ``issued_before``), of ``kinds`` and ``user_ids`` when given: a rule's candidates."""
+        ...
+
 
 class WatermarkRepository(Protocol):
     def raise_to(

@@ -386,6 +386,32 @@ class SqlRuleRepository:
             for r in self._c.execute(stmt.order_by(t.revocation_rules.c.created_at))
         ]
 
+    def delete(self, rule_id: str) -> bool:
+        result = self._c.execute(delete(t.revocation_rules).where(t.revocation_rules.c.id == rule_id))
+        return bool(result.rowcount)
+
+    def live_tokens(
+        self,
+        org_id: str,
+        *,
+        issued_before: datetime,
+        now: datetime,
+        issued_after: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+    ) -> list[TokenRecord]:
+        c = t.tokens.c
+        stmt = select(t.tokens).where(
+            c.org_id == org_id, c.revoked_at.is_(None), c.valid_to > now, c.valid_from < issued_before
+        )
+        if issued_after is not None:
+            stmt = stmt.where(c.valid_from >= issued_after)
+        if kinds is not None:
+            stmt = stmt.where(c.kind.in_(list(kinds)))
+        if user_ids is not None:
+            stmt = stmt.where(c.user_id.in_(list(user_ids)))
+        return [_token(r) for r in self._c.execute(stmt)]
+
 
 class SqlWatermarkRepository:
     def __init__(self, conn: Connection) -> None:

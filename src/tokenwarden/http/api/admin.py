@@ -114,21 +114,51 @@ def patch_policy(request: Request, org: str, body: PolicyPatch) -> dict[str, Any
     return policy_as_dict(container(request).policies.update(actor, org, **changes))
 
 
+def _rule_args(body: RuleCreate) -> dict[str, Any]:
+    return {
+        "created_after": body.created_after,
+        "kinds": parse_kinds(body.kinds) if body.kinds else None,
+        "users": body.users,
+        "match_implied": body.match_implied,
+    }
+
+
 @router.post("/revocation-rules", status_code=201)
 def create_rule(request: Request, org: str, body: RuleCreate) -> dict[str, Any]:
-    """Revoke every token issued before ``createdBefore`` that literally carries one of ``scopes``."""
+    """Revoke every token issued before ``createdBefore`` that literally carries one of ``scopes``;
+    without ``scopes`` (then ``createdBefore`` is required), every token issued before it."""
     _, _, actor = org_caller(request, org, ADMIN)
-    rule = container(request).rules.create(
-        actor,
-        org,
-        body.scopes,
-        body.created_before,
-        created_after=body.created_after,
-        kinds=parse_kinds(body.kinds) if body.kinds else None,
-        users=body.users,
-        match_implied=body.match_implied,
-    )
+    rule = container(request).rules.create(actor, org, body.scopes, body.created_before, **_rule_args(body))
     return rule_json(rule)
+
+
+@router.post("/revocation-rules/preview")
+def preview_rule(request: Request, org: str, body: RuleCreate) -> dict[str, Any]:
+    """Dry run: how many live tokens the rule would cut. Nothing is stored."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    found = container(request).rules.preview(actor, org, body.scopes, body.created_before, **_rule_args(body))
+    return {
+        "dryRun": True,
+        "liveTokens": found.live_tokens,
+        "byKind": found.by_kind,
+        "rule": rule_json(found.rule),
+    }
+
+
+@router.delete("/revocation-rules/{rule_id}")
+def delete_rule(
+    request: Request, org: str, rule_id: str, dry_run: bool = Query(False, alias="dryRun")
+) -> dict[str, Any]:
+    """Delete a rule: the tokens it cut (and nothing else cuts) are valid again (audited)."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    done = container(request).rules.delete(actor, org, rule_id, dry_run=dry_run)
+    return {
+        "dryRun": dry_run,
+        "deleted": not dry_run,
+        "restoredTokens": done.restored_tokens,
+        "byKind": done.by_kind,
+        "rule": rule_json(done.rule),
+    }
 
 
 @router.get("/revocation-rules")
@@ -141,7 +171,7 @@ def list_rules(request: Request, org: str) -> dict[str, Any]:
 def rule_json(rule: RevocationRule) -> dict[str, Any]:
     return {
         "id": rule.id,
-        "scopes": " ".join(rule.scopes),
+        "scopes": " ".join(rule.scopes) or None,  # null: every scope
         "createdBefore": iso_z(rule.created_before),
         "createdAfter": iso_z(rule.created_after),
         "kinds": [k.value for k in rule.kinds] if rule.kinds else None,
