@@ -111,3 +111,19 @@ def test_rule_add_dry_run_list_and_delete_with_yes(env: dict[str, str], tmp_path
     assert len(cli_json(active, env, tmp_path)) == 1  # type: ignore[arg-type]
     entries = cli_json(["audit", "query", "--event-type", "Token.RevocationRuleDeleteEvent"], env, tmp_path)
     assert isinstance(entries, list) and entries[0]["details"]["restoredTokens"] == 1
+
+
+def test_audit_is_newest_first_pages_and_rejects_unknown_filters(env: dict[str, str], tmp_path: Path) -> None:
+    cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
+    for i in range(3):
+        cli_json(["user", "add", f"u{i}@acme.test"], env, tmp_path)
+    entries = cli_json(["audit", "query"], env, tmp_path)
+    assert isinstance(entries, list)
+    ids = [e["id"] for e in entries]
+    assert ids == sorted(ids, reverse=True) and len(ids) >= 4
+    page1 = cli_json(["audit", "query", "--limit", "2"], env, tmp_path)
+    assert isinstance(page1, list) and [e["id"] for e in page1] == ids[:2]
+    page2 = cli_json(["audit", "query", "--limit", "2", "--before-id", str(ids[1])], env, tmp_path)
+    assert isinstance(page2, list) and [e["id"] for e in page2] == ids[2:4]
+    bad = run_cli(["audit", "query", "--event-type", "Nope.Event"], env, tmp_path)
+    assert bad.returncode == 2 and "Token.PatCreateEvent" in bad.stderr and "Nope.Event" in bad.stderr

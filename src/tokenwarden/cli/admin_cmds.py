@@ -13,7 +13,7 @@ from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, fail, out, table
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.ports.repositories import AuditQuery
-from tokenwarden.services.audit_log import audit_csv, audit_row
+from tokenwarden.services.audit_log import audit_csv, audit_row, check_event_types
 from tokenwarden.services.common import OPERATOR
 from tokenwarden.services.policies import policy_as_dict
 
@@ -106,18 +106,27 @@ def audit_query(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10_000, help="At most this many entries.")
     ] = 1000,
+    before_id: Annotated[
+        int | None,
+        typer.Option("--before-id", min=1, help="Only entries older than this id (the next page)."),
+    ] = None,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
 ) -> None:
-    """Query the audit log of an organization."""
+    """Query the audit log of an organization, newest first (page on with --before-id)."""
     from tokenwarden.domain.clock import ensure_utc
 
+    try:
+        check_event_types(tuple(event_type or ()))
+    except DomainError as exc:
+        fail(exc.message, code=2)
     query = AuditQuery(
         since=ensure_utc(since) if since else None,
         until=ensure_utc(until) if until else None,
         actor_id=actor,
         target_id=target,
         event_types=tuple(event_type or ()),
+        before_id=before_id,
         limit=limit,
     )
     try:
@@ -136,4 +145,5 @@ def audit_query(
             ["id", "at", "eventType", "actorUpn", "targetType", "targetId"],
             [[r["id"], r["at"], r["eventType"], r["actorUpn"], r["targetType"], r["targetId"]] for r in rows],
         )
-        out.print(f"{len(rows)} entries")
+        more = f"; older: --before-id {rows[-1]['id']}" if rows and len(rows) == limit else ""
+        out.print(f"{len(rows)} entries, newest first{more}")

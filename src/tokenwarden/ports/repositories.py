@@ -93,6 +93,8 @@ class AuditQuery:
     target_id: str | None = None
     event_types: tuple[str, ...] = ()
     after_id: int = 0
+    before_id: int | None = None  # paging cursor for newest-first reads: ids below this one
+    newest_first: bool = False
     limit: int = 1000
 
 
@@ -102,7 +104,7 @@ class AuditRepository(Protocol):
         ...
 
     def query(self, query: AuditQuery) -> list[AuditEntry]:
-        """Entries matching ``query`` in ascending id order."""
+        """Entries matching ``query`` in ascending id order (descending with ``newest_first``)."""
         ...
 
 

@@ -269,7 +269,10 @@ class MemoryAuditRepository(_Repo):
             and (query.actor_id is None or e.actor_id == query.actor_id)
             and (query.target_id is None or e.target_id == query.target_id)
             and (not query.event_types or e.event_type in query.event_types)
+            and (query.before_id is None or (e.id or 0) < query.before_id)
         ]
+        if query.newest_first:
+            found.reverse()
         return found[: query.limit]
 
 

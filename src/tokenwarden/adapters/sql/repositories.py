@@ -304,7 +304,10 @@ class SqlAuditRepository:
             stmt = stmt.where(c.target_id == query.target_id)
         if query.event_types:
             stmt = stmt.where(c.event_type.in_(query.event_types))
-        rows = self._c.execute(stmt.order_by(c.id).limit(query.limit))
+        if query.before_id is not None:
+            stmt = stmt.where(c.id < query.before_id)
+        order = c.id.desc() if query.newest_first else c.id
+        rows = self._c.execute(stmt.order_by(order).limit(query.limit))
         return [
             AuditEntry(
                 id=r.id,

@@ -15,7 +15,7 @@ from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
 from tokenwarden.http.deps import container, org_caller, pat_json
 from tokenwarden.ports.repositories import AuditQuery
-from tokenwarden.services.audit_log import audit_csv, audit_row
+from tokenwarden.services.audit_log import audit_csv, audit_row, check_format
 from tokenwarden.services.policies import policy_as_dict
 
 router = APIRouter(prefix="/api/v1/orgs/{org}", tags=["administration"])
@@ -200,10 +200,16 @@ def query_audit(
     target: str | None = Query(None, max_length=256),
     event_type: list[str] = Query(default_factory=list, alias="eventType"),
     after_id: int = Query(0, ge=0, alias="afterId"),
+    before_id: int | None = Query(None, ge=1, alias="beforeId"),
     limit: int = Query(1000, ge=1, le=10_000),
-    format: str = Query("json", pattern="^(json|csv)$"),
+    format: str = Query("json", max_length=16),
 ) -> dict[str, Any] | Response:
-    """Audit entries of the organization (JSON, or CSV with ``format=csv``)."""
+    """Audit entries of the organization, newest first (JSON, or CSV with ``format=csv``).
+
+    Page on with ``beforeId`` = the ``nextBeforeId`` of the previous page (null on the last
+    page); ``afterId`` keeps only entries newer than an id. An unknown ``eventType`` or
+    ``format`` is a 400 that lists the valid values."""
+    check_format(format)
     _, _, who = org_caller(request, org, AUDIT)
     entries = container(request).audit.query(
         who,
@@ -215,10 +221,12 @@ def query_audit(
             target_id=target,
             event_types=tuple(event_type),
             after_id=after_id,
+            before_id=before_id,
             limit=limit,
         ),
     )
     rows = [audit_row(e) for e in entries]
     if format == "csv":
         return Response(audit_csv(rows), media_type="text/csv; charset=utf-8")
-    return {"value": rows, "count": len(rows), "nextAfterId": rows[-1]["id"] if rows else after_id}
+    more = len(rows) == limit
+    return {"value": rows, "count": len(rows), "nextBeforeId": rows[-1]["id"] if more else None}
