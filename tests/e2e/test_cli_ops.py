@@ -127,3 +127,22 @@ def test_audit_is_newest_first_pages_and_rejects_unknown_filters(env: dict[str, 
     assert isinstance(page2, list) and [e["id"] for e in page2] == ids[2:4]
     bad = run_cli(["audit", "query", "--event-type", "Nope.Event"], env, tmp_path)
     assert bad.returncode == 2 and "Token.PatCreateEvent" in bad.stderr and "Nope.Event" in bad.stderr
+
+
+def test_database_files_are_private_and_init_keeps_the_token_out_of_logs(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    r = run_cli(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)  # stdout: a pipe
+    assert r.returncode == 0, r.stderr
+    assert "twp_" not in r.stdout + r.stderr
+    token_file = tmp_path / "data" / "initial-admin-token"
+    assert str(token_file) in r.stdout.replace("\n", "")
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert token_file.read_text().strip().startswith("twp_")
+    data = tmp_path / "data"
+    assert data.stat().st_mode & 0o777 == 0o700
+    cli_json(["user", "add", "a@acme.test"], env, tmp_path)  # opens the database again (WAL)
+    for name in ("tokenwarden.db", "tokenwarden.db-wal", "tokenwarden.db-shm"):
+        if (data / name).exists():
+            assert (data / name).stat().st_mode & 0o077 == 0, name
+    assert (data / "tokenwarden.db").exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -81,9 +83,18 @@ def init(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite under ./data).")
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Where the admin's token is written (0600) when stdout is not a terminal "
+            "(default: DATA_DIR/initial-admin-token).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create the database, the organization and its admin; print the admin's first PAT once."""
+    """Create the database, the organization and its admin; print the admin's first PAT once
+    (to a terminal; when stdout is piped into a log, into a 0600 file whose path is printed)."""
     if database_url:
         os.environ["TOKENWARDEN_DATABASE_URL"] = database_url
     c = open_container(create_pepper=True)
@@ -97,9 +108,24 @@ def init(
         return
     out.print(f"Initialized [bold]{result.org.name}[/] with administrator [bold]{result.admin.upn}[/].")
     out.print(f"Database: {c.database.url_for_display}")
+    if token_file is not None or not sys.stdout.isatty():  # a log must never hold the secret
+        path = write_private(token_file or Settings().data_dir / "initial-admin-token", token.secret + "\n")
+        out.print(f"The administrator's full-scope token is in {path} (mode 0600): store it, then delete it.")
+        out.print(f"authorizationId {token.record.authorization_id}, valid to {iso_z(token.record.valid_to)}")
+        return
     out.print("\nThe administrator's full-scope token (shown only this once; store it now):\n")
     out.print(token.secret, highlight=False)
     out.print(f"\nauthorizationId {token.record.authorization_id}, valid to {iso_z(token.record.valid_to)}")
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a secret to a new file only its owner can read (an old one is replaced)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path.resolve()
 
 
 @app.command()
