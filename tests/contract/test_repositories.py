@@ -821,3 +821,17 @@ def test_update_to_a_taken_upn_is_a_conflict(db: Database) -> None:
         uow.commit()
     with db() as uow, pytest.raises(Conflict):
         uow.users.update(bob.with_changes(upn="ALICE@acme.test"))
+
+
+def test_audit_query_newest_first_pages_with_before_id(db: Database) -> None:
+    with db() as uow:
+        for i in range(5):
+            uow.audit.append(make_entry("User.Create", at=T0 + timedelta(seconds=i), target_id=f"t{i}"))
+        uow.commit()
+    with db() as uow:
+        first = uow.audit.query(AuditQuery(newest_first=True, limit=2))
+        assert [e.target_id for e in first] == ["t4", "t3"]
+        second = uow.audit.query(AuditQuery(newest_first=True, limit=2, before_id=first[-1].id))
+        assert [e.target_id for e in second] == ["t2", "t1"]
+        last = uow.audit.query(AuditQuery(newest_first=True, limit=2, before_id=second[-1].id))
+        assert [e.target_id for e in last] == ["t0"]

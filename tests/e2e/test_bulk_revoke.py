@@ -192,12 +192,21 @@ def test_api_job_revokes_the_listed_users_and_reports_every_row(server: Server) 
     assert sum(e["users"] for e in entries) == 43
     assert all(e["jobId"] == job_id and e["kinds"] == ["pat", "session"] for e in entries)
 
-    # the same CSV again is the same job: nothing is applied twice
+    # the same CSV again after its job completed is a new job (the next run), and its counts
+    # are of live tokens only: the tokens the first run revoked are not counted twice
+    fresh = server.pat_for(targets[0])[1]
     again = post_csv(server, body, kinds="session,pat")
     assert again.status_code == 202
-    assert again.json()["jobId"] == job_id and again.json()["resumed"] is True
-    assert again.json()["state"] == "completed"
-    assert len(chunk_entries(server.container)) == len(entries)
+    second = again.json()
+    assert second["jobId"] != job_id and second["resumed"] is False and second["job"] == "new"
+    assert second["previousJobId"] == job_id
+    wait_completed(server, second["jobId"])
+    assert validate(server, fresh) == 401  # created after the first run, cut by the second
+    rerun = server.client.get(
+        f"/api/v1/orgs/{server.org}/jobs/{second['jobId']}/results?format=json", headers=server.auth()
+    ).json()["value"]
+    assert {v["userPrincipalName"]: v["revokedCount"] for v in rerun}[targets[0]] == 1
+    assert sum(v["revokedCount"] for v in rerun) == 1
 
 
 def test_api_dry_run_counts_and_changes_nothing(server: Server) -> None:
@@ -386,7 +395,7 @@ def test_cli_resume_after_kill_9_revokes_everyone_exactly_once(
 
     second = run_cli(args, env, tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "resuming job" in second.stderr
+    assert "resumed job" in second.stderr
     assert "3000 Success, 2 Failed, 2 Skipped" in second.stderr
 
     results = read_results(out.read_text("utf-8"))

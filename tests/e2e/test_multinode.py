@@ -257,6 +257,22 @@ def test_revocation_rule_by_scope_and_date(cluster: Cluster) -> None:
     assert cluster.valid_on(1, cluster.admin_token) == 200  # app_token is not caught literally
 
 
+def test_deleting_a_rule_reaches_every_node(cluster: Cluster) -> None:
+    token = cluster.member_with_pat("rules@acme.test", scope="vso.work")
+    warm(cluster, token)
+    before = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    body = {"createdBefore": before, "users": ["rules@acme.test"]}  # no scopes: every token
+    r = cluster.api("POST", "/api/v1/orgs/Acme/revocation-rules", json=body)
+    assert r.status_code == 201, r.text
+    wait_rejected(cluster, token, [1, 2])
+    r = cluster.api("DELETE", f"/api/v1/orgs/Acme/revocation-rules/{r.json()['id']}", node=1)
+    assert r.status_code == 200 and r.json()["restoredTokens"] == 1
+    deadline = time.monotonic() + 2.0
+    while not all(cluster.valid_on(n, token) == 200 for n in (0, 2)):
+        assert time.monotonic() < deadline, "a node still rejects a token whose rule was deleted"
+        time.sleep(0.02)
+
+
 def test_csv_job_through_one_node_is_enforced_by_the_others(cluster: Cluster) -> None:
     tokens = [cluster.member_with_pat(f"csv{i}@acme.test") for i in range(3)]
     for t in tokens:

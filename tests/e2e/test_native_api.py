@@ -296,7 +296,7 @@ def test_revocation_rule_and_bulk_revocations(server: Server) -> None:
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalidCreatedBefore"
     r = server.client.post(f"/api/v1/orgs/{server.org}/revocation-rules", json={}, headers=server.auth())
-    assert r.status_code == 400 and r.json()["error"]["code"] == "invalidScope"
+    assert r.status_code == 400 and r.json()["error"]["code"] == "createdBeforeRequired"
 
 
 def test_audit_log_json_and_csv(server: Server) -> None:
@@ -309,7 +309,7 @@ def test_audit_log_json_and_csv(server: Server) -> None:
     )
     assert r.status_code == 200
     events = [e["eventType"] for e in r.json()["value"]]
-    assert events == ["Token.PatCreateEvent", "Token.PatRevokeEvent"]
+    assert events == ["Token.PatRevokeEvent", "Token.PatCreateEvent"]  # newest first
     assert all(e["actorUpn"] == server.admin_upn and e["ip"] == "testclient" for e in r.json()["value"])
     assert str(pat["token"]) not in r.text
     r = server.client.get(

@@ -172,7 +172,8 @@ def test_rule_bad_input(server: Server) -> None:
         ({"scopes": "vso.code", "createdBefore": iso(now + timedelta(days=1))}, "invalidCreatedBefore"),
         ({"scopes": "vso.code", "users": ["ghost@acme.test"]}, "userNotFound"),
         ({"scopes": "vso.code", "kinds": ["nope"]}, "invalidKind"),
-        ({"createdBefore": iso(now)}, "invalidScope"),
+        ({}, "createdBeforeRequired"),  # no scopes: every token, so the date must be explicit
+        ({"scopes": "vso.nope", "createdBefore": iso(now)}, "invalidScope"),
     ):
         r = server.client.post("/api/v1/orgs/Acme/revocation-rules", json=body, headers=server.auth())
         assert r.status_code == 400, (body, r.text)
@@ -299,3 +300,48 @@ def test_break_glass_on_another_organization_is_refused_and_changes_nothing(serv
     )
     assert r.status_code == 200 and r.json()["total"] == 1
     assert valid(server, other_token) == 401 and valid(server, server.admin_token) == 200
+
+
+def test_rule_without_scopes_preview_then_delete_restores(server: Server) -> None:
+    server.add_member("s1@acme.test")
+    server.add_member("s2@acme.test")
+    _, code = server.pat_for("s1@acme.test", scope="vso.code")
+    _, work = server.pat_for("s1@acme.test", scope="vso.work")
+    _, other = server.pat_for("s2@acme.test", scope="vso.work")
+    server.client.delete("/api/v1/orgs/Acme/pats/" + server.pat_for("s1@acme.test")[0], headers=server.auth())
+    cut = datetime.now(UTC)
+    body = {"createdBefore": iso(cut), "users": ["s1@acme.test"]}
+    url = "/api/v1/orgs/Acme/revocation-rules"
+    r = server.client.post(url + "/preview", json=body, headers=server.auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["liveTokens"] == 2 and r.json()["byKind"] == {"pat": 2}  # not the revoked one
+    assert r.json()["rule"]["scopes"] is None
+    assert server.client.get(url, headers=server.auth()).json()["count"] == 0  # a dry run stores nothing
+    r = server.client.post(url, json=body, headers=server.auth())
+    assert r.status_code == 201 and r.json()["scopes"] is None
+    rule_id = r.json()["id"]
+    assert valid(server, code) == 401 and valid(server, work) == 401  # every scope
+    assert valid(server, other) == 200 and valid(server, server.admin_token) == 200
+    again = server.client.post(url + "/preview", json=body, headers=server.auth()).json()
+    assert again["liveTokens"] == 0  # already cut: not live
+    r = server.client.delete(f"{url}/{rule_id}?dryRun=true", headers=server.auth())
+    assert r.status_code == 200 and r.json()["restoredTokens"] == 2 and r.json()["deleted"] is False
+    assert valid(server, code) == 401
+    r = server.client.delete(f"{url}/{rule_id}", headers=server.auth())
+    assert r.status_code == 200 and r.json()["restoredTokens"] == 2 and r.json()["deleted"] is True
+    assert valid(server, code) == 200 and valid(server, work) == 200  # the tokens it cut are back
+    assert server.client.get(url, headers=server.auth()).json()["count"] == 0
+    assert server.client.delete(f"{url}/{rule_id}", headers=server.auth()).status_code == 404
+    audit = server.client.get(
+        "/api/v1/orgs/Acme/audit?eventType=Token.RevocationRuleDeleteEvent", headers=server.auth()
+    ).json()["value"]
+    assert len(audit) == 1 and audit[0]["targetId"] == rule_id
+    assert audit[0]["details"]["restoredTokens"] == 2 and audit[0]["details"]["allScopes"] is True
+
+
+def test_ado_rule_route_still_requires_scopes(server: Server) -> None:
+    r = server.client.post(
+        "/Acme/_apis/tokenadmin/revocationrules", json={"createdBefore": iso(datetime.now(UTC))},
+        headers=server.auth(),
+    )
+    assert r.status_code == 400

@@ -17,12 +17,18 @@ from tokenwarden.services.directory import InitResult
 from .conftest import FakeClock, actor_of
 
 
+def oldest_first(entries: list[AuditEntry]) -> list[AuditEntry]:
+    """Queries answer newest first; these tests read the story in order."""
+    assert [e.id for e in entries] == sorted((e.id for e in entries), reverse=True)
+    return entries[::-1]
+
+
 def entries_for(container: Container, target_id: str) -> list[AuditEntry]:
-    return container.audit.query(OPERATOR, "acme", AuditQuery(target_id=target_id))
+    return oldest_first(container.audit.query(OPERATOR, "acme", AuditQuery(target_id=target_id)))
 
 
 def all_entries(container: Container) -> list[AuditEntry]:
-    return container.audit.query(OPERATOR, "acme", AuditQuery(limit=10_000))
+    return oldest_first(container.audit.query(OPERATOR, "acme", AuditQuery(limit=10_000)))
 
 
 def test_pat_lifecycle_is_audited_with_azure_devops_names(

@@ -9,17 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from tokenwarden.cli.context import open_container
+from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, fail, out, table
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.ports.repositories import AuditQuery
-from tokenwarden.services.audit_log import audit_csv, audit_row
+from tokenwarden.services.audit_log import audit_csv, audit_row, check_event_types
 from tokenwarden.services.common import OPERATOR
 from tokenwarden.services.policies import policy_as_dict
 
 policy_app = typer.Typer(help="Organization PAT policies.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
-OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +31,7 @@ def _container() -> Any:
 
 
 @policy_app.command("show")
-def policy_show(org: OrgOpt, json_out: JsonOpt = False) -> None:
+def policy_show(org: OrgOpt = "", json_out: JsonOpt = False) -> None:
     """Show an organization's PAT policy."""
     try:
         data = policy_as_dict(_container().policies.get(OPERATOR, org))
@@ -47,7 +46,7 @@ def policy_show(org: OrgOpt, json_out: JsonOpt = False) -> None:
 
 @policy_app.command("set")
 def policy_set(
-    org: OrgOpt,
+    org: OrgOpt = "",
     max_lifetime_days: Annotated[int | None, typer.Option("--max-lifetime-days", min=1, max=365)] = None,
     restrict_full_scope: Annotated[
         bool | None, typer.Option("--restrict-full-scope/--allow-full-scope", help="Forbid app_token PATs.")
@@ -107,7 +106,7 @@ def policy_set(
 
 @audit_app.command("query")
 def audit_query(
-    org: OrgOpt,
+    org: OrgOpt = "",
     since: Annotated[
         datetime | None, typer.Option("--since", help="From this time (UTC if no offset).")
     ] = None,
@@ -120,18 +119,27 @@ def audit_query(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10_000, help="At most this many entries.")
     ] = 1000,
+    before_id: Annotated[
+        int | None,
+        typer.Option("--before-id", min=1, help="Only entries older than this id (the next page)."),
+    ] = None,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
 ) -> None:
-    """Query the audit log of an organization."""
+    """Query the audit log of an organization, newest first (page on with --before-id)."""
     from tokenwarden.domain.clock import ensure_utc
 
+    try:
+        check_event_types(tuple(event_type or ()))
+    except DomainError as exc:
+        fail(exc.message, code=2)
     query = AuditQuery(
         since=ensure_utc(since) if since else None,
         until=ensure_utc(until) if until else None,
         actor_id=actor,
         target_id=target,
         event_types=tuple(event_type or ()),
+        before_id=before_id,
         limit=limit,
     )
     try:
@@ -150,4 +158,5 @@ def audit_query(
             ["id", "at", "eventType", "actorUpn", "targetType", "targetId"],
             [[r["id"], r["at"], r["eventType"], r["actorUpn"], r["targetType"], r["targetId"]] for r in rows],
         )
-        out.print(f"{len(rows)} entries")
+        more = f"; older: --before-id {rows[-1]['id']}" if rows and len(rows) == limit else ""
+        out.print(f"{len(rows)} entries, newest first{more}")

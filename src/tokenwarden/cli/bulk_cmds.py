@@ -18,14 +18,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tokenwarden.bootstrap import Container
 from tokenwarden.cli.context import domain_errors, open_container
+from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, err, fail, out, table
-from tokenwarden.cli.revoke_cmds import JsonOpt, KindsOpt, OrgOpt, revoke_app
+from tokenwarden.cli.revoke_cmds import KindsOpt, revoke_app
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.csv_users import MAX_CSV_BYTES, size_error
 from tokenwarden.domain.errors import DomainError, InvalidInput
 from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.ports.repositories import BulkJobItem
-from tokenwarden.services.bulk_revoke import CHUNK_SIZE, FAILED, SKIPPED, SUCCESS, JobStatus, results_csv
+from tokenwarden.services.bulk_revoke import (
+    CHUNK_SIZE,
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    JobStatus,
+    Submission,
+    results_csv,
+)
 from tokenwarden.services.common import OPERATOR
 
 
@@ -73,11 +82,13 @@ def write_results(path: Path, rows: Sequence[BulkJobItem]) -> None:
 
 
 def summary(
-    status: JobStatus, rows: Sequence[BulkJobItem], resumed: bool, out_path: Path | None
+    status: JobStatus, rows: Sequence[BulkJobItem], submission: Submission, out_path: Path | None
 ) -> dict[str, Any]:
     counts = status.counts
     return {
         "jobId": status.job.id,
+        "job": "resumed" if submission.resumed else "new",
+        "previousJobId": submission.previous.id if submission.previous is not None else None,
         "state": status.state,
         "org": status.org_name,
         "total": status.total,
@@ -87,7 +98,7 @@ def summary(
         "revokedCount": sum(r.revoked_count for r in rows if r.status == SUCCESS),
         "kinds": list(status.job.kinds),
         "dryRun": status.job.dry_run,
-        "resumed": resumed,
+        "resumed": submission.resumed,
         "out": str(out_path) if out_path is not None else None,
     }
 
@@ -95,7 +106,6 @@ def summary(
 @revoke_app.command("users")
 @domain_errors
 def revoke_users(
-    org: OrgOpt,
     csv_source: Annotated[
         str,
         typer.Option(
@@ -103,6 +113,7 @@ def revoke_users(
             help="CSV with a UserPrincipalName column, or one UPN per line; '-' reads stdin.",
         ),
     ],
+    org: OrgOpt = "",
     out_path: Annotated[
         Path | None,
         typer.Option(
@@ -135,13 +146,17 @@ def revoke_users(
         return
     job = submission.job
     before = c.bulk_revoke.status(OPERATOR, job.id)
-    if before.state == "completed":
+    if submission.resumed:
+        err.print(f"resumed job {job.id}: {before.done} of {before.total} row(s) already done")
+    else:
+        err.print(f"new job {job.id}: {before.total} row(s)", highlight=False)
+    if submission.previous is not None and not submission.resumed:
         err.print(
-            f"this input was already processed as job {job.id} ({iso_z(before.job.updated_at)}): "
-            "nothing is applied again; the results are those of that run"
+            f"this input was processed before as job {submission.previous.id} "
+            f"({iso_z(submission.previous.updated_at)}): this new run also revokes the tokens "
+            "those users created since",
+            highlight=False,
         )
-    elif submission.resumed:
-        err.print(f"resuming job {job.id}: {before.done} of {before.total} row(s) already done")
     try:
         status = before if before.state == "completed" else run_with_progress(c, job.id, before, chunk_size)
         rows = c.bulk_revoke.results(OPERATOR, job.id)
@@ -159,12 +174,13 @@ def revoke_users(
             if json_out:
                 emit_json({"error": {"code": "outputNotWritable", "message": message}, "jobId": job.id})
             fail(message)
-    data_out = summary(status, rows, submission.resumed, out_path)
+    data_out = summary(status, rows, submission, out_path)
     data_out["elapsedSeconds"] = round(time.monotonic() - started, 3)
     counts = f"{data_out['success']} Success, {data_out['failed']} Failed, {data_out['skipped']} Skipped"
     verb = "would revoke" if dry_run else "revoked"
     err.print(
-        f"{data_out['total']} row(s): {counts}; {verb} {data_out['revokedCount']} live token(s)"
+        f"{data_out['job']} job {job.id}: {data_out['total']} row(s): {counts}; "
+        f"{verb} {data_out['revokedCount']} live token(s)"
         + (f"; results in {out_path}" if out_path is not None else ""),
         highlight=False,
     )
@@ -178,7 +194,7 @@ def revoke_users(
                 ["line", "UserPrincipalName", "Status", "Error"],
                 [[r.line_no, r.upn, r.status, r.error] for r in problems],
             )
-        out.print(f"job {job.id}: {counts}")
+        out.print(f"{data_out['job']} job {job.id}: {counts}", highlight=False)
 
 
 def run_with_progress(c: Container, job_id: str, before: JobStatus, chunk_size: int) -> JobStatus:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,8 +13,9 @@ import typer
 import tokenwarden.cli.bulk_cmds  # noqa: F401  (registers `revoke users`)
 from tokenwarden import __version__
 from tokenwarden.bootstrap import build
-from tokenwarden.cli import admin_cmds, revoke_cmds
+from tokenwarden.cli import admin_cmds, revoke_cmds, rule_cmds
 from tokenwarden.cli.context import domain_errors, open_container
+from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, err, fail, out, table
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import DomainError
@@ -38,9 +41,9 @@ app.add_typer(user_app, name="user")
 app.add_typer(pat_app, name="pat")
 admin_cmds.register(app)
 revoke_cmds.register(app)
+rule_cmds.register(app)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
-OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
+InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 
 
 def pat_dict(record: TokenRecord, now: Any, secret: str | None = None) -> dict[str, Any]:
@@ -74,15 +77,24 @@ def main_callback(
 @app.command()
 @domain_errors
 def init(
-    org: OrgOpt,
+    org: InitOrgOpt,
     admin: Annotated[str, typer.Option("--admin", help="UPN of the organization's first administrator.")],
     name: Annotated[str | None, typer.Option("--name", help="Display name of the administrator.")] = None,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite under ./data).")
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Where the admin's token is written (0600) when stdout is not a terminal "
+            "(default: DATA_DIR/initial-admin-token).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create the database, the organization and its admin; print the admin's first PAT once."""
+    """Create the database, the organization and its admin; print the admin's first PAT once
+    (to a terminal; when stdout is piped into a log, into a 0600 file whose path is printed)."""
     if database_url:
         os.environ["TOKENWARDEN_DATABASE_URL"] = database_url
     c = open_container(create_pepper=True)
@@ -96,9 +108,24 @@ def init(
         return
     out.print(f"Initialized [bold]{result.org.name}[/] with administrator [bold]{result.admin.upn}[/].")
     out.print(f"Database: {c.database.url_for_display}")
+    if token_file is not None or not sys.stdout.isatty():  # a log must never hold the secret
+        path = write_private(token_file or Settings().data_dir / "initial-admin-token", token.secret + "\n")
+        out.print(f"The administrator's full-scope token is in {path} (mode 0600): store it, then delete it.")
+        out.print(f"authorizationId {token.record.authorization_id}, valid to {iso_z(token.record.valid_to)}")
+        return
     out.print("\nThe administrator's full-scope token (shown only this once; store it now):\n")
     out.print(token.secret, highlight=False)
     out.print(f"\nauthorizationId {token.record.authorization_id}, valid to {iso_z(token.record.valid_to)}")
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a secret to a new file only its owner can read (an old one is replaced)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path.resolve()
 
 
 @app.command()
@@ -209,7 +236,7 @@ def org_list(json_out: JsonOpt = False) -> None:
 @domain_errors
 def user_add(
     upn: Annotated[str, typer.Argument(help="User principal name, e.g. alice@example.com.")],
-    org: OrgOpt,
+    org: OrgOpt = "",
     role: Annotated[Role, typer.Option("--role", help="member or admin.")] = Role.MEMBER,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
     external: Annotated[bool, typer.Option("--external", help="Identity backed by an external IdP.")] = False,
@@ -237,7 +264,7 @@ def user_add(
 
 @user_app.command("list")
 @domain_errors
-def user_list(org: OrgOpt, json_out: JsonOpt = False) -> None:
+def user_list(org: OrgOpt = "", json_out: JsonOpt = False) -> None:
     """List the members of an organization."""
     c = open_container()
     rows = [
@@ -265,7 +292,9 @@ def user_list(org: OrgOpt, json_out: JsonOpt = False) -> None:
 @user_app.command("disable")
 @domain_errors
 def user_disable(
-    upn: Annotated[str, typer.Argument(help="User principal name.")], org: OrgOpt, json_out: JsonOpt = False
+    upn: Annotated[str, typer.Argument(help="User principal name.")],
+    org: OrgOpt = "",
+    json_out: JsonOpt = False,
 ) -> None:
     """Disable a member in one organization: every token of theirs stops working there at once."""
     c = open_container()
@@ -281,9 +310,9 @@ def user_disable(
 @domain_errors
 def pat_create(
     user: Annotated[str, typer.Option("--user", help="Owner's UPN.")],
-    org: OrgOpt,
     name: Annotated[str, typer.Option("--name", help="Display name of the token.")],
     scope: Annotated[str, typer.Option("--scope", help='Space-separated scopes, e.g. "vso.code vso.pats".')],
+    org: OrgOpt = "",
     days: Annotated[int, typer.Option("--days", min=1, help="Lifetime in days (policy caps apply).")] = 30,
     all_orgs: Annotated[
         bool, typer.Option("--all-orgs", help="Valid in all of the owner's organizations.")
@@ -315,7 +344,7 @@ def pat_create(
 @domain_errors
 def pat_list(
     user: Annotated[str, typer.Option("--user", help="Owner's UPN.")],
-    org: OrgOpt,
+    org: OrgOpt = "",
     state: Annotated[
         PatFilter, typer.Option("--filter", help="active, revoked, expired or all.")
     ] = PatFilter.ALL,

@@ -11,6 +11,7 @@ import typer
 
 from tokenwarden.bootstrap import Container
 from tokenwarden.cli.context import domain_errors, open_container
+from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, err, fail, out, table
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.principals import RiskLevel
@@ -20,8 +21,6 @@ from tokenwarden.services.common import OPERATOR, Actor
 revoke_app = typer.Typer(
     help="Revoke tokens: one, a user's, risky users', or a whole organization's.", no_args_is_help=True
 )
-OrgOpt = Annotated[str, typer.Option("--org", help="Organization name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 KindsOpt = Annotated[
     str | None,
     typer.Option("--kinds", help="Comma-separated: pat,access,refresh,session,service (default all)."),
@@ -47,7 +46,7 @@ def read_secret(token_file: Path | None) -> str:
 @revoke_app.command("token")
 @domain_errors
 def revoke_token(
-    org: OrgOpt,
+    org: OrgOpt = "",
     token_file: Annotated[
         Path | None, typer.Option("--token-file", help="File holding the leaked token (default: stdin).")
     ] = None,
@@ -85,7 +84,7 @@ def revoke_token(
 @domain_errors
 def revoke_user(
     upn: Annotated[str, typer.Argument(help="User principal name.")],
-    org: OrgOpt,
+    org: OrgOpt = "",
     kinds: KindsOpt = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Recorded in the audit log.")] = None,
     json_out: JsonOpt = False,
@@ -143,7 +142,7 @@ def revoke_sessions(
 @revoke_app.command("risky")
 @domain_errors
 def revoke_risky(
-    org: OrgOpt,
+    org: OrgOpt = "",
     min_level: Annotated[
         RiskLevel, typer.Option("--min-level", help="low, medium or high.")
     ] = RiskLevel.HIGH,
@@ -196,7 +195,7 @@ def admin_actor(c: Container, org: str, secret: str) -> Actor:
 @revoke_app.command("org")
 @domain_errors
 def revoke_org(
-    org: OrgOpt,
+    org: OrgOpt = "",
     confirm: Annotated[
         str | None, typer.Option("--confirm", help="The organization's name, typed again, to execute.")
     ] = None,

@@ -15,6 +15,7 @@ class AuditEventType(StrEnum):
     PAT_REVOKE = "Token.PatRevokeEvent"
     PAT_SYSTEM_REVOKE = "Token.PatSystemRevokeEvent"
     REVOCATION_RULE_CREATE = "Token.RevocationRuleCreateEvent"
+    REVOCATION_RULE_DELETE = "Token.RevocationRuleDeleteEvent"
     USER_TOKENS_REVOKE = "Token.UserTokensRevokeEvent"
     SIGN_IN_SESSIONS_REVOKE = "Token.SignInSessionsRevokeEvent"
     REFRESH_TOKENS_INVALIDATE = "Token.RefreshTokensInvalidateEvent"

@@ -15,6 +15,7 @@ class EventType(StrEnum):
     MEMBERSHIP_CHANGED = "membership.changed"
     POLICY_CHANGED = "policy.changed"
     RULE_ADDED = "rule.added"
+    RULE_DELETED = "rule.deleted"  # tokens the rule cut are valid again: nodes reload rules
 
 
 @dataclass(frozen=True, slots=True)

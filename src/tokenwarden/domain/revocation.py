@@ -15,7 +15,8 @@ from tokenwarden.domain.tokens import TokenKind
 @dataclass(frozen=True, slots=True)
 class RevocationRule:
     """Tokens of ``org_id`` issued in [``created_after``, ``created_before``) that carry one of
-    ``scopes`` are dead, optionally only of some ``kinds`` or ``user_ids``.
+    ``scopes`` are dead, optionally only of some ``kinds`` or ``user_ids``. A rule without scopes
+    (native API and CLI only) catches tokens of every scope: "every token created before a date".
 
     Scopes match literally (Azure DevOps semantics: ``app_token`` is not caught by a rule on
     ``vso.code``) unless ``match_implied`` is set: then any scope that implies one of the rule's
@@ -33,9 +34,11 @@ class RevocationRule:
     user_ids: tuple[str, ...] | None = None
     match_implied: bool = False
 
+    @property
+    def all_scopes(self) -> bool:
+        return not self.scopes
+
     def __post_init__(self) -> None:
-        if not self.scopes:
-            raise InvalidInput("a revocation rule needs at least one scope", code="invalidScope")
         if self.created_after is not None and self.created_after >= self.created_before:
             raise InvalidInput("createdAfter must be before createdBefore", code="invalidDateRange")
 
@@ -50,11 +53,16 @@ class RevocationRule:
             return False
         if self.user_ids and user_id not in self.user_ids:
             return False
+        if not self.scopes:
+            return True
         wanted: set[str] = set(self.scopes)
         if self.match_implied:
             for scope in self.scopes:
                 wanted |= catalog.implying(scope)
         return any(s in wanted for s in scopes)
+
+
+_ANY_SCOPE = "\0any"  # the index key of rules without scopes (no real scope has a NUL byte)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +88,18 @@ class RuleIndex:
 
     Plain rules (scope + cut-off) collapse to the latest cut-off per (org, scope); rules with
     extra conditions collapse per identical condition set. 10,000 plain rules over a catalog of
-    60 scopes therefore cost at most 60 dictionary entries per organization.
+    60 scopes therefore cost at most 60 dictionary entries per organization. Rules without
+    scopes (every scope) are indexed by org alone: a plain one is one cut-off per organization,
+    checked once per org before the per-scope lookups.
     """
 
-    __slots__ = ("conditional", "plain", "size")
+    __slots__ = ("any_conditional", "any_plain", "conditional", "plain", "size")
 
     def __init__(self) -> None:
         self.plain: dict[tuple[str, str], float] = {}
         self.conditional: dict[tuple[str, str], list[Condition]] = {}
+        self.any_plain: dict[str, float] = {}
+        self.any_conditional: dict[str, list[Condition]] = {}
         self.size = 0
 
     def __bool__(self) -> bool:
@@ -108,6 +120,13 @@ class RuleIndex:
             kinds = frozenset(rule.kinds) if rule.kinds else None
             users = frozenset(rule.user_ids) if rule.user_ids else None
             after = rule.created_after.timestamp() if rule.created_after else None
+            if not rule.scopes:  # every scope: keyed by org alone
+                if kinds is None and users is None and after is None:
+                    index.any_plain[rule.org_id] = max(before, index.any_plain.get(rule.org_id, before))
+                else:
+                    akey = (rule.org_id, _ANY_SCOPE, kinds, users, after)
+                    merged[akey] = max(before, merged.get(akey, before))
+                continue
             for scope in scopes:
                 if kinds is None and users is None and after is None:
                     key = (rule.org_id, scope)
@@ -116,16 +135,33 @@ class RuleIndex:
                     mkey = (rule.org_id, scope, kinds, users, after)
                     merged[mkey] = max(before, merged.get(mkey, before))
         for (org, scope, kinds, users, after), before in merged.items():
-            index.conditional.setdefault((org, scope), []).append(Condition(kinds, users, after, before))
-        index.size = len(index.plain) + len(merged)
+            cond = Condition(kinds, users, after, before)
+            if scope == _ANY_SCOPE:
+                index.any_conditional.setdefault(org, []).append(cond)
+            else:
+                index.conditional.setdefault((org, scope), []).append(cond)
+        index.size = len(index.plain) + len(index.any_plain) + len(merged)
         return index
 
     def revokes(
         self, orgs: Iterable[str], scopes: tuple[str, ...], kind: TokenKind, user_id: str, issued: float
     ) -> bool:
         """Does any rule of ``orgs`` catch a token with these literal ``scopes``?"""
-        plain, conditional = self.plain, self.conditional
+        plain, conditional, any_plain, any_conditional = (
+            self.plain,
+            self.conditional,
+            self.any_plain,
+            self.any_conditional,
+        )
         for org in orgs:
+            if any_plain:
+                cutoff = any_plain.get(org)
+                if cutoff is not None and issued < cutoff:
+                    return True
+            if any_conditional:
+                for cond in any_conditional.get(org, ()):
+                    if cond.matches(kind, user_id, issued):
+                        return True
             for scope in scopes:
                 cutoff = plain.get((org, scope))
                 if cutoff is not None and issued < cutoff:

@@ -77,3 +77,8 @@ def effective_cutoffs(marks: Mapping[str, float]) -> dict[TokenKind, float]:
             if ts > result.get(kind, float("-inf")):
                 result[kind] = ts
     return result
+
+
+def mark_names_for(kind: TokenKind) -> tuple[str, ...]:
+    """The raw watermark names that cut tokens of ``kind``: its own and the Entra ones over it."""
+    return (kind.value, *(name for name, kinds in ENTRA_MARKS.items() if kind in kinds))

@@ -107,6 +107,8 @@ class AuditQuery:
     target_id: str | None = None
     event_types: tuple[str, ...] = ()
     after_id: int = 0
+    before_id: int | None = None  # paging cursor for newest-first reads: ids below this one
+    newest_first: bool = False
     limit: int = 1000
 
 
@@ -116,7 +118,7 @@ class AuditRepository(Protocol):
         ...
 
     def query(self, query: AuditQuery) -> list[AuditEntry]:
-        """Entries matching ``query`` in ascending id order."""
+        """Entries matching ``query`` in ascending id order (descending with ``newest_first``)."""
         ...
 
 
@@ -132,6 +134,24 @@ class EventRepository(Protocol):
 class RuleRepository(Protocol):
     def add(self, rule: RevocationRule) -> None: ...
     def find(self, org_id: str | None = None) -> list[RevocationRule]: ...
+
+    def delete(self, rule_id: str) -> bool:
+        """Remove one rule; False if there is none with that id."""
+        ...
+
+    def live_tokens(
+        self,
+        org_id: str,
+        *,
+        issued_before: datetime,
+        now: datetime,
+        issued_after: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+    ) -> list[TokenRecord]:
+        """Unrevoked, unexpired tokens of ``org_id`` issued in [``issued_after``,
+        ``issued_before``), of ``kinds`` and ``user_ids`` when given: a rule's candidates."""
+        ...
 
 
 class WatermarkRepository(Protocol):
@@ -266,8 +286,9 @@ class BulkJobRepository(Protocol):
     def live_tokens_per_user(
         self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
     ) -> dict[str, int]:
-        """user id -> unrevoked, unexpired tokens of ``kinds`` issued before ``issued_before``
-        (users without any are left out), in one query."""
+        """user id -> live tokens of ``kinds`` issued before ``issued_before``: unrevoked,
+        unexpired and not cut by a watermark of their owner or organization (users without any
+        are left out), in one query."""
         ...
 
 

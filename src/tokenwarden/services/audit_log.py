@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.audit import AuditEntry, AuditEventType
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.ports.repositories import AuditQuery, UnitOfWorkFactory
@@ -57,14 +57,37 @@ def audit_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+EVENT_TYPES = tuple(e.value for e in AuditEventType)
+FORMATS = ("json", "csv")
+
+
+def check_event_types(event_types: tuple[str, ...]) -> None:
+    """An unknown event type is an error naming the valid ones (not a silently empty answer)."""
+    unknown = [e for e in event_types if e not in EVENT_TYPES]
+    if unknown:
+        raise InvalidInput(
+            f"unknown event type {unknown[0]!r:.80}; valid event types: {', '.join(EVENT_TYPES)}",
+            code="invalidEventType",
+        )
+
+
+def check_format(value: str) -> None:
+    if value not in FORMATS:
+        raise InvalidInput(
+            f"unknown format {value!r:.20}; valid formats: {', '.join(FORMATS)}", code="invalidFormat"
+        )
+
+
 class AuditService:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
     def query(self, actor: Actor, org: str, query: AuditQuery) -> list[AuditEntry]:
-        """Entries of ``org`` matching ``query``; ``actor`` may be a UPN or id in the filter."""
+        """Entries of ``org`` matching ``query``, newest first (page on with ``before_id`` = the
+        last id seen); ``actor`` may be a UPN or id in the filter."""
         if not 1 <= query.limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+        check_event_types(query.event_types)
         if query.since and query.until and query.since >= query.until:
             raise InvalidInput("'since' must be before 'until'")
         with reading(self._uow) as uow:
@@ -74,4 +97,4 @@ class AuditService:
             if actor_id is not None:
                 found = uow.users.by_upn(actor_id)
                 actor_id = found.id if found else actor_id
-            return uow.audit.query(replace(query, org_id=the_org.id, actor_id=actor_id))
+            return uow.audit.query(replace(query, org_id=the_org.id, actor_id=actor_id, newest_first=True))

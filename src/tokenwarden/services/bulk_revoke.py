@@ -1,7 +1,9 @@
 """Revoke the tokens of a list of users (a CSV) as a resumable, idempotent job.
 
-The job id is a digest of the organization, the normalized rows, the kinds and the dry-run flag,
-so submitting the same input again finds the same job and resumes it. Every row becomes an item
+The job id is a digest of the organization, the normalized rows, the kinds, the dry-run flag and
+a run number, so submitting the same input again while its job is interrupted (pending or
+running) finds that job and resumes it, and submitting it after its job completed starts the next
+run — a new job, which also revokes the tokens those users created since. Every row becomes an item
 (one set-based insert); a run takes the Pending items in chunks, and each chunk — watermarks
 raised with one set-based write, items marked, one audit entry, one invalidation event — is one
 transaction: a crash leaves every chunk either fully applied or not at all, and no user is
@@ -24,7 +26,7 @@ from tokenwarden.domain.errors import Conflict, NotFound
 from tokenwarden.domain.principals import Organization, normalize_upn
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import BulkJob, BulkJobItem, UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, require_admin
+from tokenwarden.services.common import Actor, audit, get_org, reading, require_admin
 from tokenwarden.services.revocation import raise_member_marks
 from tokenwarden.services.signals import emit_session_revoked
 
@@ -60,13 +62,19 @@ class JobStatus:
 @dataclass(frozen=True, slots=True)
 class Submission:
     job: BulkJob
-    resumed: bool  # the same input was submitted before: this is that job
+    resumed: bool  # the same input's job was interrupted: this is that job, resumed
+    previous: BulkJob | None = None  # the last completed run of the same input, if any
 
 
-def job_id_for(org_id: str, rows: Sequence[UserRow], kinds: Sequence[TokenKind], dry_run: bool) -> str:
-    """Deterministic id: the same input for the same organization is the same job."""
+def job_id_for(
+    org_id: str, rows: Sequence[UserRow], kinds: Sequence[TokenKind], dry_run: bool, run: int = 0
+) -> str:
+    """Deterministic id: the same input for the same organization and run number is the same job
+    (run 0 hashes exactly as ids did before run numbers existed)."""
     digest = hashlib.sha256()
     digest.update(f"{JOB_TYPE}\0{org_id}\0{','.join(sorted(k.value for k in kinds))}\0{dry_run}\0".encode())
+    if run:
+        digest.update(f"run {run}\0".encode())
     for row in rows:
         digest.update(f"{row.line_no}\0{normalize_upn(row.upn)}\n".encode())
     return digest.hexdigest()[:32]
@@ -96,14 +104,25 @@ class BulkRevokeService:
         source_name: str | None = None,
     ) -> Submission:
         """Parse the input (InvalidInput naming the line if malformed: nothing is created) and
-        create its job with every row as an item, or find the job of an identical submission."""
+        resume the job of an identical submission that has not completed, or else create a new
+        job (the next run when the input was processed before) with every row as an item."""
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
         rows = parse_user_csv(csv_bytes)  # outside any transaction: never holds a write lock
         kinds = tuple(dict.fromkeys(kinds))
-        job_id = job_id_for(the_org.id, rows, kinds, dry_run)
         now = self._clock.now()
+        previous: BulkJob | None = None
+        with reading(self._uow) as uow:
+            run = 0
+            while True:
+                job_id = job_id_for(the_org.id, rows, kinds, dry_run, run)
+                existing = uow.bulk_jobs.get(job_id)
+                if existing is None:
+                    break
+                if existing.status != "completed":
+                    return Submission(existing, resumed=True, previous=previous)
+                previous, run = existing, run + 1
         job = BulkJob(
             id=job_id,
             org_id=the_org.id,
@@ -118,21 +137,18 @@ class BulkRevokeService:
             source_name=(source_name or None) and source_name[:256],
         )
         with self._uow() as uow:
-            existing = uow.bulk_jobs.get(job_id)
-            if existing is not None:
-                return Submission(existing, resumed=True)
             try:
                 uow.bulk_jobs.add(job, [_item(job_id, row, now) for row in rows])
             except Conflict:
                 pass  # an identical submission won the race: resume it
             else:
                 uow.commit()
-                return Submission(job, resumed=False)
+                return Submission(job, resumed=False, previous=previous)
         with self._uow() as uow:
             raced = uow.bulk_jobs.get(job_id)
         if raced is None:
             raise Conflict(f"bulk job {job_id} could not be created", code="jobConflict")
-        return Submission(raced, resumed=True)
+        return Submission(raced, resumed=True, previous=previous)
 
     def run(
         self, actor: Actor, job_id: str, progress: Progress | None = None, *, chunk_size: int | None = None

@@ -412,7 +412,7 @@ class Validator:
             self._users.pop(p.get("user_id", ""), None)
             for user_id in p.get("user_ids", ()):
                 self._users.pop(user_id, None)
-        elif event.type is EventType.RULE_ADDED:
+        elif event.type in (EventType.RULE_ADDED, EventType.RULE_DELETED):
             self._load_rules(uow)
         elif event.type is EventType.ORG_CHANGED:
             self._load_org_cutoffs(uow)

@@ -24,11 +24,12 @@ from tokenwarden.domain.principals import (
     Organization,
     User,
     UserStatus,
+    member_subject,
     normalize_upn,
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
-from tokenwarden.domain.watermarks import effective_cutoffs
+from tokenwarden.domain.watermarks import SubjectType, effective_cutoffs, mark_names_for
 from tokenwarden.ports.repositories import (
     AuditQuery,
     AuditRepository,
@@ -307,7 +308,10 @@ class MemoryAuditRepository(_Repo):
             and (query.actor_id is None or e.actor_id == query.actor_id)
             and (query.target_id is None or e.target_id == query.target_id)
             and (not query.event_types or e.event_type in query.event_types)
+            and (query.before_id is None or (e.id or 0) < query.before_id)
         ]
+        if query.newest_first:
+            found.reverse()
         return found[: query.limit]
 
 
@@ -330,6 +334,36 @@ class MemoryRuleRepository(_Repo):
 
     def find(self, org_id: str | None = None) -> list[RevocationRule]:
         return [r for r in self.s.rules if org_id is None or r.org_id == org_id]
+
+    def delete(self, rule_id: str) -> bool:
+        at = next((i for i, r in enumerate(self.s.rules) if r.id == rule_id), None)
+        if at is None:
+            return False
+        rule = self.s.rules.pop(at)
+        self.j.append(lambda: self.s.rules.insert(at, rule))
+        return True
+
+    def live_tokens(
+        self,
+        org_id: str,
+        *,
+        issued_before: datetime,
+        now: datetime,
+        issued_after: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+    ) -> list[TokenRecord]:
+        return [
+            t
+            for t in self.s.tokens.values()
+            if t.org_id == org_id
+            and t.revoked_at is None
+            and t.valid_to > now
+            and t.valid_from < issued_before
+            and (issued_after is None or t.valid_from >= issued_after)
+            and (kinds is None or t.kind.value in kinds)
+            and (user_ids is None or t.user_id in user_ids)
+        ]
 
 
 class MemoryWatermarkRepository(_Repo):
@@ -377,8 +411,14 @@ class MemoryBreakGlassRepository(_Repo):
     ) -> dict[str, int]:
         marks: dict[str, dict[str, float]] = {}
         for (st, subject, kind), at in self.s.watermarks.items():
-            if st == "user":
-                marks.setdefault(subject, {})[kind] = at.timestamp()
+            if st == SubjectType.USER.value:
+                key = subject
+            elif st == SubjectType.MEMBER.value and subject.startswith(f"{org_id}:"):
+                key = subject.split(":", 1)[1]
+            else:
+                continue
+            mine = marks.setdefault(key, {})
+            mine[kind] = max(at.timestamp(), mine.get(kind, float("-inf")))
         cutoffs = {user_id: effective_cutoffs(m) for user_id, m in marks.items()}
         counts: dict[str, int] = {}
         for t in self.s.tokens.values():
@@ -486,9 +526,19 @@ class MemoryBulkJobRepository(_Repo):
                 and t.revoked_at is None
                 and t.valid_to > now
                 and t.valid_from < issued_before
+                and not self._cut_by_watermark(t)
             ):
                 counts[t.user_id] = counts.get(t.user_id, 0) + 1
         return counts
+
+
+    def _cut_by_watermark(self, token: TokenRecord) -> bool:
+        marks = self.s.watermarks
+        member = member_subject(token.org_id, token.user_id)
+        own = [marks.get((SubjectType.USER.value, token.user_id, n)) for n in mark_names_for(token.kind)]
+        own += [marks.get((SubjectType.MEMBER.value, member, n)) for n in mark_names_for(token.kind)]
+        own.append(marks.get((SubjectType.ORG.value, token.org_id, token.kind.value)))
+        return any(m is not None and m > token.valid_from for m in own)
 
 
 class MemoryUnitOfWork:

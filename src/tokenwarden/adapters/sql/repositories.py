@@ -12,6 +12,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -42,7 +43,7 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
-from tokenwarden.domain.watermarks import ENTRA_MARKS, SubjectType
+from tokenwarden.domain.watermarks import ENTRA_MARKS, SubjectType, mark_names_for
 from tokenwarden.ports.repositories import AuditQuery, BreakGlassRequest, BulkJob, BulkJobItem, UpnMatch
 from tokenwarden.ports.signals import (
     ACKED,
@@ -382,7 +383,10 @@ class SqlAuditRepository:
             stmt = stmt.where(c.target_id == query.target_id)
         if query.event_types:
             stmt = stmt.where(c.event_type.in_(query.event_types))
-        rows = self._c.execute(stmt.order_by(c.id).limit(query.limit))
+        if query.before_id is not None:
+            stmt = stmt.where(c.id < query.before_id)
+        order = c.id.desc() if query.newest_first else c.id
+        rows = self._c.execute(stmt.order_by(order).limit(query.limit))
         return [
             AuditEntry(
                 id=r.id,
@@ -463,6 +467,32 @@ class SqlRuleRepository:
             )
             for r in self._c.execute(stmt.order_by(t.revocation_rules.c.created_at))
         ]
+
+    def delete(self, rule_id: str) -> bool:
+        result = self._c.execute(delete(t.revocation_rules).where(t.revocation_rules.c.id == rule_id))
+        return bool(result.rowcount)
+
+    def live_tokens(
+        self,
+        org_id: str,
+        *,
+        issued_before: datetime,
+        now: datetime,
+        issued_after: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+    ) -> list[TokenRecord]:
+        c = t.tokens.c
+        stmt = select(t.tokens).where(
+            c.org_id == org_id, c.revoked_at.is_(None), c.valid_to > now, c.valid_from < issued_before
+        )
+        if issued_after is not None:
+            stmt = stmt.where(c.valid_from >= issued_after)
+        if kinds is not None:
+            stmt = stmt.where(c.kind.in_(list(kinds)))
+        if user_ids is not None:
+            stmt = stmt.where(c.user_id.in_(list(user_ids)))
+        return [_token(r) for r in self._c.execute(stmt)]
 
 
 class SqlWatermarkRepository:
@@ -563,7 +593,13 @@ class SqlBreakGlassRepository:
         applies = or_(w.kind == c.kind, *entra)
         dead = (
             select(w.subject_id)
-            .where(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id, applies)
+            .where(
+                or_(
+                    and_(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id),
+                    and_(w.subject_type == SubjectType.MEMBER.value, w.subject_id == _member_of(c)),
+                ),
+                applies,
+            )
             .where(c.valid_from < w.valid_from)
             .exists()
         )
@@ -814,11 +850,28 @@ class SqlBulkJobRepository:
                     c.revoked_at.is_(None),
                     c.valid_to > now,
                     c.valid_from < issued_before,
+                    ~_cut_by_watermark(c),
                 )
                 .group_by(c.user_id)
             )
             counts.update({r[0]: int(r[1]) for r in self._c.execute(stmt)})
         return counts
+
+
+def _member_of(c: Any) -> Any:
+    """The member watermark subject of a token row: its organization and owner (as
+    ``principals.member_subject`` spells it)."""
+    return c.org_id + ":" + c.user_id
+
+
+def _cut_by_watermark(c: Any) -> Any:
+    """A token already dead by a watermark of its owner or of its organization (not live)."""
+    w = t.watermarks.c
+    own_kind = or_(*(and_(c.kind == k.value, w.kind.in_(mark_names_for(k))) for k in TokenKind))
+    by_user = and_(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id, own_kind)
+    by_member = and_(w.subject_type == SubjectType.MEMBER.value, w.subject_id == _member_of(c), own_kind)
+    by_org = and_(w.subject_type == SubjectType.ORG.value, w.subject_id == c.org_id, w.kind == c.kind)
+    return exists().where(w.valid_from > c.valid_from, or_(by_user, by_member, by_org))
 
 
 def _job_values(job: BulkJob) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
 from tokenwarden.http.deps import container, org_caller, pat_json
 from tokenwarden.ports.repositories import AuditQuery
-from tokenwarden.services.audit_log import audit_csv, audit_row
+from tokenwarden.services.audit_log import audit_csv, audit_row, check_format
 from tokenwarden.services.policies import policy_as_dict
 
 router = APIRouter(prefix="/api/v1/orgs/{org}", tags=["administration"])
@@ -135,21 +135,51 @@ def patch_policy(request: Request, org: str, body: PolicyPatch) -> dict[str, Any
     return policy_as_dict(container(request).policies.update(actor, org, **changes))
 
 
+def _rule_args(body: RuleCreate) -> dict[str, Any]:
+    return {
+        "created_after": body.created_after,
+        "kinds": parse_kinds(body.kinds) if body.kinds else None,
+        "users": body.users,
+        "match_implied": body.match_implied,
+    }
+
+
 @router.post("/revocation-rules", status_code=201)
 def create_rule(request: Request, org: str, body: RuleCreate) -> dict[str, Any]:
-    """Revoke every token issued before ``createdBefore`` that literally carries one of ``scopes``."""
+    """Revoke every token issued before ``createdBefore`` that literally carries one of ``scopes``;
+    without ``scopes`` (then ``createdBefore`` is required), every token issued before it."""
     _, _, actor = org_caller(request, org, ADMIN)
-    rule = container(request).rules.create(
-        actor,
-        org,
-        body.scopes,
-        body.created_before,
-        created_after=body.created_after,
-        kinds=parse_kinds(body.kinds) if body.kinds else None,
-        users=body.users,
-        match_implied=body.match_implied,
-    )
+    rule = container(request).rules.create(actor, org, body.scopes, body.created_before, **_rule_args(body))
     return rule_json(rule)
+
+
+@router.post("/revocation-rules/preview")
+def preview_rule(request: Request, org: str, body: RuleCreate) -> dict[str, Any]:
+    """Dry run: how many live tokens the rule would cut. Nothing is stored."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    found = container(request).rules.preview(actor, org, body.scopes, body.created_before, **_rule_args(body))
+    return {
+        "dryRun": True,
+        "liveTokens": found.live_tokens,
+        "byKind": found.by_kind,
+        "rule": rule_json(found.rule),
+    }
+
+
+@router.delete("/revocation-rules/{rule_id}")
+def delete_rule(
+    request: Request, org: str, rule_id: str, dry_run: bool = Query(False, alias="dryRun")
+) -> dict[str, Any]:
+    """Delete a rule: the tokens it cut (and nothing else cuts) are valid again (audited)."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    done = container(request).rules.delete(actor, org, rule_id, dry_run=dry_run)
+    return {
+        "dryRun": dry_run,
+        "deleted": not dry_run,
+        "restoredTokens": done.restored_tokens,
+        "byKind": done.by_kind,
+        "rule": rule_json(done.rule),
+    }
 
 
 @router.get("/revocation-rules")
@@ -162,7 +192,7 @@ def list_rules(request: Request, org: str) -> dict[str, Any]:
 def rule_json(rule: RevocationRule) -> dict[str, Any]:
     return {
         "id": rule.id,
-        "scopes": " ".join(rule.scopes),
+        "scopes": " ".join(rule.scopes) or None,  # null: every scope
         "createdBefore": iso_z(rule.created_before),
         "createdAfter": iso_z(rule.created_after),
         "kinds": [k.value for k in rule.kinds] if rule.kinds else None,
@@ -191,10 +221,16 @@ def query_audit(
     target: str | None = Query(None, max_length=256),
     event_type: list[str] = Query(default_factory=list, alias="eventType"),
     after_id: int = Query(0, ge=0, alias="afterId"),
+    before_id: int | None = Query(None, ge=1, alias="beforeId"),
     limit: int = Query(1000, ge=1, le=10_000),
-    format: str = Query("json", pattern="^(json|csv)$"),
+    format: str = Query("json", max_length=16),
 ) -> dict[str, Any] | Response:
-    """Audit entries of the organization (JSON, or CSV with ``format=csv``)."""
+    """Audit entries of the organization, newest first (JSON, or CSV with ``format=csv``).
+
+    Page on with ``beforeId`` = the ``nextBeforeId`` of the previous page (null on the last
+    page); ``afterId`` keeps only entries newer than an id. An unknown ``eventType`` or
+    ``format`` is a 400 that lists the valid values."""
+    check_format(format)
     _, _, who = org_caller(request, org, AUDIT)
     entries = container(request).audit.query(
         who,
@@ -206,10 +242,12 @@ def query_audit(
             target_id=target,
             event_types=tuple(event_type),
             after_id=after_id,
+            before_id=before_id,
             limit=limit,
         ),
     )
     rows = [audit_row(e) for e in entries]
     if format == "csv":
         return Response(audit_csv(rows), media_type="text/csv; charset=utf-8")
-    return {"value": rows, "count": len(rows), "nextAfterId": rows[-1]["id"] if rows else after_id}
+    more = len(rows) == limit
+    return {"value": rows, "count": len(rows), "nextBeforeId": rows[-1]["id"] if more else None}

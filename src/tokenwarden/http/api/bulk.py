@@ -113,7 +113,12 @@ async def submit_users_csv(
     if submission.job.status != "completed":
         start_runner(service, actor, submission.job.id)
     st = await run_in_threadpool(service.status, actor, submission.job.id, org)
-    data = {**status_json(org, st), "resumed": submission.resumed}
+    data = {
+        **status_json(org, st),
+        "resumed": submission.resumed,  # an interrupted job of the same input, resumed
+        "job": "resumed" if submission.resumed else "new",
+        "previousJobId": submission.previous.id if submission.previous is not None else None,
+    }
     return JSONResponse(data, status_code=202, headers={"Location": data["statusUrl"]})
 
 
