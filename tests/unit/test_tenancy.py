@@ -262,3 +262,29 @@ def test_a_disabled_admin_administers_nothing(
     container.directory.set_status(admin, "acme", bob.upn, UserStatus.DISABLED)
     with pytest.raises(Forbidden):
         container.revocation.revoke_user(actor_of(bob), "acme", carol.upn)
+
+
+# ----------------------------------------------------------------------------- state shown truly
+def test_the_first_revocation_stands_and_listings_name_the_cause(
+    container: Container, bob: User, admin: Actor
+) -> None:
+    from tokenwarden.services.effective import cause_of
+
+    issued = pat(container, bob)
+    result = container.revocation.revoke_user(admin, "acme", bob.upn)
+    first = result.at
+    container.clock.advance(minutes=5)  # type: ignore[attr-defined]
+    listed = container.pats.list_for_admin(admin, "acme", bob.upn)[1][0]
+    assert listed.revoked_at == first and cause_of(listed) == "user"
+    # A later direct revocation does not overwrite the first one's time or reason.
+    container.pats.revoke(admin, issued.record.authorization_id, reason="cleanup")
+    again = container.pats.list_for_admin(admin, "acme", bob.upn)[1][0]
+    assert again.revoked_at == first and cause_of(again) == "user"
+    assert again.revoke_reason == "revoked with all of the owner's tokens"
+    # Revoking again directly keeps the first direct revocation too.
+    direct = pat(container, bob)
+    container.pats.revoke(admin, direct.record.authorization_id, reason="leaked")
+    container.clock.advance(minutes=1)  # type: ignore[attr-defined]
+    container.pats.revoke(admin, direct.record.authorization_id, reason="second")
+    shown = container.pats.get(actor_of(bob), direct.record.authorization_id)
+    assert shown.revoke_reason == "leaked" and cause_of(shown) == "direct"

@@ -22,6 +22,7 @@ from tokenwarden.domain.errors import DomainError
 from tokenwarden.domain.principals import IdentitySource, Role, UserStatus
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.services.common import OPERATOR
+from tokenwarden.services.effective import cause_of
 from tokenwarden.services.pats import PatFilter
 from tokenwarden.settings import Settings
 
@@ -58,6 +59,8 @@ def pat_dict(record: TokenRecord, now: Any, secret: str | None = None) -> dict[s
         "lastUsedAt": iso_z(record.last_used_at),
         "lastUsedIp": record.last_used_ip,
         "revokedAt": iso_z(record.revoked_at),
+        "revokeReason": record.revoke_reason,
+        "revokedCause": cause_of(record),
     }
     if secret is not None:
         data["token"] = secret
@@ -373,7 +376,7 @@ def pat_list(
                     r["displayName"],
                     r["scope"],
                     r["validTo"],
-                    r["state"],
+                    f"{r['state']} ({r['revokedCause']})" if r["revokedCause"] else r["state"],
                     r["lastUsedAt"],
                 ]
                 for r in rows

@@ -13,6 +13,7 @@ from tokenwarden.domain.principals import Organization
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.http.auth import client_ip, member_org, secret_from_header
 from tokenwarden.services.common import Actor
+from tokenwarden.services.effective import cause_of
 from tokenwarden.services.validation import Caller
 
 
@@ -52,6 +53,8 @@ def pat_json(record: TokenRecord, now: datetime, secret: str | None = None) -> d
         "revokedAt": iso_z(record.revoked_at),
         "revokedBy": record.revoked_by,
         "revokeReason": record.revoke_reason,
+        # direct | user | membership | rule | break-glass: what ended it in this organization
+        "revokedCause": cause_of(record),
         "lastUsedAt": iso_z(record.last_used_at),
         "lastUsedIp": record.last_used_ip,
         "token": secret,

@@ -78,7 +78,8 @@ class TokenRepository(Protocol):
         issued_before: datetime,
         now: datetime,
     ) -> dict[str, int]:
-        """kind -> number of unrevoked, unexpired tokens issued before ``issued_before``."""
+        """kind -> number of *live* tokens issued before ``issued_before``: unrevoked, unexpired
+        and not already cut by a watermark of their owner or organization."""
         ...
 
     def rehash(self, authorization_id: str, old_hash: bytes, new_hash: bytes, pepper_id: str) -> bool:

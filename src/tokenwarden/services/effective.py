@@ -51,12 +51,7 @@ class EffectiveView:
 
     def cause(self, record: TokenRecord) -> str | None:
         """Why the token is revoked here (direct, user, membership, break-glass, rule), or None."""
-        when, reason = self._cause(record)
-        if reason is None or when is None:
-            return DIRECT if record.revoked_at is not None else None
-        if record.revoked_at is not None and record.revoked_at <= when:
-            return DIRECT
-        return next(c for c in (MEMBERSHIP, BREAK_GLASS, RULE, USER) if reason.startswith(_REASONS[c]))
+        return cause_of(self.one(record))
 
     def _cause(self, record: TokenRecord) -> tuple[datetime | None, str | None]:
         org = self._org_id or record.org_id
@@ -112,6 +107,17 @@ _REASONS = {
     BREAK_GLASS: "revoked with all of the organization's tokens (break-glass)",
     RULE: "revoked by revocation rule",
 }
+
+
+def cause_of(record: TokenRecord) -> str | None:
+    """The cause of a revocation as a listing shows it, from a record :class:`EffectiveView`
+    returned: ``direct`` (by id, by value, by its owner), or the cut-off that killed it."""
+    if record.revoked_at is None:
+        return None
+    if record.revoked_by != RevokedBy.SYSTEM.value or not record.revoke_reason:
+        return DIRECT
+    reason = record.revoke_reason
+    return next((c for c in (MEMBERSHIP, BREAK_GLASS, RULE, USER) if reason.startswith(_REASONS[c])), DIRECT)
 
 
 def _latest(marks: dict[str, datetime], cutoff: float) -> datetime:

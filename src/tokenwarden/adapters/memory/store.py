@@ -260,6 +260,7 @@ class MemoryTokenRepository(_Repo):
                 and (user_ids is None or t.user_id in user_ids)
                 and (org_id is None or t.org_id == org_id)
                 and (kinds is None or t.kind.value in kinds)
+                and not _cut_by_watermark(self.s, t)
             ):
                 counts[t.kind.value] = counts.get(t.kind.value, 0) + 1
         return counts
@@ -533,12 +534,18 @@ class MemoryBulkJobRepository(_Repo):
 
 
     def _cut_by_watermark(self, token: TokenRecord) -> bool:
-        marks = self.s.watermarks
-        member = member_subject(token.org_id, token.user_id)
-        own = [marks.get((SubjectType.USER.value, token.user_id, n)) for n in mark_names_for(token.kind)]
-        own += [marks.get((SubjectType.MEMBER.value, member, n)) for n in mark_names_for(token.kind)]
-        own.append(marks.get((SubjectType.ORG.value, token.org_id, token.kind.value)))
-        return any(m is not None and m > token.valid_from for m in own)
+        return _cut_by_watermark(self.s, token)
+
+
+def _cut_by_watermark(store: MemoryStore, token: TokenRecord) -> bool:
+    """A token already dead by a watermark of its owner (global or in its organization) or of
+    its organization (not live)."""
+    marks = store.watermarks
+    member = member_subject(token.org_id, token.user_id)
+    own = [marks.get((SubjectType.USER.value, token.user_id, n)) for n in mark_names_for(token.kind)]
+    own += [marks.get((SubjectType.MEMBER.value, member, n)) for n in mark_names_for(token.kind)]
+    own.append(marks.get((SubjectType.ORG.value, token.org_id, token.kind.value)))
+    return any(m is not None and m > token.valid_from for m in own)
 
 
 class MemoryUnitOfWork:

@@ -278,6 +278,7 @@ class SqlTokenRepository:
         stmt = (
             select(c.kind, func.count())
             .where(c.revoked_at.is_(None), c.valid_to > now, c.valid_from < issued_before)
+            .where(~_cut_by_watermark(c))
             .group_by(c.kind)
         )
         if user_ids is not None:
