@@ -85,12 +85,13 @@ def test_rerun_of_a_completed_csv_is_a_new_job_and_counts_live_tokens_only(
 
 
 def test_rule_add_dry_run_list_and_delete_with_yes(env: dict[str, str], tmp_path: Path) -> None:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
     cli_json(["user", "add", "bob@acme.test"], env, tmp_path)
     pat(env, tmp_path, "bob@acme.test", "old")
-    before = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    # Whole seconds on the command line: one second on, so the PAT is surely issued before it.
+    before = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
     args = ["rule", "add", "--before", before, "--user", "bob@acme.test", "--kind", "pat"]
     dry = cli_json([*args, "--dry-run"], env, tmp_path)
     assert isinstance(dry, dict) and dry["dryRun"] is True and dry["liveTokens"] == 1
