@@ -1,0 +1,111 @@
+"""The in-memory tables, the undo journal and the base of every in-memory repository."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.events import InvalidationEvent
+from tokenwarden.domain.policies import OrgPolicy
+from tokenwarden.domain.principals import (
+    Invitation,
+    Membership,
+    Organization,
+    User,
+    member_subject,
+)
+from tokenwarden.domain.revocation import RevocationRule
+from tokenwarden.domain.tokens import TokenRecord
+from tokenwarden.domain.watermarks import SubjectType, mark_names_for
+from tokenwarden.ports.repositories import (
+    BreakGlassRequest,
+    BulkJob,
+    BulkJobItem,
+)
+from tokenwarden.ports.signals import (
+    Delivery,
+    SecurityEvent,
+    SigningKey,
+    Stream,
+    StreamSubject,
+)
+
+Undo = Callable[[], None]
+
+
+@dataclass
+class MemoryStore:
+    """All tables as dictionaries, guarded by one re-entrant lock."""
+
+    orgs: dict[str, Organization] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
+    invitations: dict[str, Invitation] = field(default_factory=dict)
+    tokens: dict[str, TokenRecord] = field(default_factory=dict)
+    token_by_hash: dict[bytes, str] = field(default_factory=dict)
+    policies: dict[str, OrgPolicy] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
+    events: list[InvalidationEvent] = field(default_factory=list)
+    rules: list[RevocationRule] = field(default_factory=list)
+    watermarks: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+    break_glass: dict[str, BreakGlassRequest] = field(default_factory=dict)
+    bulk_jobs: dict[str, BulkJob] = field(default_factory=dict)
+    bulk_items: dict[tuple[str, int], BulkJobItem] = field(default_factory=dict)
+    signal_tables: SignalTables = field(default_factory=lambda: SignalTables())
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+K = TypeVar("K")
+
+
+V = TypeVar("V")
+
+
+def _set(d: dict[K, V], key: K, value: V, journal: list[Undo]) -> None:
+    if key in d:
+        old = d[key]
+        journal.append(lambda: d.__setitem__(key, old))
+    else:
+        journal.append(lambda: _discard(d, key))
+    d[key] = value
+
+
+def _discard(d: dict[K, V], key: K) -> None:
+    d.pop(key, None)
+
+
+class _Repo:
+    def __init__(self, store: MemoryStore, journal: list[Undo]) -> None:
+        self.s = store
+        self.j = journal
+
+    @staticmethod
+    def _pop(items: list[Any]) -> None:
+        items.pop()
+
+
+def _cut_by_watermark(store: MemoryStore, token: TokenRecord) -> bool:
+    """A token already dead by a watermark of its owner (global or in its organization) or of
+    its organization (not live)."""
+    marks = store.watermarks
+    member = member_subject(token.org_id, token.user_id)
+    own = [marks.get((SubjectType.USER.value, token.user_id, n)) for n in mark_names_for(token.kind)]
+    own += [marks.get((SubjectType.MEMBER.value, member, n)) for n in mark_names_for(token.kind)]
+    own.append(marks.get((SubjectType.ORG.value, token.org_id, token.kind.value)))
+    return any(m is not None and m > token.valid_from for m in own)
+
+
+@dataclass
+class SignalTables:
+    """The Shared Signals tables of the memory store."""
+
+    events: list[SecurityEvent] = field(default_factory=list)
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+    streams: dict[str, Stream] = field(default_factory=dict)
+    subjects: dict[tuple[str, str], StreamSubject] = field(default_factory=dict)
+    deliveries: dict[int, Delivery] = field(default_factory=dict)
+    next_delivery_id: list[int] = field(default_factory=lambda: [0])

@@ -1,0 +1,98 @@
+"""Token records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
+
+from tokenwarden.adapters.sql import tables as t
+from tokenwarden.adapters.sql.repositories._rows import (
+    _cut_by_watermark,
+    _insert_unique,
+    _token,
+    _token_values,
+)
+from tokenwarden.domain.tokens import TokenKind, TokenRecord
+
+
+class SqlTokenRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add(self, token: TokenRecord) -> None:
+        _insert_unique(self._c, t.tokens, _token_values(token), "duplicate token")
+
+    def get(self, authorization_id: str) -> TokenRecord | None:
+        row = self._c.execute(select(t.tokens).where(t.tokens.c.id == authorization_id)).first()
+        return _token(row) if row else None
+
+    def by_hash(self, secret_hash: bytes) -> TokenRecord | None:
+        row = self._c.execute(select(t.tokens).where(t.tokens.c.secret_hash == secret_hash)).first()
+        return _token(row) if row else None
+
+    def update(self, token: TokenRecord) -> None:
+        values = _token_values(token)
+        del values["id"]
+        self._c.execute(update(t.tokens).where(t.tokens.c.id == token.authorization_id).values(**values))
+
+    def list_for_user(self, user_id: str, kind: TokenKind | None = None) -> list[TokenRecord]:
+        stmt = select(t.tokens).where(t.tokens.c.user_id == user_id)
+        if kind is not None:
+            stmt = stmt.where(t.tokens.c.kind == kind.value)
+        return [_token(r) for r in self._c.execute(stmt.order_by(t.tokens.c.created_at, t.tokens.c.id))]
+
+    def count_live(
+        self,
+        *,
+        user_ids: Sequence[str] | None = None,
+        org_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        issued_before: datetime,
+        now: datetime,
+    ) -> dict[str, int]:
+        c = t.tokens.c
+        stmt = (
+            select(c.kind, func.count())
+            .where(c.revoked_at.is_(None), c.valid_to > now, c.valid_from < issued_before)
+            .where(~_cut_by_watermark(c))
+            .group_by(c.kind)
+        )
+        if user_ids is not None:
+            stmt = stmt.where(c.user_id.in_(list(user_ids)))
+        if org_id is not None:
+            stmt = stmt.where(c.org_id == org_id)
+        if kinds is not None:
+            stmt = stmt.where(c.kind.in_(list(kinds)))
+        return {row[0]: int(row[1]) for row in self._c.execute(stmt)}
+
+    def rehash(self, authorization_id: str, old_hash: bytes, new_hash: bytes, pepper_id: str) -> bool:
+        c = t.tokens.c
+        result = self._c.execute(
+            update(t.tokens)
+            .where(and_(c.id == authorization_id, c.secret_hash == old_hash))
+            .values(secret_hash=new_hash, pepper_id=pepper_id)
+        )
+        return bool(result.rowcount)
+
+    def record_usage(self, uses: Sequence[tuple[bytes, datetime, str | None]]) -> None:
+        if not uses:
+            return
+        c = t.tokens.c
+
+        stmt = (
+            update(t.tokens)
+            .where(c.secret_hash == bindparam("b_hash"))
+            .where(or_(c.last_used_at.is_(None), c.last_used_at < bindparam("b_at")))
+            .values(last_used_at=bindparam("b_at"), last_used_ip=bindparam("b_ip"))
+        )
+        self._c.execute(stmt, [{"b_hash": h, "b_at": at, "b_ip": ip} for h, at, ip in uses])
