@@ -184,9 +184,12 @@ def wire(
     bus = make_bus(settings)
 
     def announce() -> None:
-        """After a local commit: apply our own events, then ring every other node's bell."""
+        """After a local commit of invalidation events: apply our own events, then ring every
+        other node's bell. The one after-commit mechanism (``Database.on_commit``)."""
         validator.sync()
         bus.publish(validator.seq)
+
+    database.on_commit(announce)
 
     pats = PatService(
         uow,
@@ -195,7 +198,6 @@ def wire(
         clock,
         GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled),
         default_days=settings.default_pat_days,
-        after_commit=announce,
     )
     return Container(
         bus=bus,
@@ -207,12 +209,12 @@ def wire(
         hasher=hasher,
         validator=validator,
         pats=pats,
-        directory=DirectoryService(uow, clock, pats, after_commit=announce),
+        directory=DirectoryService(uow, clock, pats),
         policies=PolicyService(uow, clock),
         audit=AuditService(uow),
-        rules=RuleService(uow, catalog, clock, after_commit=announce),
-        revocation=RevocationService(uow, hasher, clock, catalog, after_commit=announce),
-        break_glass=BreakGlassService(uow, clock, pats, after_commit=announce),
+        rules=RuleService(uow, catalog, clock),
+        revocation=RevocationService(uow, hasher, clock, catalog),
+        break_glass=BreakGlassService(uow, clock, pats),
         ssf=SsfService(
             uow,
             SigningKeys(uow, hasher, clock, reader=reader),
@@ -221,7 +223,7 @@ def wire(
             reader=reader,
             push_allow=PushAllowList.parse(settings.ssf_push_allow),
         ),
-        bulk_revoke=BulkRevokeService(uow, clock, after_commit=announce),
+        bulk_revoke=BulkRevokeService(uow, clock),
     )
 
 

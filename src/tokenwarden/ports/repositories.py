@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -346,3 +346,15 @@ class Database(Protocol):
 
     def ping(self) -> bool: ...
     def dispose(self) -> None: ...
+
+    def on_commit(self, hook: Callable[[], object]) -> None:
+        """Call ``hook`` after every read-write unit of work that committed invalidation events:
+        the unit of work collects them, and one hook (the composition root's) announces them to
+        this node's validator and to the other nodes."""
+        ...
+
+
+def run_hooks(hooks: Sequence[Callable[[], object]]) -> None:
+    """Run commit hooks in order (what every adapter's unit of work does after its commit)."""
+    for hook in hooks:
+        hook()

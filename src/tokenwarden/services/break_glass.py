@@ -7,7 +7,6 @@ recovery token for the admin who executes it, so the recovery can go on at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,13 +51,10 @@ class BreakGlassService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         pats: PatService,
-        *,
-        after_commit: Callable[[], object] = lambda: None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._pats = pats
-        self._after_commit = after_commit
 
     def preview(self, actor: Actor, org: str, top: int = 10) -> dict[str, Any]:
         """What break-glass would kill now: live tokens per kind, top owners, top clients."""
@@ -147,7 +143,6 @@ class BreakGlassService:
                 return BreakGlassOutcome("pending", request)
             outcome = self._execute(uow, actor, the_org, request, override=operator_override)
             uow.commit()
-        self._after_commit()
         return self._with_recovery(actor, the_org, self._report(actor, the_org, outcome))
 
     def approve(self, actor: Actor, org: str, request_id: str, confirm: str | None) -> BreakGlassOutcome:
@@ -176,7 +171,6 @@ class BreakGlassService:
                 raise Forbidden("a second administrator must approve", code="sameApprover")
             outcome = self._execute(uow, actor, the_org, replace(request, approved_by=actor.user_id))
             uow.commit()
-        self._after_commit()
         return self._with_recovery(actor, the_org, self._report(actor, the_org, outcome))
 
     def requests(self, actor: Actor, org: str) -> list[BreakGlassRequest]:

@@ -86,12 +86,10 @@ class BulkRevokeService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         *,
-        after_commit: Callable[[], object] = lambda: None,
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._after_commit = after_commit
         self._chunk = chunk_size
 
     def create_or_resume(
@@ -173,7 +171,6 @@ class BulkRevokeService:
                 revoked_here += self._chunk_of(uow, actor, job, the_org, items, now)
                 counts = uow.bulk_jobs.counts(job_id)
                 uow.commit()
-            self._after_commit()
             if progress is not None:
                 progress(job.total - counts.get(PENDING, 0), job.total)
         status = self.status(actor, job_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -89,13 +88,10 @@ class DirectoryService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         pats: PatService,
-        *,
-        after_commit: Callable[[], object] = lambda: None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._pats = pats
-        self._after_commit = after_commit
         self._orgs_by_key: dict[str, Organization] = {}
 
     def initialize(self, org_name: str, admin_upn: str, admin_name: str | None = None) -> InitResult:
@@ -137,7 +133,6 @@ class DirectoryService:
             else:
                 self._set_role(uow, OPERATOR, org, admin, Role.ADMIN)
             uow.commit()
-        self._after_commit()
         token = self._pats.create(
             OPERATOR,
             org=org.id,
@@ -190,7 +185,6 @@ class DirectoryService:
             else:
                 result = AddResult(user, None, self._invite(uow, actor, the_org, user, role))
             uow.commit()
-        self._after_commit()
         return result
 
     def _invite(self, uow: UnitOfWork, actor: Actor, org: Organization, user: User, role: Role) -> Invitation:
@@ -259,7 +253,6 @@ class DirectoryService:
                 details={"upn": actor.upn, "role": inv.role.value},
             )
             uow.commit()
-        self._after_commit()
         return decided
 
     def set_role(self, actor: Actor, org: str, upn: str, role: Role) -> Membership:
@@ -272,7 +265,6 @@ class DirectoryService:
             self._set_role(uow, actor, the_org, user, role)
             membership = uow.users.membership(the_org.id, user.id)
             uow.commit()
-        self._after_commit()
         assert membership is not None  # noqa: S101 - set just above, in this transaction
         return membership
 
@@ -304,7 +296,6 @@ class DirectoryService:
                 details={"upn": user.upn, "role": None},
             )
             uow.commit()
-        self._after_commit()
 
     def set_status(self, actor: Actor, org: str, upn: str, status: UserStatus) -> Membership:
         """Disable or re-activate a member *in this organization*. Disabling kills every token of
@@ -350,7 +341,6 @@ class DirectoryService:
                 details={"upn": user.upn, "status": status.value, "previousStatus": current.status.value},
             )
             uow.commit()
-        self._after_commit()
         return updated
 
     def list_users(self, actor: Actor, org: str) -> list[tuple[User, Membership]]:

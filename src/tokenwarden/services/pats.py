@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -86,7 +86,8 @@ def check_display_name(name: str | None) -> str:
 
 
 class PatService:
-    """Use cases on PATs. ``after_commit`` makes this node see its own changes at once."""
+    """Use cases on PATs. Changes that can invalidate a token are announced when their unit of
+    work commits (``Database.on_commit``), so this node sees them at once."""
 
     def __init__(
         self,
@@ -97,7 +98,6 @@ class PatService:
         global_policy: GlobalPolicy,
         *,
         default_days: int = 30,
-        after_commit: Callable[[], object] = lambda: None,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
@@ -105,7 +105,6 @@ class PatService:
         self._clock = clock
         self._global = global_policy
         self._default_days = default_days
-        self._after_commit = after_commit
 
     # ------------------------------------------------------------------ create
     def create(
@@ -317,7 +316,6 @@ class PatService:
                 details={"before": _describe(current), "after": _describe(updated)},
             )
             uow.commit()
-        self._after_commit()
         return updated
 
     def regenerate(self, actor: Actor, authorization_id: str, org_id: str | None = None) -> IssuedPat:
@@ -356,7 +354,6 @@ class PatService:
                 details=_describe(current),
             )
             uow.commit()
-        self._after_commit()
         return IssuedPat(updated, secret)
 
     # ------------------------------------------------------------------ revoke
@@ -372,7 +369,6 @@ class PatService:
                 return record
             revoked = self._revoke_in(uow, actor, record, reason)
             uow.commit()
-        self._after_commit()
         return revoked
 
     def revoke_many(self, actor: Actor, org: str, authorization_ids: Sequence[str]) -> int:
@@ -402,7 +398,6 @@ class PatService:
             if hashes:
                 publish(uow, EventType.TOKEN_REVOKED, hashes=hashes)
             uow.commit()
-        self._after_commit()
         return count
 
     def _revoke_in(

@@ -4,7 +4,7 @@ loop over tokens, and every mode is audited and published as an invalidation eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,14 +104,11 @@ class RevocationService:
         hasher: SecretHasher,
         clock: Clock,
         catalog: ScopeCatalog,
-        *,
-        after_commit: Callable[[], object] = lambda: None,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
         self._clock = clock
         self._catalog = catalog
-        self._after_commit = after_commit
 
     # ------------------------------------------------------------------ one user
     def revoke_user(
@@ -160,7 +157,6 @@ class RevocationService:
                 },
             )
             uow.commit()
-        self._after_commit()
         return RevokeResult((target.id,), tuple(kinds), now, counts)
 
     def revoke_sign_in_sessions(self, actor: Actor, org: str, user: str) -> User:
@@ -198,7 +194,6 @@ class RevocationService:
                 details={"upn": target.upn, "validFrom": now.isoformat()},
             )
             uow.commit()
-        self._after_commit()
         return target
 
     def user_marks(self, actor: Actor, org: str, user: str) -> tuple[User, dict[str, datetime]]:
@@ -244,7 +239,6 @@ class RevocationService:
                 )
                 changed.append((target, updated))
             uow.commit()
-        self._after_commit()
         return changed
 
     def risky_users(
@@ -304,7 +298,6 @@ class RevocationService:
                 },
             )
             uow.commit()
-        self._after_commit()
         return RevokeResult(tuple(ids), tuple(kinds), now, counts)
 
     # ------------------------------------------------------------------ by value
@@ -403,7 +396,6 @@ class RevocationService:
                 )
                 uow.commit()
                 current = revoked
-        self._after_commit()
         return LookupResult(current, found.owner, found.org_id, "direct")
 
     # ------------------------------------------------------------------ helpers

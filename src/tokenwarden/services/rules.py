@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,13 +60,10 @@ class RuleService:
         uow: UnitOfWorkFactory,
         catalog: ScopeCatalog,
         clock: Clock,
-        *,
-        after_commit: Callable[[], object] = lambda: None,
     ) -> None:
         self._uow = uow
         self._catalog = catalog
         self._clock = clock
-        self._after_commit = after_commit
 
     def create(
         self,
@@ -127,7 +124,6 @@ class RuleService:
                 details=rule_details(rule),
             )
             uow.commit()
-        self._after_commit()
         return rule
 
     def preview(
@@ -202,7 +198,6 @@ class RuleService:
                 },
             )
             uow.commit()
-        self._after_commit()
         return result
 
     def _rule(

@@ -9,7 +9,10 @@ from tokenwarden.domain.events import InvalidationEvent
 
 
 class MemoryEventRepository(_Repo):
+    appended = 0  # events appended in this transaction (its unit of work announces them)
+
     def append(self, event: InvalidationEvent) -> None:
+        self.appended += 1
         self.s.events.append(replace(event, seq=len(self.s.events) + 1))
         self.j.append(lambda: self._pop(self.s.events))
 

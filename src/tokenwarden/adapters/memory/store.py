@@ -6,6 +6,7 @@ leaving without commit() restores the previous state exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -37,6 +38,7 @@ from tokenwarden.ports.repositories import (
     TokenRepository,
     UserRepository,
     WatermarkRepository,
+    run_hooks,
 )
 from tokenwarden.ports.signals import (
     SignalRepository,
@@ -57,8 +59,10 @@ class MemoryUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
+        self._hooks = hooks
+        self._announce = False
         self._journal: list[Undo] = []
 
     def __enter__(self) -> Self:
@@ -70,7 +74,7 @@ class MemoryUnitOfWork:
         self.tokens = MemoryTokenRepository(s, j)
         self.policies = MemoryPolicyRepository(s, j)
         self.audit = MemoryAuditRepository(s, j)
-        self.events = MemoryEventRepository(s, j)
+        self.events = self._events = MemoryEventRepository(s, j)
         self.rules = MemoryRuleRepository(s, j)
         self.watermarks = MemoryWatermarkRepository(s, j)
         self.break_glass = MemoryBreakGlassRepository(s, j)
@@ -91,9 +95,15 @@ class MemoryUnitOfWork:
         finally:
             self._journal.clear()
             self._store.lock.release()
+        announce, self._announce = self._announce, False
+        if announce:
+            run_hooks(self._hooks)
 
     def commit(self) -> None:
         self._journal.clear()
+        if self._events.appended:
+            self._announce = True
+            self._events.appended = 0
 
 
 class MemoryDatabase:
@@ -104,11 +114,16 @@ class MemoryDatabase:
     def __init__(self) -> None:
         self.store = MemoryStore()
         self._clock = SystemClock()
+        self._hooks: list[Callable[[], object]] = []
 
     def __call__(self) -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(self.store)
+        return MemoryUnitOfWork(self.store, self._hooks)
 
     reader = __call__
+
+    def on_commit(self, hook: Callable[[], object]) -> None:
+        """Call ``hook`` after every unit of work that committed invalidation events."""
+        self._hooks.append(hook)
 
     def upgrade(self) -> None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -40,6 +41,7 @@ from tokenwarden.ports.repositories import (
     TokenRepository,
     UserRepository,
     WatermarkRepository,
+    run_hooks,
 )
 from tokenwarden.ports.signals import SignalRepository
 
@@ -62,9 +64,13 @@ class SqlUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
 
-    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, readonly: bool = False, hooks: Sequence[Callable[[], object]] = ()
+    ) -> None:
         self._engine = engine
         self._readonly = readonly
+        self._hooks = hooks
+        self._announce = False
         self._conn: Connection | None = None
 
     def __enter__(self) -> Self:
@@ -81,7 +87,7 @@ class SqlUnitOfWork:
         self.tokens = SqlTokenRepository(conn)
         self.policies = SqlPolicyRepository(conn)
         self.audit = SqlAuditRepository(conn)
-        self.events = SqlEventRepository(conn)
+        self.events = self._events = SqlEventRepository(conn)
         self.rules = SqlRuleRepository(conn)
         self.watermarks = SqlWatermarkRepository(conn)
         self.break_glass = SqlBreakGlassRepository(conn)
@@ -104,11 +110,19 @@ class SqlUnitOfWork:
         finally:
             self._conn.close()
             self._conn = None
+        announce, self._announce = self._announce, False
+        if announce:
+            run_hooks(self._hooks)
 
     def commit(self) -> None:
+        """Commit; once the unit of work ends, the database's commit hooks announce the
+        invalidation events this transaction appended (one mechanism for every service)."""
         if self._conn is None:
             raise RuntimeError("commit() outside a unit of work")
         self._conn.commit()
+        if self._events.appended:
+            self._announce = True
+            self._events.appended = 0
 
 
 class SqlDatabase:
@@ -118,9 +132,14 @@ class SqlDatabase:
         self.url = url
         self.url_for_display = display_url(url)
         self.engine = make_engine(url)
+        self._hooks: list[Callable[[], object]] = []
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+        return SqlUnitOfWork(self.engine, hooks=self._hooks)
+
+    def on_commit(self, hook: Callable[[], object]) -> None:
+        """Call ``hook`` after every unit of work that committed invalidation events."""
+        self._hooks.append(hook)
 
     def reader(self) -> SqlUnitOfWork:
         """A read-only unit of work (never takes SQLite's write lock)."""

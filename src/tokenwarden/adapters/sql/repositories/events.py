@@ -18,8 +18,10 @@ class SqlEventRepository:
     def __init__(self, conn: Connection) -> None:
         self._c = conn
         self._clock = SystemClock()
+        self.appended = 0  # events appended in this transaction (its unit of work announces them)
 
     def append(self, event: InvalidationEvent) -> None:
+        self.appended += 1
         if self._c.dialect.name == "postgresql":
             # Serialise event writers so that sequence order equals commit order: a reader
             # that has seen seq N can never later find a committed event below N.
