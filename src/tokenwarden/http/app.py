@@ -116,7 +116,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = str(exc.detail)
+        message = _body_error(exc) or str(exc.detail)
         if _is_ado(request):
             return wrapped_exception(
                 exc.status_code, message, ADO_TYPE_KEYS.get(exc.status_code, "VssServiceException")
@@ -182,6 +182,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         op["responses"]["201"] = {"description": "Rule created (no body)"}
     app.openapi_schema = schema
     return schema
+
+
+def _body_error(exc: StarletteHTTPException) -> str | None:
+    """FastAPI answers any failure to parse a JSON body with one vague 400; say which."""
+    if isinstance(exc.__cause__, RecursionError):
+        return "request body is nested too deeply"
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "request body is not UTF-8 text"
+    return None
 
 
 def _describe(error: Any) -> str:

@@ -13,13 +13,13 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio.to_thread
 
 from tokenwarden.domain.errors import DomainError, InvalidInput
 from tokenwarden.http.auth import secret_from_header
 from tokenwarden.http.errors import headers_of, status_of
+from tokenwarden.http.inputs import parse_query
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.validation import Caller, Validator
 
@@ -46,7 +46,7 @@ def parse_request(
     directory: DirectoryService, header: str | None, query: str
 ) -> tuple[str, str | None, str | None]:
     """(secret, needed scope, org id) of a validate request; raises a DomainError when malformed."""
-    params = parse_qs(query, keep_blank_values=False, max_num_fields=10)
+    params = parse_query(query)
     scope = params.get("scope", [None])[0]
     org = params.get("org", [None])[0]
     if scope is not None and len(scope) > 256:

@@ -5,7 +5,6 @@ Wire contract: docs/specs/ado-compat.md; behaviour choices are documented in doc
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Final
 
@@ -24,6 +23,7 @@ from tokenwarden.domain.principals import user_id_from_descriptor
 from tokenwarden.domain.tokens import TokenRecord, TokenState
 from tokenwarden.http.deps import container, org_caller
 from tokenwarden.http.errors import AdoJSONResponse
+from tokenwarden.http.inputs import parse_json
 from tokenwarden.http.timeparse import parse_timestamp
 from tokenwarden.services.common import is_ascii_digits, parse_uuid
 from tokenwarden.services.pats import PatFilter, PatSort
@@ -32,7 +32,6 @@ router = APIRouter(prefix="/{org}/_apis", tags=["azure-devops"], include_in_sche
 ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"
 PATS_READ, PATS_MANAGE, ADMIN = "vso.pats", "vso.pats_manage", "vso.tokenadministration"
 _API_VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(\.\d+)?)?$")
-MAX_BODY = 5 * 1024 * 1024
 GRAPH_PAGE_SIZE = 500
 
 LOCATIONS: Final = [
@@ -74,15 +73,8 @@ def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> A
 
 
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidInput("a JSON request body is required")
-    if len(raw) > MAX_BODY:
-        raise InvalidInput("request body is too large")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    """The JSON body (its size is bounded before it is read, by the app's BodyLimit)."""
+    return parse_json(await request.body(), empty="a JSON request body is required")
 
 
 # ---------------------------------------------------------------------- discovery

@@ -8,7 +8,6 @@ app's generic handlers never see a ``/graph`` request.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -33,6 +32,7 @@ from tokenwarden.domain.watermarks import REFRESH_TOKENS, SIGN_IN_SESSIONS
 from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container
 from tokenwarden.http.errors import headers_of, status_of
+from tokenwarden.http.inputs import parse_json
 from tokenwarden.services.common import Actor
 from tokenwarden.services.validation import Caller
 
@@ -50,7 +50,6 @@ GRAPH_CODES: Final[dict[int, str]] = {
     503: "serviceNotAvailable",
 }
 WWW_AUTHENTICATE: Final = 'Bearer realm="tokenwarden"'
-MAX_BODY: Final = 1024 * 1024
 MAX_USER_IDS: Final = 1000
 
 USER_PROPERTIES: Final = (
@@ -271,15 +270,8 @@ def select_fragment(selected: list[str] | None) -> str:
 
 async def user_ids_body(request: Request) -> list[str]:
     """``{"userIds": ["<id or upn>", ...]}`` (no Content-Type needed)."""
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidInput('A request body is required: {"userIds": [...]}.')
-    if len(raw) > MAX_BODY:
-        raise InvalidInput("The request body is too large.")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"The request body is not valid JSON: {exc}") from exc
+    empty = 'A request body is required: {"userIds": [...]}.'
+    body = parse_json(await request.body(), empty=empty, prefix="The request body")
     ids = body.get("userIds") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i.strip() for i in ids):
         raise InvalidInput("userIds must be a non-empty array of user ids or userPrincipalNames.")
