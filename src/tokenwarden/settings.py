@@ -52,6 +52,21 @@ class Settings(BaseSettings):
         default=None,
         description="public base URL: the iss of Security Event Tokens; default the request's base URL",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest request body (JSON) accepted, checked before it is read: 413 past it",
+    )
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024,
+        description="largest body of the CSV upload route (revocations/users-csv): 413 past it",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="largest total size of a request's headers (names and values): 431 past it",
+    )
     bus_url: str = Field(
         default="auto",
         description=(

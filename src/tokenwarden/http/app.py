@@ -27,6 +27,7 @@ from tokenwarden.http.errors import (
     native_response,
     wrapped_exception,
 )
+from tokenwarden.http.limits import SizeLimits
 from tokenwarden.http.metrics import Metrics
 from tokenwarden.http.validate_door import ValidateDoor
 
@@ -136,8 +137,26 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         directory=container.directory,
         count=lambda method, status: metrics.requests.labels(method, str(status)).inc(),
     )
+    settings = container.settings
+    app.add_middleware(
+        SizeLimits,
+        render=_render_error,
+        max_body=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+        max_headers=settings.max_header_bytes,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _render_error(scope: Scope, exc: DomainError) -> Response:
+    """A domain error in the shape of the door ``scope`` is addressed to (before routing)."""
+    path = str(scope.get("path", "")).lower()
+    if "/_apis" in path:
+        return ado_response(exc)
+    if path.startswith("/graph/"):
+        return graph.domain_error_response(Request(scope), exc)
+    return native_response(exc)
 
 
 ERROR_SCHEMA: dict[str, Any] = {

@@ -46,6 +46,8 @@ GRAPH_CODES: Final[dict[int, str]] = {
     404: "Request_ResourceNotFound",
     405: "BadRequest",
     409: "Conflict",
+    413: "RequestEntityTooLarge",
+    431: "BadRequest",
     500: "generalException",
     503: "serviceNotAvailable",
 }
