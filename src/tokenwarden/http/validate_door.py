@@ -42,16 +42,24 @@ def caller_body(caller: Caller) -> dict[str, Any]:
     }
 
 
-def parse_request(
-    directory: DirectoryService, header: str | None, query: str
-) -> tuple[str, str | None, str | None]:
-    """(secret, needed scope, org id) of a validate request; raises a DomainError when malformed."""
+def split_request(header: str | None, query: str) -> tuple[str, str | None, str | None]:
+    """(secret, needed scope, org name or id) of a validate request, without any I/O; raises a
+    DomainError when malformed."""
     params = parse_query(query)
     scope = params.get("scope", [None])[0]
     org = params.get("org", [None])[0]
     if scope is not None and len(scope) > 256:
         raise InvalidInput("scope is too long")
-    secret = secret_from_header(header)
+    if org is not None and len(org) > 256:
+        raise InvalidInput("org is too long")
+    return secret_from_header(header), scope, org
+
+
+def parse_request(
+    directory: DirectoryService, header: str | None, query: str
+) -> tuple[str, str | None, str | None]:
+    """(secret, needed scope, org id) of a validate request (may read the database)."""
+    secret, scope, org = split_request(header, query)
     return secret, scope, directory.find_org(org).id if org else None
 
 
@@ -69,6 +77,16 @@ class ValidateDoor:
         self.validator = validator
         self.directory = directory
         self.count = count or (lambda method, status: None)
+        self._org_ids: dict[str, str] = {}  # org name or id (casefolded) -> id; orgs never change
+
+    def _decide(self, secret: str, needed: str | None, org: str | None, ip: str | None) -> Caller:
+        """The decision with I/O allowed (runs in a worker thread)."""
+        org_id = None
+        if org is not None:
+            org_id = self.directory.find_org(org).id
+            if len(self._org_ids) < 10_000:
+                self._org_ids[org.casefold()] = org_id
+        return self.validator.validate(secret, needed, org_id, ip)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
@@ -83,10 +101,13 @@ class ValidateDoor:
         ip = client[0] if client else None
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            secret, needed, org_id = parse_request(self.directory, header, query)
-            caller = self.validator.validate_in_memory(secret, needed, org_id, ip)
-            if caller is None:  # needs the database: not on the event loop
-                caller = await anyio.to_thread.run_sync(self.validator.validate, secret, needed, org_id, ip)
+            secret, needed, org = split_request(header, query)
+            org_id = self._org_ids.get(org.casefold()) if org else None
+            caller = None
+            if org is None or org_id is not None:
+                caller = self.validator.validate_in_memory(secret, needed, org_id, ip)
+            if caller is None:  # needs the database (an org lookup, a cache miss): not on the loop
+                caller = await anyio.to_thread.run_sync(self._decide, secret, needed, org, ip)
             status, body, headers = 200, caller_body(caller), {}
         except DomainError as exc:
             status, headers = status_of(exc), headers_of(exc)

@@ -9,6 +9,7 @@ import re
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import (
@@ -187,6 +188,10 @@ async def create_pat(request: Request, org: str) -> AdoJSONResponse:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object (PatTokenCreateRequest)")
+    return await run_in_threadpool(_create_pat, request, org, body)
+
+
+def _create_pat(request: Request, org: str, body: dict[str, Any]) -> AdoJSONResponse:
     the_org, caller, actor = org_caller(request, org, PATS_MANAGE)
     c = container(request)
     try:
@@ -218,6 +223,10 @@ async def update_pat(request: Request, org: str) -> AdoJSONResponse:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object (PatTokenUpdateRequest)")
+    return await run_in_threadpool(_update_pat, request, org, body)
+
+
+def _update_pat(request: Request, org: str, body: dict[str, Any]) -> AdoJSONResponse:
     _, _, actor = org_caller(request, org, PATS_MANAGE)
     c = container(request)
     try:
@@ -323,6 +332,10 @@ async def create_revocation_rule(request: Request, org: str) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object with 'scopes'")
+    return await run_in_threadpool(_create_revocation_rule, request, org, body)
+
+
+def _create_revocation_rule(request: Request, org: str, body: dict[str, Any]) -> Response:
     _, _, actor = org_caller(request, org, ADMIN)
     scopes = body.get("scopes")
     if not isinstance(scopes, str) or not scopes.strip():
@@ -349,9 +362,13 @@ async def revoke_authorizations(request: Request, org: str) -> Response:
         if not isinstance(value, str):
             raise InvalidInput(f"item {i}: authorizationId is missing")
         ids.append(parse_uuid(value, f"item {i}: authorizationId"))
+    await run_in_threadpool(_revoke_authorizations, request, org, ids)
+    return Response(status_code=204)
+
+
+def _revoke_authorizations(request: Request, org: str, ids: list[str]) -> None:
     _, _, actor = org_caller(request, org, ADMIN)
     container(request).pats.revoke_many(actor, org, ids)
-    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------------- Graph users
