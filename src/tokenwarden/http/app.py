@@ -20,6 +20,7 @@ from tokenwarden.domain.errors import DomainError
 from tokenwarden.http import ssf
 from tokenwarden.http.api import admin, bulk, pats, revocation, system
 from tokenwarden.http.compat import ado, graph
+from tokenwarden.http.docs import install_docs
 from tokenwarden.http.errors import (
     ADO_TYPE_KEYS,
     ado_response,
@@ -90,8 +91,11 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         version=__version__,
         description="Self-hosted token authority: PATs, policies, validation, revocation, audit.",
         lifespan=lifespan,
+        docs_url=None,  # served by http.docs from packaged assets (offline), not the CDN
+        redoc_url=None,
     )
     app.state.container = container
+    install_docs(app)
     app.state.metrics = Metrics(container.validator)
     for module in (system, pats, admin, revocation, bulk, ado, graph, ssf):
         app.include_router(module.router)
