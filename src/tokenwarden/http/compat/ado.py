@@ -50,6 +50,59 @@ LOCATIONS: Final = [
 ]
 
 
+def json_request(schema: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that parses its JSON body by hand (json_body)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_DATE: Final = {"type": "string", "format": "date-time"}
+PAT_CREATE_BODY: Final = json_request(
+    {
+        "title": "PatTokenCreateRequest",
+        "type": "object",
+        "properties": {
+            "displayName": {"type": "string"},
+            "scope": {"type": "string"},
+            "validTo": _DATE,
+            "allOrgs": {"type": "boolean"},
+        },
+    }
+)
+PAT_UPDATE_BODY: Final = json_request(
+    {
+        "title": "PatTokenUpdateRequest",
+        "type": "object",
+        "properties": {
+            "authorizationId": {"type": "string", "format": "uuid"},
+            "displayName": {"type": "string"},
+            "scope": {"type": "string"},
+            "validTo": _DATE,
+            "allOrgs": {"type": "boolean"},
+        },
+        "required": ["authorizationId"],
+    }
+)
+RULE_BODY: Final = json_request(
+    {
+        "title": "TokenAdminRevocationRule",
+        "type": "object",
+        "properties": {"scopes": {"type": "string"}, "createdBefore": _DATE},
+        "required": ["scopes"],
+    }
+)
+REVOCATIONS_BODY: Final = json_request(
+    {
+        "type": "array",
+        "items": {
+            "title": "TokenAdminRevocation",
+            "type": "object",
+            "properties": {"authorizationId": {"type": "string", "format": "uuid"}},
+            "required": ["authorizationId"],
+        },
+        "minItems": 1,
+    }
+)
+
 # Service errors a PAT create/update reports in the body (HTTP 200), as Azure DevOps does.
 PAT_RESULT_ERRORS: Final = (InvalidInput, Forbidden, NotFound, Conflict)
 
@@ -181,7 +234,7 @@ def get_or_list_pats(request: Request, org: str) -> AdoJSONResponse:
     return ok({"continuationToken": page.continuation, "patTokens": [pat_token(t) for t in page.items]})
 
 
-@router.post("/tokens/pats")
+@router.post("/tokens/pats", openapi_extra=PAT_CREATE_BODY)
 async def create_pat(request: Request, org: str) -> AdoJSONResponse:
     """Create a PAT. Failures answer 200 with patToken null and patTokenError set."""
     check_api_version(request)
@@ -216,7 +269,7 @@ def _create_pat(request: Request, org: str, body: dict[str, Any]) -> AdoJSONResp
     return ok(pat_result(issued.record, secret=issued.secret))
 
 
-@router.put("/tokens/pats")
+@router.put("/tokens/pats", openapi_extra=PAT_UPDATE_BODY)
 async def update_pat(request: Request, org: str) -> AdoJSONResponse:
     """Update a still-valid PAT. Failures answer 200 with patTokenError set."""
     check_api_version(request)
@@ -325,7 +378,7 @@ def admin_list_pats(request: Request, org: str, subject_descriptor: str) -> AdoJ
     return ok({"value": [session_token(r, now) for r in page], "continuationToken": nxt})
 
 
-@router.post("/tokenadmin/revocationrules")
+@router.post("/tokenadmin/revocationrules", openapi_extra=RULE_BODY)
 async def create_revocation_rule(request: Request, org: str) -> Response:
     """Revoke by date: tokens issued before createdBefore carrying any of the scopes die."""
     check_api_version(request)
@@ -346,7 +399,7 @@ def _create_revocation_rule(request: Request, org: str, body: dict[str, Any]) ->
     return Response(status_code=201)
 
 
-@router.post("/tokenadmin/revocations")
+@router.post("/tokenadmin/revocations", openapi_extra=REVOCATIONS_BODY)
 async def revoke_authorizations(request: Request, org: str) -> Response:
     """Revoke many authorizations; one missing or malformed id rejects the whole batch."""
     check_api_version(request)

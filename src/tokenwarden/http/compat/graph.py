@@ -183,7 +183,27 @@ class GraphFallbackRoute(GraphRoute):
 router = APIRouter(route_class=GraphRoute, tags=["microsoft-graph"])
 
 
-def graph_route(path: str, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+USER_IDS_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "userIds": {"type": "array", "items": {"type": "string"}, "minItems": 1}
+                    },
+                    "required": ["userIds"],
+                }
+            }
+        },
+    }
+}
+
+
+def graph_route(
+    path: str, method: str, openapi_extra: dict[str, Any] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the endpoint under every Graph version prefix."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -194,6 +214,7 @@ def graph_route(path: str, method: str) -> Callable[[Callable[..., Any]], Callab
                 methods=[method],
                 name=f"graph_{version}_{fn.__name__}",
                 response_class=JSONResponse,
+                openapi_extra=openapi_extra,
             )
         return fn
 
@@ -459,13 +480,13 @@ async def _set_risk(request: Request, level: RiskLevel, state: RiskState) -> Res
     return Response(status_code=204)
 
 
-@graph_route("/identityProtection/riskyUsers/confirmCompromised", "POST")
+@graph_route("/identityProtection/riskyUsers/confirmCompromised", "POST", USER_IDS_BODY)
 async def confirm_compromised(request: Request) -> Response:
     """riskLevel high, riskState confirmedCompromised (audited as User.RiskChange)."""
     return await _set_risk(request, RiskLevel.HIGH, RiskState.CONFIRMED_COMPROMISED)
 
 
-@graph_route("/identityProtection/riskyUsers/dismiss", "POST")
+@graph_route("/identityProtection/riskyUsers/dismiss", "POST", USER_IDS_BODY)
 async def dismiss(request: Request) -> Response:
     """riskLevel none, riskState dismissed (audited as User.RiskChange)."""
     return await _set_risk(request, RiskLevel.NONE, RiskState.DISMISSED)
