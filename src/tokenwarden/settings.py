@@ -59,6 +59,21 @@ class Settings(BaseSettings):
             "CIDRs, addresses or host names (default none: push goes to public addresses only)"
         ),
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest request body (JSON) accepted, checked before it is read: 413 past it",
+    )
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024,
+        description="largest body of the CSV upload route (revocations/users-csv): 413 past it",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="largest total size of a request's headers (names and values): 431 past it",
+    )
     bus_url: str = Field(
         default="auto",
         description=(

@@ -38,6 +38,7 @@ def test_no_events_or_no_commit_runs_no_hook(db: Database, calls: list[int]) -> 
         uow.commit()
     with db() as uow:  # events appended, then rolled back
         uow.events.append(event())
+
     def fail_before_commit() -> None:
         with db() as uow:
             uow.events.append(event())

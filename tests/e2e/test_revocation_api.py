@@ -341,7 +341,8 @@ def test_rule_without_scopes_preview_then_delete_restores(server: Server) -> Non
 
 def test_ado_rule_route_still_requires_scopes(server: Server) -> None:
     r = server.client.post(
-        "/Acme/_apis/tokenadmin/revocationrules", json={"createdBefore": iso(datetime.now(UTC))},
+        "/Acme/_apis/tokenadmin/revocationrules",
+        json={"createdBefore": iso(datetime.now(UTC))},
         headers=server.auth(),
     )
     assert r.status_code == 400

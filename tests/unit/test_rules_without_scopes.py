@@ -15,7 +15,12 @@ CATALOG = ScopeCatalog.default()
 
 def rule(org: str = "o1", scopes: tuple[str, ...] = (), **kw: object) -> RevocationRule:
     return RevocationRule(
-        id=str(uuid.uuid4()), org_id=org, scopes=scopes, created_before=T0, created_at=T0, **kw  # type: ignore[arg-type]
+        id=str(uuid.uuid4()),
+        org_id=org,
+        scopes=scopes,
+        created_before=T0,
+        created_at=T0,
+        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -69,3 +69,15 @@ class Unavailable(DomainError):
     """A dependency is down and the answer cannot be given safely (fail closed)."""
 
     default_code = "unavailable"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is larger than the server accepts."""
+
+    default_code = "payloadTooLarge"
+
+
+class HeadersTooLarge(InvalidInput):
+    """The request's headers are larger than the server accepts."""
+
+    default_code = "headersTooLarge"

@@ -20,6 +20,7 @@ from tokenwarden.domain.errors import DomainError
 from tokenwarden.http import ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, revocation, system
 from tokenwarden.http.compat import ado, graph
+from tokenwarden.http.docs import install_docs
 from tokenwarden.http.errors import (
     ADO_TYPE_KEYS,
     ado_response,
@@ -27,6 +28,7 @@ from tokenwarden.http.errors import (
     native_response,
     wrapped_exception,
 )
+from tokenwarden.http.limits import SizeLimits
 from tokenwarden.http.metrics import Metrics
 from tokenwarden.http.validate_door import ValidateDoor
 
@@ -89,8 +91,11 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         version=__version__,
         description="Self-hosted token authority: PATs, policies, validation, revocation, audit.",
         lifespan=lifespan,
+        docs_url=None,  # served by http.docs from packaged assets (offline), not the CDN
+        redoc_url=None,
     )
     app.state.container = container
+    install_docs(app)
     app.state.metrics = Metrics(container.validator)
     for module in (system, pats, admin, invitations, revocation, bulk, ado, graph, ssf):
         app.include_router(module.router)
@@ -117,7 +122,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = str(exc.detail)
+        message = _body_error(exc) or str(exc.detail)
         if _is_ado(request):
             return wrapped_exception(
                 exc.status_code, message, ADO_TYPE_KEYS.get(exc.status_code, "VssServiceException")
@@ -137,8 +142,26 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         directory=container.directory,
         count=lambda method, status: metrics.requests.labels(method, str(status)).inc(),
     )
+    settings = container.settings
+    app.add_middleware(
+        SizeLimits,
+        render=_render_error,
+        max_body=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+        max_headers=settings.max_header_bytes,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _render_error(scope: Scope, exc: DomainError) -> Response:
+    """A domain error in the shape of the door ``scope`` is addressed to (before routing)."""
+    path = str(scope.get("path", "")).lower()
+    if "/_apis" in path:
+        return ado_response(exc)
+    if path.startswith("/graph/"):
+        return graph.domain_error_response(Request(scope), exc)
+    return native_response(exc)
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -183,6 +206,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         op["responses"]["201"] = {"description": "Rule created (no body)"}
     app.openapi_schema = schema
     return schema
+
+
+def _body_error(exc: StarletteHTTPException) -> str | None:
+    """FastAPI answers any failure to parse a JSON body with one vague 400; say which."""
+    if isinstance(exc.__cause__, RecursionError):
+        return "request body is nested too deeply"
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "request body is not UTF-8 text"
+    return None
 
 
 def _describe(error: Any) -> str:

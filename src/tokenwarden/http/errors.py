@@ -10,8 +10,10 @@ from tokenwarden.domain.errors import (
     Conflict,
     DomainError,
     Forbidden,
+    HeadersTooLarge,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
     Unauthenticated,
     Unavailable,
 )
@@ -21,6 +23,8 @@ STATUS: Final[tuple[tuple[type[DomainError], int], ...]] = (
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (PayloadTooLarge, 413),
+    (HeadersTooLarge, 431),
     (InvalidInput, 400),
     (Unavailable, 503),
 )
@@ -80,6 +84,8 @@ ADO_TYPE_KEYS: Final[dict[int, str]] = {
     403: "AccessCheckException",
     404: "NotFoundException",
     409: "ConflictException",
+    413: "RequestContentTooLargeException",
+    431: "InvalidArgumentValueException",
     503: "ServiceUnavailableException",
 }
 

@@ -13,13 +13,13 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio.to_thread
 
-from tokenwarden.domain.errors import DomainError, InvalidInput, NotFound
-from tokenwarden.http.auth import hide_org, secret_from_header
+from tokenwarden.domain.errors import DomainError, InvalidInput
+from tokenwarden.http.auth import member_org, secret_from_header
 from tokenwarden.http.errors import headers_of, status_of
+from tokenwarden.http.inputs import parse_query
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.validation import Caller, Validator
 
@@ -45,15 +45,16 @@ def caller_body(caller: Caller) -> dict[str, Any]:
 
 
 def parse_request(header: str | None, query: str) -> tuple[str, str | None, str | None]:
-    """(secret, needed scope, org as sent) of a validate request; raises a DomainError when
-    malformed."""
-    params = parse_qs(query, keep_blank_values=False, max_num_fields=10)
+    """(secret, needed scope, org as sent — a name or id) of a validate request, without any
+    I/O; raises a DomainError when malformed."""
+    params = parse_query(query)
     scope = params.get("scope", [None])[0]
     org = params.get("org", [None])[0]
     if scope is not None and len(scope) > 256:
         raise InvalidInput("scope is too long")
-    secret = secret_from_header(header)
-    return secret, scope, org or None
+    if org is not None and len(org) > 256:
+        raise InvalidInput("org is too long")
+    return secret_from_header(header), scope, org or None
 
 
 class ValidateDoor:
@@ -70,15 +71,17 @@ class ValidateDoor:
         self.validator = validator
         self.directory = directory
         self.count = count or (lambda method, status: None)
+        self._org_ids: dict[str, str] = {}  # org name or id (casefolded) -> id; orgs never change
 
-    async def _org_id(self, secret: str, org: str | None, ip: str | None) -> str | None:
+    def _decide(self, secret: str, needed: str | None, org: str | None, ip: str | None) -> Caller:
+        """The decision with I/O allowed (runs in a worker thread): 401 for a bad token before
+        anything about ``org``, then one 404 for an unknown organization and for a non-member."""
         if org is None:
-            return None
-        try:
-            return self.directory.find_org(org).id
-        except NotFound:
-            await anyio.to_thread.run_sync(hide_org, self.validator, secret, ip, org, None, None)
-            raise  # hide_org always raises
+            return self.validator.validate(secret, needed, None, ip)
+        the_org, caller = member_org(self.validator, self.directory.find_org, secret, needed, org, ip)
+        if len(self._org_ids) < 10_000:
+            self._org_ids[org.casefold()] = the_org.id
+        return caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
@@ -94,18 +97,17 @@ class ValidateDoor:
         query = scope.get("query_string", b"").decode("latin-1")
         try:
             secret, needed, org = parse_request(header, query)
-            org_id = await self._org_id(secret, org, ip)
-            try:
-                caller = self.validator.validate_in_memory(secret, needed, org_id, ip)
-                if caller is None:  # needs the database: not on the event loop
-                    caller = await anyio.to_thread.run_sync(
-                        self.validator.validate, secret, needed, org_id, ip
-                    )
-            except DomainError as exc:
-                if org is None:
-                    raise
-                # 401 for a bad token, one 404 for an unknown org and for a non-member
-                await anyio.to_thread.run_sync(hide_org, self.validator, secret, ip, org, org_id, exc)
+            org_id = self._org_ids.get(org.casefold()) if org else None
+            caller = None
+            if org is None or org_id is not None:
+                try:  # the fast path: an answer from memory, on the loop
+                    caller = self.validator.validate_in_memory(secret, needed, org_id, ip)
+                except DomainError:
+                    if org is None:
+                        raise
+                    caller = None  # what a refusal may reveal about org is decided below
+            if caller is None:  # needs the database (an org lookup, a cache miss): not on the loop
+                caller = await anyio.to_thread.run_sync(self._decide, secret, needed, org, ip)
             status, body, headers = 200, caller_body(caller), {}
         except DomainError as exc:
             status, headers = status_of(exc), headers_of(exc)

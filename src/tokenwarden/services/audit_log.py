@@ -11,6 +11,7 @@ from typing import Any
 from tokenwarden.domain.audit import AuditEntry, AuditEventType
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.spreadsheet import safe_cell
 from tokenwarden.ports.repositories import AuditQuery, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, get_org, reading, require_admin
 
@@ -46,14 +47,13 @@ def audit_row(entry: AuditEntry) -> dict[str, Any]:
 
 
 def audit_csv(rows: list[dict[str, Any]]) -> str:
-    """CSV export; ``details`` is a JSON object in one column."""
+    """CSV export; ``details`` is a JSON object in one column; formula cells are neutralised."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(AUDIT_COLUMNS)
     for row in rows:
-        writer.writerow(
-            [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in AUDIT_COLUMNS]
-        )
+        cells = (json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in AUDIT_COLUMNS)
+        writer.writerow([safe_cell(cell) for cell in cells])
     return out.getvalue()
 
 

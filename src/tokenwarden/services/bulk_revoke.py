@@ -24,6 +24,7 @@ from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.csv_users import UserRow, parse_user_csv
 from tokenwarden.domain.errors import Conflict, NotFound
 from tokenwarden.domain.principals import Organization, normalize_upn
+from tokenwarden.domain.spreadsheet import safe_cell
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import BulkJob, BulkJobItem, UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, reading, require_admin
@@ -287,12 +288,7 @@ def _item(job_id: str, row: UserRow, at: datetime) -> BulkJobItem:
 
 
 RESULT_COLUMNS = ("UserPrincipalName", "Status", "Error", "RevokedCount")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: str) -> str:
-    """Neutralise spreadsheet formulas in echoed input (OWASP CSV injection): prefix a quote."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
+_cell = safe_cell  # neutralise spreadsheet formulas in echoed input (OWASP CSV injection)
 
 
 def results_csv(rows: Sequence[BulkJobItem]) -> str:

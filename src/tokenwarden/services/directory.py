@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -65,8 +66,15 @@ class InitResult:
 
 
 def check_upn(upn: str) -> str:
+    """A UPN is visible text: no control, format (zero-width, BOM), line/paragraph separator,
+    surrogate or bidirectional control character (RLO and friends) that would make two UPNs
+    look alike on screen."""
     upn = upn.strip()
-    if not UPN.match(upn) or any(ord(c) < 32 for c in upn):
+    if not UPN.match(upn) or any(
+        unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+        or unicodedata.bidirectional(c) in ("LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI")
+        for c in upn
+    ):
         raise InvalidInput(f"not a valid user principal name: {upn!r:.80}", code="invalidUserId")
     return upn
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tokenwarden.adapters.sql import tables as t
 from tokenwarden.adapters.sql.engine import display_url, make_engine
+from tokenwarden.adapters.sql.errors import translate
 from tokenwarden.adapters.sql.repositories import (
     SqlAuditRepository,
     SqlBreakGlassRepository,
@@ -80,7 +82,7 @@ class SqlUnitOfWork:
                 conn = conn.execution_options(tw_readonly=True)
             conn.begin()
         except SQLAlchemyError as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+            raise (translate(exc) or Unavailable(f"database unavailable: {type(exc).__name__}")) from exc
         self._conn = conn
         self.orgs = SqlOrgRepository(conn)
         self.users = SqlUserRepository(conn)
@@ -104,22 +106,27 @@ class SqlUnitOfWork:
     ) -> None:
         if self._conn is None:
             return
-        try:
-            if self._conn.in_transaction():
-                self._conn.rollback()
-        finally:
-            self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        # A dead connection can neither roll back nor close cleanly: it is discarded either way,
+        # and the error that matters is the one the work raised.
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            if conn.in_transaction():
+                conn.rollback()
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            conn.close()
         announce, self._announce = self._announce, False
-        if announce:
+        if announce:  # committed: tell this node and the others, whatever happened afterwards
             run_hooks(self._hooks)
+        # The one place driver errors become domain errors (adapters/sql/errors.py).
+        if exc is not None and (translated := translate(exc)) is not None:
+            raise translated from exc
 
     def commit(self) -> None:
         """Commit; once the unit of work ends, the database's commit hooks announce the
         invalidation events this transaction appended (one mechanism for every service)."""
         if self._conn is None:
             raise RuntimeError("commit() outside a unit of work")
-        self._conn.commit()
+        self._conn.commit()  # a failure surfaces through __exit__, which translates it
         if self._events.appended:
             self._announce = True
             self._events.appended = 0

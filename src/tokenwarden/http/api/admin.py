@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -14,6 +13,8 @@ from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
 from tokenwarden.http.deps import container, org_caller, pat_json
+from tokenwarden.http.inputs import MAX_ID
+from tokenwarden.http.timeparse import UtcDateTime
 from tokenwarden.ports.repositories import AuditQuery
 from tokenwarden.services.audit_log import audit_csv, audit_row, check_format
 from tokenwarden.services.policies import policy_as_dict
@@ -215,13 +216,13 @@ def revoke_many(request: Request, org: str, body: RevocationsRequest) -> dict[st
 def query_audit(
     request: Request,
     org: str,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: UtcDateTime | None = None,
+    until: UtcDateTime | None = None,
     actor: str | None = Query(None, max_length=256),
     target: str | None = Query(None, max_length=256),
     event_type: list[str] = Query(default_factory=list, alias="eventType"),
-    after_id: int = Query(0, ge=0, alias="afterId"),
-    before_id: int | None = Query(None, ge=1, alias="beforeId"),
+    after_id: int = Query(0, ge=0, le=MAX_ID, alias="afterId"),
+    before_id: int | None = Query(None, ge=1, le=MAX_ID, alias="beforeId"),
     limit: int = Query(1000, ge=1, le=10_000),
     format: str = Query("json", max_length=16),
 ) -> dict[str, Any] | Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -91,7 +91,18 @@ def status_json(org: str, st: JobStatus) -> dict[str, Any]:
     }
 
 
-@router.post("/revocations/users-csv", status_code=202)
+CSV_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post("/revocations/users-csv", status_code=202, openapi_extra=CSV_BODY)
 async def submit_users_csv(
     request: Request,
     org: str,

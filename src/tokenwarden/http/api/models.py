@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tokenwarden.domain.principals import IdentitySource, RiskLevel, RiskState, Role, UserStatus
+from tokenwarden.http.inputs import lone_surrogate
+from tokenwarden.http.timeparse import UtcDateTime
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        """Refuse strings that are not text (a lone surrogate) before any field sees them."""
+        where = lone_surrogate(data)
+        if where is not None:
+            raise ValueError(f"{where} holds a lone surrogate (not valid Unicode text)")
+        return data
+
 
 class PatCreate(Body):
     display_name: str | None = Field(default=None, alias="displayName", max_length=100_000)
     scope: str | None = Field(default=None, max_length=10_000)
-    valid_to: datetime | None = Field(default=None, alias="validTo")
+    valid_to: UtcDateTime | None = Field(default=None, alias="validTo")
     all_orgs: bool = Field(default=False, alias="allOrgs")
 
 
 class PatUpdate(Body):
     display_name: str | None = Field(default=None, alias="displayName", max_length=100_000)
     scope: str | None = Field(default=None, max_length=10_000)
-    valid_to: datetime | None = Field(default=None, alias="validTo")
+    valid_to: UtcDateTime | None = Field(default=None, alias="validTo")
     all_orgs: bool | None = Field(default=None, alias="allOrgs")
 
 
@@ -53,8 +64,8 @@ class PolicyPatch(Body):
 
 class RuleCreate(Body):
     scopes: str | None = Field(default=None, max_length=10_000)
-    created_before: datetime | None = Field(default=None, alias="createdBefore")
-    created_after: datetime | None = Field(default=None, alias="createdAfter")
+    created_before: UtcDateTime | None = Field(default=None, alias="createdBefore")
+    created_after: UtcDateTime | None = Field(default=None, alias="createdAfter")
     kinds: list[str] | None = Field(default=None, max_length=10)
     users: list[str] | None = Field(default=None, max_length=10_000)
     match_implied: bool = Field(default=False, alias="matchImplied")

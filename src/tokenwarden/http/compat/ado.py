@@ -5,11 +5,11 @@ Wire contract: docs/specs/ado-compat.md; behaviour choices are documented in doc
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from tokenwarden.domain.clock import iso_z
 from tokenwarden.domain.errors import (
@@ -24,6 +24,7 @@ from tokenwarden.domain.principals import user_id_from_descriptor
 from tokenwarden.domain.tokens import TokenRecord, TokenState
 from tokenwarden.http.deps import container, org_caller
 from tokenwarden.http.errors import AdoJSONResponse
+from tokenwarden.http.inputs import parse_json
 from tokenwarden.http.timeparse import parse_timestamp
 from tokenwarden.services.common import is_ascii_digits, parse_uuid
 from tokenwarden.services.pats import PatFilter, PatSort
@@ -32,7 +33,6 @@ router = APIRouter(prefix="/{org}/_apis", tags=["azure-devops"], include_in_sche
 ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"
 PATS_READ, PATS_MANAGE, ADMIN = "vso.pats", "vso.pats_manage", "vso.tokenadministration"
 _API_VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(\.\d+)?)?$")
-MAX_BODY = 5 * 1024 * 1024
 GRAPH_PAGE_SIZE = 500
 
 LOCATIONS: Final = [
@@ -49,6 +49,59 @@ LOCATIONS: Final = [
     ("005e26ec-6b77-4e4f-a986-b3827bf241f5", "Graph", "Users", "_apis/{area}/{resource}/{userDescriptor}"),
 ]
 
+
+def json_request(schema: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that parses its JSON body by hand (json_body)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_DATE: Final = {"type": "string", "format": "date-time"}
+PAT_CREATE_BODY: Final = json_request(
+    {
+        "title": "PatTokenCreateRequest",
+        "type": "object",
+        "properties": {
+            "displayName": {"type": "string"},
+            "scope": {"type": "string"},
+            "validTo": _DATE,
+            "allOrgs": {"type": "boolean"},
+        },
+    }
+)
+PAT_UPDATE_BODY: Final = json_request(
+    {
+        "title": "PatTokenUpdateRequest",
+        "type": "object",
+        "properties": {
+            "authorizationId": {"type": "string", "format": "uuid"},
+            "displayName": {"type": "string"},
+            "scope": {"type": "string"},
+            "validTo": _DATE,
+            "allOrgs": {"type": "boolean"},
+        },
+        "required": ["authorizationId"],
+    }
+)
+RULE_BODY: Final = json_request(
+    {
+        "title": "TokenAdminRevocationRule",
+        "type": "object",
+        "properties": {"scopes": {"type": "string"}, "createdBefore": _DATE},
+        "required": ["scopes"],
+    }
+)
+REVOCATIONS_BODY: Final = json_request(
+    {
+        "type": "array",
+        "items": {
+            "title": "TokenAdminRevocation",
+            "type": "object",
+            "properties": {"authorizationId": {"type": "string", "format": "uuid"}},
+            "required": ["authorizationId"],
+        },
+        "minItems": 1,
+    }
+)
 
 # Service errors a PAT create/update reports in the body (HTTP 200), as Azure DevOps does.
 PAT_RESULT_ERRORS: Final = (InvalidInput, Forbidden, NotFound, Conflict)
@@ -74,15 +127,8 @@ def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> A
 
 
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidInput("a JSON request body is required")
-    if len(raw) > MAX_BODY:
-        raise InvalidInput("request body is too large")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    """The JSON body (its size is bounded before it is read, by the app's BodyLimit)."""
+    return parse_json(await request.body(), empty="a JSON request body is required")
 
 
 # ---------------------------------------------------------------------- discovery
@@ -189,13 +235,17 @@ def get_or_list_pats(request: Request, org: str) -> AdoJSONResponse:
     return ok({"continuationToken": page.continuation, "patTokens": [pat_token(t) for t in page.items]})
 
 
-@router.post("/tokens/pats")
+@router.post("/tokens/pats", openapi_extra=PAT_CREATE_BODY)
 async def create_pat(request: Request, org: str) -> AdoJSONResponse:
     """Create a PAT. Failures answer 200 with patToken null and patTokenError set."""
     check_api_version(request)
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object (PatTokenCreateRequest)")
+    return await run_in_threadpool(_create_pat, request, org, body)
+
+
+def _create_pat(request: Request, org: str, body: dict[str, Any]) -> AdoJSONResponse:
     the_org, caller, actor = org_caller(request, org, PATS_MANAGE)
     c = container(request)
     try:
@@ -220,13 +270,17 @@ async def create_pat(request: Request, org: str) -> AdoJSONResponse:
     return ok(pat_result(issued.record, secret=issued.secret))
 
 
-@router.put("/tokens/pats")
+@router.put("/tokens/pats", openapi_extra=PAT_UPDATE_BODY)
 async def update_pat(request: Request, org: str) -> AdoJSONResponse:
     """Update a still-valid PAT. Failures answer 200 with patTokenError set."""
     check_api_version(request)
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object (PatTokenUpdateRequest)")
+    return await run_in_threadpool(_update_pat, request, org, body)
+
+
+def _update_pat(request: Request, org: str, body: dict[str, Any]) -> AdoJSONResponse:
     the_org, _, actor = org_caller(request, org, PATS_MANAGE)
     c = container(request)
     try:
@@ -326,13 +380,17 @@ def admin_list_pats(request: Request, org: str, subject_descriptor: str) -> AdoJ
     return ok({"value": [session_token(r, now) for r in page], "continuationToken": nxt})
 
 
-@router.post("/tokenadmin/revocationrules")
+@router.post("/tokenadmin/revocationrules", openapi_extra=RULE_BODY)
 async def create_revocation_rule(request: Request, org: str) -> Response:
     """Revoke by date: tokens issued before createdBefore carrying any of the scopes die."""
     check_api_version(request)
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object with 'scopes'")
+    return await run_in_threadpool(_create_revocation_rule, request, org, body)
+
+
+def _create_revocation_rule(request: Request, org: str, body: dict[str, Any]) -> Response:
     _, _, actor = org_caller(request, org, ADMIN)
     scopes = body.get("scopes")
     if not isinstance(scopes, str) or not scopes.strip():
@@ -343,7 +401,7 @@ async def create_revocation_rule(request: Request, org: str) -> Response:
     return Response(status_code=201)
 
 
-@router.post("/tokenadmin/revocations")
+@router.post("/tokenadmin/revocations", openapi_extra=REVOCATIONS_BODY)
 async def revoke_authorizations(request: Request, org: str) -> Response:
     """Revoke many authorizations; one missing or malformed id rejects the whole batch."""
     check_api_version(request)
@@ -359,9 +417,13 @@ async def revoke_authorizations(request: Request, org: str) -> Response:
         if not isinstance(value, str):
             raise InvalidInput(f"item {i}: authorizationId is missing")
         ids.append(parse_uuid(value, f"item {i}: authorizationId"))
+    await run_in_threadpool(_revoke_authorizations, request, org, ids)
+    return Response(status_code=204)
+
+
+def _revoke_authorizations(request: Request, org: str, ids: list[str]) -> None:
     _, _, actor = org_caller(request, org, ADMIN)
     container(request).pats.revoke_many(actor, org, ids)
-    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------------- Graph users

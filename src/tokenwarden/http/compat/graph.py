@@ -8,7 +8,6 @@ app's generic handlers never see a ``/graph`` request.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -33,6 +32,7 @@ from tokenwarden.domain.watermarks import REFRESH_TOKENS, SIGN_IN_SESSIONS
 from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container
 from tokenwarden.http.errors import headers_of, status_of
+from tokenwarden.http.inputs import parse_json
 from tokenwarden.services.common import Actor
 from tokenwarden.services.validation import Caller
 
@@ -46,11 +46,12 @@ GRAPH_CODES: Final[dict[int, str]] = {
     404: "Request_ResourceNotFound",
     405: "BadRequest",
     409: "Conflict",
+    413: "RequestEntityTooLarge",
+    431: "BadRequest",
     500: "generalException",
     503: "serviceNotAvailable",
 }
 WWW_AUTHENTICATE: Final = 'Bearer realm="tokenwarden"'
-MAX_BODY: Final = 1024 * 1024
 MAX_USER_IDS: Final = 1000
 # Scopes of the Graph-shaped routes (in the scope catalogue; app_token implies both).
 GRAPH_READ: Final = "graph.users"
@@ -185,7 +186,25 @@ class GraphFallbackRoute(GraphRoute):
 router = APIRouter(route_class=GraphRoute, tags=["microsoft-graph"])
 
 
-def graph_route(path: str, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+USER_IDS_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"userIds": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                    "required": ["userIds"],
+                }
+            }
+        },
+    }
+}
+
+
+def graph_route(
+    path: str, method: str, openapi_extra: dict[str, Any] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the endpoint under every Graph version prefix."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -196,6 +215,7 @@ def graph_route(path: str, method: str) -> Callable[[Callable[..., Any]], Callab
                 methods=[method],
                 name=f"graph_{version}_{fn.__name__}",
                 response_class=JSONResponse,
+                openapi_extra=openapi_extra,
             )
         return fn
 
@@ -276,15 +296,8 @@ def select_fragment(selected: list[str] | None) -> str:
 
 async def user_ids_body(request: Request) -> list[str]:
     """``{"userIds": ["<id or upn>", ...]}`` (no Content-Type needed)."""
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidInput('A request body is required: {"userIds": [...]}.')
-    if len(raw) > MAX_BODY:
-        raise InvalidInput("The request body is too large.")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"The request body is not valid JSON: {exc}") from exc
+    empty = 'A request body is required: {"userIds": [...]}.'
+    body = parse_json(await request.body(), empty=empty, prefix="The request body")
     ids = body.get("userIds") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i.strip() for i in ids):
         raise InvalidInput("userIds must be a non-empty array of user ids or userPrincipalNames.")
@@ -449,13 +462,13 @@ async def _set_risk(request: Request, level: RiskLevel, state: RiskState) -> Res
     return Response(status_code=204)
 
 
-@graph_route("/identityProtection/riskyUsers/confirmCompromised", "POST")
+@graph_route("/identityProtection/riskyUsers/confirmCompromised", "POST", USER_IDS_BODY)
 async def confirm_compromised(request: Request) -> Response:
     """riskLevel high, riskState confirmedCompromised (audited as User.RiskChange)."""
     return await _set_risk(request, RiskLevel.HIGH, RiskState.CONFIRMED_COMPROMISED)
 
 
-@graph_route("/identityProtection/riskyUsers/dismiss", "POST")
+@graph_route("/identityProtection/riskyUsers/dismiss", "POST", USER_IDS_BODY)
 async def dismiss(request: Request) -> Response:
     """riskLevel none, riskState dismissed (audited as User.RiskChange)."""
     return await _set_risk(request, RiskLevel.NONE, RiskState.DISMISSED)
