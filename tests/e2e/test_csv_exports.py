@@ -13,7 +13,7 @@ from tests.e2e.conftest import Server
 @pytest.mark.parametrize("upn", ["=1+2@acme.test", "+cmd@acme.test", "-2+3@acme.test"])
 def test_audit_csv_neutralises_formula_cells(server: Server, upn: str) -> None:
     server.add_member(upn)
-    _, secret = server.pat_for(upn, scope="vso.pats_manage")
+    _, secret = server.pat_for(upn, scope="vso.pats_manage vso.code")  # mints only what it holds
     body = {"displayName": '=HYPERLINK("x")', "scope": "vso.code"}
     r = server.client.post(f"/api/v1/orgs/{server.org}/pats", json=body, headers=server.auth(secret))
     assert r.status_code == 201, r.text

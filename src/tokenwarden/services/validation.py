@@ -259,8 +259,9 @@ class Validator:
         entry = self.make_entry(record)
         # Cache only when the stored hash is this key (so the hashes in later events evict it)
         # and no event was applied meanwhile (so the read cannot predate a revocation).
-        if record.secret_hash == h and self._seq == seq_before:
-            self._store(h, entry)
+        with self._sync_lock:  # atomic with sync(): no event can land between check and store
+            if record.secret_hash == h and self._seq == seq_before:
+                self._store(h, entry)
         return entry
 
     def _lookup(self, secret: str, h: bytes) -> TokenRecord | None:
@@ -335,6 +336,9 @@ class Validator:
         self._store(h, self.make_entry(record))
 
     def _load_user(self, user_id: str) -> UserState:
+        """Read an owner's state; cache it only if no event was applied during the read (an event
+        about this user landing mid-read would otherwise be lost behind a stale cached state)."""
+        seq_before = self._seq
         try:
             with self._reader() as uow:
                 user = uow.users.get(user_id)
@@ -362,7 +366,9 @@ class Validator:
                     cuts[kind] = max(ts, cuts.get(kind, ts))
                 members[m.org_id] = MemberState(m.role, m.status is UserStatus.ACTIVE, cuts)
             state = UserState(user_id, user.upn, user.status is UserStatus.ACTIVE, members)
-        self._users[user_id] = state
+        with self._sync_lock:  # atomic with sync(): no event can land between check and store
+            if self._seq == seq_before:
+                self._users[user_id] = state
         return state
 
     # ---------------------------------------------------------------- coherence

@@ -1,0 +1,70 @@
+"""A change that lands while a cache entry is being read from the store is never lost: the
+stale read is used for the one validation already in flight at most, never cached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tokenwarden.bootstrap import Container
+from tokenwarden.domain.errors import InvalidToken
+from tokenwarden.domain.principals import User, UserStatus
+from tokenwarden.services.common import Actor
+
+from .conftest import FakeClock, actor_of
+
+
+class ChangeDuringRead:
+    """A reader factory whose units of work run ``change`` once, right after ``method`` of the
+    watermark repository has read a member's watermarks — the last read of an owner's state —
+    so everything read for that owner is already stale when the read returns."""
+
+    def __init__(self, real: Any, method: str, change: Any) -> None:
+        self.real, self.method, self.change, self.fired = real, method, change, False
+
+    def __call__(self) -> Any:
+        return _Patched(self, self.real())
+
+
+class _Patched:
+    def __init__(self, outer: ChangeDuringRead, uow: Any) -> None:
+        self.outer, self.uow = outer, uow
+
+    def __enter__(self) -> Any:
+        inner = self.uow.__enter__()
+        original = getattr(inner.watermarks, self.outer.method)
+        outer = self.outer
+
+        def stale(*args: Any, **kwargs: Any) -> Any:
+            answer = original(*args, **kwargs)
+            if not outer.fired and args[0] == "member":
+                outer.fired = True
+                outer.change()
+            return answer
+
+        setattr(inner.watermarks, outer.method, stale)
+        return inner
+
+    def __exit__(self, *exc: Any) -> None:
+        self.uow.__exit__(*exc)
+
+
+def test_a_disable_landing_while_the_owner_loads_is_not_lost(
+    container: Container, bob: User, admin: Actor, clock: FakeClock
+) -> None:
+    issued = container.pats.create(actor_of(bob), org="acme", user=bob.id, display_name="t", scope="vso.code")
+    clock.advance(seconds=1)
+    v = container.validator
+    v.sync()
+    v._users.clear()  # the next validation loads bob's state from the store
+    v._reader = ChangeDuringRead(  # type: ignore[method-assign]
+        v._reader,
+        "for_subject",
+        lambda: container.directory.set_status(admin, "acme", bob.upn, UserStatus.DISABLED),
+    )
+    v.validate(issued.secret)  # in flight while the change landed: answered from the stale read
+    assert v._reader.fired  # type: ignore[attr-defined]
+    for _ in range(3):  # and from now on, always refused: the stale state was not cached
+        with pytest.raises(InvalidToken):
+            v.validate(issued.secret)
