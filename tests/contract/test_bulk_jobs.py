@@ -194,9 +194,10 @@ def test_match_upns_beyond_one_statement_of_parameters(db: Database) -> None:
 
 
 def test_live_tokens_per_user_counts_only_live_tokens_of_the_kinds(db: Database) -> None:
-    acme, _, users = _members(db)
+    acme, beta, users = _members(db)
     now = T0 + timedelta(days=1)
     tokens = [
+        make_token(users[0], beta),  # another organization's token: not this org's count
         make_token(users[0], acme),
         make_token(users[0], acme, kind=TokenKind.SESSION),
         make_token(users[0], acme, kind=TokenKind.REFRESH),  # kind not asked
@@ -211,6 +212,6 @@ def test_live_tokens_per_user_counts_only_live_tokens_of_the_kinds(db: Database)
         uow.commit()
     with db() as uow:
         counts = uow.bulk_jobs.live_tokens_per_user(
-            [users[0].id, users[1].id, users[2].id, new_id()], ["pat", "session"], now, now
+            [users[0].id, users[1].id, users[2].id, new_id()], ["pat", "session"], now, now, org_id=acme.id
         )
     assert counts == {users[0].id: 2, users[1].id: 1}

@@ -170,7 +170,7 @@ def test_api_job_revokes_the_listed_users_and_reports_every_row(server: Server) 
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     expected = [[upn, "Success", "", "1"] for upn in [*targets, *seeded]]
     expected += [
-        ["ghost@acme.test", "Failed", "unknown user", "0"],
+        ["ghost@acme.test", "Failed", "not a member of Acme", "0"],
         ["TARGET0@Acme.Test", "Skipped", "duplicate of line 2", "0"],
         ["former@acme.test", "Failed", "not a member of Acme", "0"],
     ]
@@ -220,7 +220,7 @@ def test_api_dry_run_counts_and_changes_nothing(server: Server) -> None:
     r = server.client.get(f"/api/v1/orgs/{server.org}/jobs/{job_id}/results", headers=server.auth())
     assert read_results(r.text) == [
         ["alice@acme.test", "Success", "", "1"],
-        ["nobody@acme.test", "Failed", "unknown user", "0"],
+        ["nobody@acme.test", "Failed", "not a member of Acme", "0"],
     ]
     assert validate(server, token) == 200
     # a real run of the same list is another job
@@ -403,9 +403,9 @@ def test_cli_resume_after_kill_9_revokes_everyone_exactly_once(
     assert [r[0] for r in results] == rows  # one row per input row, in input order
     assert results[:3000] == [[u, "Success", "", "1"] for u in upns]
     assert results[3000:] == [
-        ["ghost1@acme.test", "Failed", "unknown user", "0"],
+        ["ghost1@acme.test", "Failed", "not a member of Acme", "0"],
         ["USER0007@acme.test", "Skipped", "duplicate of line 9", "0"],
-        ["ghost2@acme.test", "Failed", "unknown user", "0"],
+        ["ghost2@acme.test", "Failed", "not a member of Acme", "0"],
         ["user2999@ACME.test", "Skipped", "duplicate of line 3001", "0"],
     ]
 

@@ -295,7 +295,7 @@ def test_csv_job_through_one_node_is_enforced_by_the_others(cluster: Cluster) ->
     results = cluster.api("GET", f"/api/v1/orgs/Acme/jobs/{job_id}/results", node=1).text.splitlines()
     assert results[0] == "UserPrincipalName,Status,Error,RevokedCount"
     assert results[1:] == [f"csv{i}@acme.test,Success,,1" for i in range(3)] + [
-        "ghost@acme.test,Failed,unknown user,0"
+        "ghost@acme.test,Failed,not a member of Acme,0"
     ]
 
 

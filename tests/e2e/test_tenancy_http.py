@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tokenwarden.domain.principals import Role
 from tokenwarden.services.common import OPERATOR
 
 from .conftest import Server
@@ -51,7 +52,10 @@ def test_another_orgs_admin_cannot_enrol_and_then_disable_our_admin(server: Serv
     mine = c.get("/api/v1/invitations", headers=server.auth()).json()["value"]
     assert [i["invitationId"] for i in mine] == [invitation] and mine[0]["org"] == "Globex"
     r = c.post(f"/api/v1/invitations/{invitation}/accept", headers=server.auth())
-    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    assert r.status_code == 403  # an Acme-only token cannot act in Globex, not even to join it
+    _, everywhere = pat(server, "Acme", server.admin_upn, "vso.profile_write", all_orgs=True)
+    r = c.post(f"/api/v1/invitations/{invitation}/accept", headers=server.auth(everywhere))
+    assert r.status_code == 200 and r.json()["status"] == "accepted" and r.json()["org"] == "Globex"
     # Now a member of Globex too: Globex disables the membership it owns, and only that one.
     r = c.patch(f"/api/v1/orgs/Globex/users/{upn}", json={"status": "disabled"}, headers=server.auth(boss))
     assert r.status_code == 200 and r.json()["status"] == "disabled"
@@ -150,3 +154,84 @@ def test_a_leaked_token_is_found_in_any_org_i_administer_from_a_pasted_line(serv
     r = c.post("/api/v1/tokens/revoke-by-value", json={"token": line}, headers=server.auth(boss))
     assert r.status_code == 200 and r.json()["state"] == "revoked" and r.json()["revokedCause"] == "direct"
     assert c.get("/api/v1/validate", headers=server.auth(leaked)).status_code == 401
+
+
+def test_invitations_end_with_their_inviter_and_never_re_admit(server: Server) -> None:
+    boss = second_org(server)
+    c = server.client
+    # a Globex admin who is later removed: what they sent dies with their role
+    server.container.directory.add_user(OPERATOR, "Globex", "rogue@globex.test", role=Role.ADMIN)
+    _, rogue = pat(server, "Globex", "rogue@globex.test", "vso.tokenadministration")
+    server.add_member("friend@acme.test")
+    r = c.post(
+        "/api/v1/orgs/Globex/users",
+        json={"upn": "friend@acme.test", "role": "admin"},
+        headers=server.auth(rogue),
+    )
+    assert r.status_code == 202 and "userId" not in r.json()
+    listed = c.get("/api/v1/orgs/Globex/invitations", headers=server.auth(boss)).json()["value"]
+    assert [i["upn"] for i in listed] == ["friend@acme.test"]
+    assert (
+        c.delete("/api/v1/orgs/Globex/users/rogue@globex.test", headers=server.auth(boss)).status_code == 204
+    )
+    _, friend = pat(server, "Acme", "friend@acme.test", "vso.profile_write", all_orgs=True)
+    r = c.post(f"/api/v1/invitations/{r.json()['invitationId']}/accept", headers=server.auth(friend))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invitationClosed"
+    # an invitation pending when the member is removed never brings them back
+    r = c.post(
+        "/api/v1/orgs/Globex/users",
+        json={"upn": "friend@acme.test", "role": "admin"},
+        headers=server.auth(boss),
+    )
+    stale = r.json()["invitationId"]
+    server.container.directory.add_user(OPERATOR, "Globex", "friend@acme.test")  # enrolled as member
+    assert (
+        c.delete("/api/v1/orgs/Globex/users/friend@acme.test", headers=server.auth(boss)).status_code == 204
+    )
+    r = c.post(f"/api/v1/invitations/{stale}/accept", headers=server.auth(friend))
+    assert r.status_code == 409
+    # and an admin can withdraw one
+    r = c.post("/api/v1/orgs/Globex/users", json={"upn": "friend@acme.test"}, headers=server.auth(boss))
+    withdrawn = r.json()["invitationId"]
+    assert (
+        c.delete(f"/api/v1/orgs/Globex/invitations/{withdrawn}", headers=server.auth(boss)).status_code == 204
+    )
+    assert c.post(f"/api/v1/invitations/{withdrawn}/accept", headers=server.auth(friend)).status_code == 409
+
+
+def test_a_lookup_across_orgs_obeys_each_orgs_cut_offs(server: Server) -> None:
+    boss = second_org(server)
+    c = server.client
+    server.container.directory.add_user(OPERATOR, "Globex", server.admin_upn, role=Role.ADMIN)
+    _, alice = pat(server, "Acme", server.admin_upn, "vso.tokenadministration", all_orgs=True)
+    server.container.directory.add_user(OPERATOR, "Globex", "gil@globex.test")
+    _, victim = pat(server, "Globex", "gil@globex.test", "vso.code")
+    r = c.post("/api/v1/tokens/lookup", json={"token": victim}, headers=server.auth(alice))
+    assert r.status_code == 200
+    # Globex cuts alice off: her token no longer acts in Globex on any route, these included
+    r = c.post(f"/api/v1/orgs/Globex/users/{server.admin_upn}/revoke", headers=server.auth(boss))
+    assert r.status_code == 200
+    for path in ("/api/v1/tokens/lookup", "/api/v1/tokens/revoke-by-value"):
+        r = c.post(path, json={"token": victim}, headers=server.auth(alice))
+        assert r.status_code == 404, (path, r.text)
+    assert c.get("/api/v1/validate", headers=server.auth(victim)).status_code == 200
+
+
+def test_widening_a_pat_into_an_org_obeys_that_orgs_creation_policy(server: Server) -> None:
+    boss = second_org(server)
+    c = server.client
+    server.container.directory.add_user(OPERATOR, "Globex", "bo@globex.test")
+    server.container.directory.add_user(OPERATOR, "Acme", "bo@globex.test")
+    _, bo = pat(server, "Acme", "bo@globex.test", "vso.pats_manage vso.code", all_orgs=True)
+    r = c.patch("/api/v1/orgs/Globex/policy", json={"disablePatCreation": True}, headers=server.auth(boss))
+    assert r.status_code == 200
+    r = c.post(
+        "/api/v1/orgs/Acme/pats", json={"displayName": "x", "scope": "vso.code"}, headers=server.auth(bo)
+    )
+    assert r.status_code == 201
+    r = c.patch(
+        f"/api/v1/orgs/Acme/pats/{r.json()['authorizationId']}",
+        json={"allOrgs": True},
+        headers=server.auth(bo),
+    )
+    assert r.status_code in (400, 403) and "disablePatCreation" in r.text, r.text

@@ -34,6 +34,7 @@ class AuditEventType(StrEnum):
     MEMBER_INVITE = "Organization.MemberInvite"
     MEMBER_INVITE_ACCEPT = "Organization.MemberInviteAccept"
     MEMBER_INVITE_DECLINE = "Organization.MemberInviteDecline"
+    MEMBER_INVITE_CANCEL = "Organization.MemberInviteCancel"
     POLICY_UPDATE = "Policy.PolicyValueUpdated"
 
 

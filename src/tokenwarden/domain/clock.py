@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
+from tokenwarden.domain.errors import InvalidInput
+
 
 class Clock(Protocol):
     """Source of the current time (replaceable in tests)."""
@@ -23,7 +25,10 @@ def ensure_utc(value: datetime) -> datetime:
     """Return ``value`` as an aware UTC datetime; naive values are taken as UTC."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("date is out of range once converted to UTC (years 1 to 9999)") from None
 
 
 def iso_z(value: datetime | None) -> str | None:

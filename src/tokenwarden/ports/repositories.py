@@ -285,11 +285,17 @@ class BulkJobRepository(Protocol):
         ...
 
     def live_tokens_per_user(
-        self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
+        self,
+        user_ids: Sequence[str],
+        kinds: Sequence[str],
+        issued_before: datetime,
+        now: datetime,
+        *,
+        org_id: str,
     ) -> dict[str, int]:
-        """user id -> live tokens of ``kinds`` issued before ``issued_before``: unrevoked,
-        unexpired and not cut by a watermark of their owner or organization (users without any
-        are left out), in one query."""
+        """user id -> live tokens *issued in* ``org_id`` of ``kinds`` issued before
+        ``issued_before``: unrevoked, unexpired and not cut by a watermark of their owner or
+        organization (users without any are left out), in one query."""
         ...
 
 

@@ -34,7 +34,6 @@ from tokenwarden.services.signals import emit_session_revoked
 JOB_TYPE = "revoke_users"
 PENDING, SUCCESS, FAILED, SKIPPED = "Pending", "Success", "Failed", "Skipped"
 ITEM_STATUSES = (PENDING, SUCCESS, FAILED, SKIPPED)
-UNKNOWN_USER = "unknown user"
 CHUNK_SIZE = 500
 
 Progress = Callable[[int, int], object]
@@ -190,13 +189,17 @@ class BulkRevokeService:
         member_ids = [
             m.user_id for m in (matches.get(normalize_upn(i.upn)) for i in items) if m and m.is_member
         ]
-        live = uow.bulk_jobs.live_tokens_per_user(member_ids, job.kinds, now, now) if member_ids else {}
+        live = (
+            uow.bulk_jobs.live_tokens_per_user(member_ids, job.kinds, now, now, org_id=org.id)
+            if member_ids
+            else {}
+        )
         finished: list[BulkJobItem] = []
         for item in items:
             match = matches.get(normalize_upn(item.upn))
-            if match is None:
-                finished.append(replace(item, status=FAILED, error=UNKNOWN_USER, processed_at=now))
-            elif not match.is_member:
+            if match is None or not match.is_member:
+                # One answer for "no such identity" and "someone else's": an organization's
+                # results never tell whether a UPN exists elsewhere.
                 error = f"not a member of {org.name}"
                 finished.append(replace(item, status=FAILED, error=error, processed_at=now))
             else:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
-from tokenwarden.domain.errors import Conflict, InvalidInput, NotFound
+from tokenwarden.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import (
@@ -189,6 +189,7 @@ class DirectoryService:
                 raise Conflict(f"{upn} is already a member of {the_org.name}", code="memberExists")
             elif actor.is_operator:
                 self._set_role(uow, actor, the_org, user, role)
+                self._close_invitations(uow, the_org.id, user.id)
                 result = AddResult(user, uow.users.membership(the_org.id, user.id), None)
             else:
                 result = AddResult(user, None, self._invite(uow, actor, the_org, user, role))
@@ -222,6 +223,51 @@ class DirectoryService:
         )
         return invitation
 
+    def _close_invitations(self, uow: UnitOfWork, org_id: str, user_id: str) -> None:
+        """Pending invitations of a user to an organization end when the membership changes
+        otherwise (enrolled directly, removed): an old invitation never re-admits anyone."""
+        for inv in uow.invitations.find(org_id=org_id, user_id=user_id):
+            if inv.status == "pending":
+                uow.invitations.update(replace(inv, status="cancelled", decided_at=self._clock.now()))
+
+    def list_invitations(self, actor: Actor, org: str) -> list[tuple[Invitation, User]]:
+        """An organization's pending invitations (its admins)."""
+        now = self._clock.now()
+        with reading(self._uow) as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            return [
+                (inv, get_user(uow, inv.user_id))
+                for inv in uow.invitations.find(org_id=the_org.id)
+                if inv.status == "pending" and inv.expires_at > now
+            ]
+
+    def cancel_invitation(self, actor: Actor, org: str, invitation_id: str) -> Invitation:
+        """Withdraw a pending invitation (an admin of the inviting organization)."""
+        inv_id = parse_uuid(invitation_id, "invitation id", code="invalidInvitationId")
+        with self._uow() as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            inv = uow.invitations.get(inv_id)
+            if inv is None or inv.org_id != the_org.id:
+                raise NotFound(f"no invitation {inv_id} in this organization", code="invitationNotFound")
+            if inv.status != "pending":
+                raise Conflict(f"this invitation is already {inv.status}", code="invitationClosed")
+            cancelled = replace(inv, status="cancelled", decided_at=self._clock.now())
+            uow.invitations.update(cancelled)
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.MEMBER_INVITE_CANCEL,
+                org_id=the_org.id,
+                target_type="invitation",
+                target_id=inv.id,
+                details={"role": inv.role.value},
+            )
+            uow.commit()
+        return cancelled
+
     def invitations_for(self, actor: Actor) -> list[tuple[Invitation, Organization]]:
         """The pending invitations addressed to the actor (with the inviting organization)."""
         now = self._clock.now()
@@ -246,9 +292,28 @@ class DirectoryService:
             if inv.expires_at <= now:
                 raise Conflict("this invitation has expired", code="invitationExpired")
             the_org = get_org(uow, inv.org_id)
+            if accept:
+                if not actor.reaches(the_org.id):
+                    raise Forbidden(
+                        "this token is restricted to other organizations: accept with a token valid "
+                        "in all of your organizations (allOrgs)",
+                        code="accessDenied",
+                    )
+                inviter = uow.users.membership(the_org.id, inv.invited_by or "")
+                if inv.invited_by is not None and (
+                    inviter is None or inviter.role is not Role.ADMIN or not inviter.is_active
+                ):
+                    uow.invitations.update(replace(inv, status="cancelled", decided_at=now))
+                    uow.commit()
+                    raise Conflict(
+                        "whoever sent this invitation no longer administers the organization",
+                        code="invitationClosed",
+                    )
+                if uow.users.membership(the_org.id, inv.user_id) is not None:
+                    raise Conflict("you are already a member of this organization", code="memberExists")
             decided = replace(inv, status="accepted" if accept else "declined", decided_at=now)
             uow.invitations.update(decided)
-            if accept and uow.users.membership(the_org.id, inv.user_id) is None:
+            if accept:
                 self._set_role(uow, actor, the_org, get_user(uow, inv.user_id), inv.role)
             audit(
                 uow,
@@ -286,6 +351,7 @@ class DirectoryService:
             if user.id == actor.user_id:
                 raise InvalidInput("administrators cannot remove themselves", code="cannotRemoveSelf")
             uow.users.remove_membership(the_org.id, user.id)
+            self._close_invitations(uow, the_org.id, user.id)
             uow.watermarks.raise_to(
                 SubjectType.MEMBER,
                 [member_subject(the_org.id, user.id)],

@@ -30,6 +30,7 @@ from tokenwarden.services.common import (
     get_org,
     get_user,
     is_ascii_digits,
+    member_of,
     new_id,
     parse_uuid,
     publish,
@@ -292,7 +293,10 @@ class PatService:
             )
             actor.check_may_hold(updated.scopes, updated.target_orgs)
             owner = get_user(uow, current.user_id)
+            before = set(self._policy_orgs(uow, owner, current.target_orgs))
             for policy in self._policies_for(uow, owner, updated.target_orgs):
+                if policy.org_id not in before:  # widening into an org is creating a token there
+                    check_may_create(policy, self._global, owner)
                 check_token_shape(policy, updated.scopes, updated.valid_from, updated.valid_to)
             uow.tokens.update(updated)
             publish(uow, EventType.TOKEN_CHANGED, hashes=[current.secret_hash.hex()])
@@ -445,9 +449,7 @@ class PatService:
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-            owner = get_user(uow, user)
-            if uow.users.membership(the_org.id, owner.id) is None:
-                raise NotFound(f"user {user!r} not found in this organization", code="userNotFound")
+            owner, _ = member_of(uow, the_org.id, user)
             records = [
                 r
                 for r in uow.tokens.list_for_user(owner.id, TokenKind.PAT)
@@ -462,9 +464,15 @@ class PatService:
             raise InvalidInput("validTo must be in the future", code="invalidValidTo")
         return value
 
+    @staticmethod
+    def _policy_orgs(uow: UnitOfWork, owner: User, targets: tuple[str, ...] | None) -> list[str]:
+        """The organizations a token with ``targets`` is valid in (None: all of the owner's)."""
+        return (
+            list(targets) if targets is not None else [m.org_id for m in uow.users.memberships_of(owner.id)]
+        )
+
     def _policies_for(self, uow: UnitOfWork, owner: User, targets: tuple[str, ...] | None) -> list[OrgPolicy]:
-        org_ids = targets if targets is not None else [m.org_id for m in uow.users.memberships_of(owner.id)]
-        return [uow.policies.get(o) or OrgPolicy(org_id=o) for o in org_ids]
+        return [uow.policies.get(o) or OrgPolicy(org_id=o) for o in self._policy_orgs(uow, owner, targets)]
 
     def _visible(
         self, uow: UnitOfWork, actor: Actor, auth_id: str, *, admin_ok: bool, org_id: str | None = None

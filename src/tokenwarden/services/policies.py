@@ -6,11 +6,11 @@ from typing import Any
 
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
-from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.errors import Forbidden, InvalidInput
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.ports.repositories import UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, get_user, publish, reading, require_admin
+from tokenwarden.services.common import Actor, audit, get_org, member_of, publish, reading, require_admin
 
 EDITABLE = (
     "max_lifetime_days",
@@ -59,8 +59,19 @@ class PolicyService:
             current = uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
             if "creation_allowlist" in changes:
                 names = changes["creation_allowlist"] or []
-                changes["creation_allowlist"] = tuple(dict.fromkeys(get_user(uow, n).id for n in names))
+                # members only, resolved like every org-scoped lookup (no probe of other orgs)
+                changes["creation_allowlist"] = tuple(
+                    dict.fromkeys(member_of(uow, the_org.id, n)[0].id for n in names)
+                )
             updated = current.with_changes(**changes)
+            lifts_two_person = current.break_glass_two_person and not updated.break_glass_two_person
+            if lifts_two_person and not actor.is_operator:
+                # one administrator must not be able to lift the rule that needs two of them
+                raise Forbidden(
+                    "the two-person break-glass rule can be turned off only by the operator "
+                    "(tokenwarden policy set --break-glass-one-person)",
+                    code="twoPersonRuleLocked",
+                )
             uow.policies.save(updated)
             publish(uow, EventType.POLICY_CHANGED, org_id=the_org.id)
             audit(

@@ -4,7 +4,7 @@ loop over tokens, and every mode is audited and published as an invalidation eve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -301,14 +301,21 @@ class RevocationService:
         return RevokeResult(tuple(ids), tuple(kinds), now, counts)
 
     # ------------------------------------------------------------------ by value
-    def lookup(self, actor: Actor, org: str | None, text: str) -> LookupResult:
+    def lookup(
+        self,
+        actor: Actor,
+        org: str | None,
+        text: str,
+        may_act_in: Callable[[str], bool] | None = None,
+    ) -> LookupResult:
         """Find a token by its value (an admin pasting a leaked token, a log line or a Basic
-        header value). With ``org`` None, in any organization the actor administers (and its
-        token reaches). Audited; the value is never logged, stored or echoed."""
+        header value). With ``org`` None, in any organization the actor administers and where
+        ``may_act_in`` says the acting credential is valid right now (that organization's
+        cut-offs apply to it). Audited; the value is never logged, stored or echoed."""
         secret = extract_token(text)
         with self._uow() as uow:
             record = self._by_secret(uow, secret)
-            the_org = self._org_for_lookup(uow, actor, org, record)
+            the_org = self._org_for_lookup(uow, actor, org, record, may_act_in)
             if record is None or the_org is None:
                 raise NotFound(
                     "no token with this value in an organization you administer", code="tokenNotFound"
@@ -333,7 +340,11 @@ class RevocationService:
 
     @staticmethod
     def _org_for_lookup(
-        uow: UnitOfWork, actor: Actor, org: str | None, record: TokenRecord | None
+        uow: UnitOfWork,
+        actor: Actor,
+        org: str | None,
+        record: TokenRecord | None,
+        may_act_in: Callable[[str], bool] | None,
     ) -> str | None:
         """The organization the lookup answers for: the one named (the actor must administer it),
         else the token's own or another the token reaches, among those the actor administers."""
@@ -348,7 +359,10 @@ class RevocationService:
         administered = [
             m.org_id
             for m in uow.users.memberships_of(actor.user_id or "")
-            if m.role is Role.ADMIN and m.is_active and actor.reaches(m.org_id)
+            if m.role is Role.ADMIN
+            and m.is_active
+            and actor.reaches(m.org_id)
+            and (may_act_in is None or may_act_in(m.org_id))
         ]
         if not administered:
             raise Forbidden("organization administrators only", code="accessDenied")
@@ -356,11 +370,16 @@ class RevocationService:
         return next((o for o in ordered if token_reaches(uow, record, o)), None)
 
     def revoke_by_value(
-        self, actor: Actor, org: str | None, secret: str, reason: str | None = None
+        self,
+        actor: Actor,
+        org: str | None,
+        secret: str,
+        reason: str | None = None,
+        may_act_in: Callable[[str], bool] | None = None,
     ) -> LookupResult:
         """Revoke the token with this value, whatever its kind (holding the value proves the
-        leak: it dies everywhere)."""
-        found = self.lookup(actor, org, secret)
+        leak: it dies everywhere). Audited in the organization that acted."""
+        found = self.lookup(actor, org, secret, may_act_in)
         record = found.record
         if found.cause == "direct":  # already revoked by hand: the first revocation stands
             return found
@@ -389,7 +408,7 @@ class RevocationService:
                     self._clock,
                     actor,
                     AuditEventType.PAT_REVOKE,
-                    org_id=current.org_id,
+                    org_id=found.org_id,
                     target_type=current.kind.value,
                     target_id=current.authorization_id,
                     details={"owner": found.owner.upn, "reason": revoked.revoke_reason, "byValue": True},

@@ -79,6 +79,23 @@ class Timing:
     long_poll_step: float = 0.25
 
 
+MAX_SUBJECT_DEPTH = 3
+
+
+def _depth(value: Any) -> int:
+    """How deep JSON objects nest in ``value`` (iteratively: a hostile body cannot recurse)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            if level <= MAX_SUBJECT_DEPTH:
+                todo += [(v, level + 1) for v in item.values()]
+            else:
+                return level
+    return deepest
+
+
 class SsfService:
     def __init__(
         self,
@@ -194,6 +211,12 @@ class SsfService:
         _require_admin(who)
         if not isinstance(subject, dict) or not isinstance(subject.get("format"), str):
             raise InvalidInput("subject must be an object with a format", code="invalidSubject")
+        if _depth(subject) > MAX_SUBJECT_DEPTH:
+            raise InvalidInput(
+                f"subject is nested deeper than {MAX_SUBJECT_DEPTH} levels (RFC 9493 complex subjects "
+                "hold simple ones)",
+                code="invalidSubject",
+            )
         if verified is not None and not isinstance(verified, bool):
             raise InvalidInput("verified must be a boolean", code="invalidSubject")
         with self._uow() as uow:
@@ -404,7 +427,15 @@ class SsfService:
         return self._poll_stream(who, stream_id)
 
     def _poll_stream(self, who: Receiver, stream_id: str) -> Stream:
+        """A poll stream the caller may consume: taking SETs leases them and an ack removes them,
+        so only the stream's receiver (whoever created it) or an admin of its organization may —
+        a member with ``ssf.read`` can read the configuration, not drain the stream."""
         stream = self.get(who, stream_id)
+        if not who.is_admin and stream.created_by != who.user_id:
+            raise Forbidden(
+                "only the stream's receiver or an organization administrator may consume it",
+                code="accessDenied",
+            )
         if stream.delivery_method != secevent.POLL:
             raise InvalidInput("this stream is delivered by push, not poll", code="invalidDelivery")
         return stream

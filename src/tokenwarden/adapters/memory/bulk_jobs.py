@@ -85,13 +85,20 @@ class MemoryBulkJobRepository(_Repo):
         }
 
     def live_tokens_per_user(
-        self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
+        self,
+        user_ids: Sequence[str],
+        kinds: Sequence[str],
+        issued_before: datetime,
+        now: datetime,
+        *,
+        org_id: str,
     ) -> dict[str, int]:
         wanted, kind_set = set(user_ids), set(kinds)
         counts: dict[str, int] = {}
         for t in self.s.tokens.values():
             if (
                 t.user_id in wanted
+                and t.org_id == org_id
                 and t.kind.value in kind_set
                 and t.revoked_at is None
                 and t.valid_to > now

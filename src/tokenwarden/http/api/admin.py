@@ -45,7 +45,6 @@ def invitation_json(inv: Invitation, upn: str, org_name: str | None = None) -> d
         "invitationId": inv.id,
         "orgId": inv.org_id,
         "org": org_name,
-        "userId": inv.user_id,
         "upn": upn,
         "role": inv.role.value,
         "status": inv.status,
@@ -79,6 +78,22 @@ def add_user(request: Request, org: str, body: UserCreate, response: Response) -
         return invitation_json(result.invitation, result.user.upn, the_org.name)
     assert result.membership is not None  # noqa: S101 - no invitation means a membership
     return user_json(result.user, result.membership)
+
+
+@router.get("/invitations")
+def list_invitations(request: Request, org: str) -> dict[str, Any]:
+    """The organization's pending invitations."""
+    the_org, _, actor = org_caller(request, org, ADMIN)
+    found = container(request).directory.list_invitations(actor, org)
+    return {"value": [invitation_json(inv, user.upn, the_org.name) for inv, user in found]}
+
+
+@router.delete("/invitations/{invitation_id}", status_code=204)
+def cancel_invitation(request: Request, org: str, invitation_id: str) -> Response:
+    """Withdraw a pending invitation."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    container(request).directory.cancel_invitation(actor, org, invitation_id)
+    return Response(status_code=204)
 
 
 @router.get("/users/{user}")

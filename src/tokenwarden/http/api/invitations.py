@@ -29,11 +29,13 @@ def accept(request: Request, invitation_id: str) -> dict[str, Any]:
     """Join the inviting organization with the role it offered."""
     c = container(request)
     caller, actor = authenticate(request, c.validator, ANSWER)
-    return invitation_json(c.directory.answer_invitation(actor, invitation_id, accept=True), caller.user.upn)
+    answered = c.directory.answer_invitation(actor, invitation_id, accept=True)
+    return invitation_json(answered, caller.user.upn, c.directory.find_org(answered.org_id).name)
 
 
 @router.post("/{invitation_id}/decline")
 def decline(request: Request, invitation_id: str) -> dict[str, Any]:
     c = container(request)
     caller, actor = authenticate(request, c.validator, ANSWER)
-    return invitation_json(c.directory.answer_invitation(actor, invitation_id, accept=False), caller.user.upn)
+    answered = c.directory.answer_invitation(actor, invitation_id, accept=False)
+    return invitation_json(answered, caller.user.upn, c.directory.find_org(answered.org_id).name)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
 from tokenwarden.domain.clock import iso_z
-from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.errors import DomainError, InvalidInput
 from tokenwarden.domain.principals import Membership, RiskLevel, RiskState, User
 from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.api.models import BreakGlassStart, RiskChange, RiskyRevoke, TokenValue, UserRevoke
-from tokenwarden.http.auth import authenticate
+from tokenwarden.http.auth import authenticate, client_ip, secret_from_header
 from tokenwarden.http.deps import container, org_caller
 from tokenwarden.services.break_glass import BreakGlassOutcome
 from tokenwarden.services.revocation import LookupResult, RevokeResult
@@ -89,7 +90,8 @@ def lookup_anywhere(request: Request, body: TokenValue) -> dict[str, Any]:
     token, a pasted log line or header, or a Basic credential; the value is never echoed."""
     c = container(request)
     _, actor = authenticate(request, c.validator, ADMIN)
-    return lookup_json(c.revocation.lookup(actor, None, body.token), c.clock.now())
+    found = c.revocation.lookup(actor, None, body.token, admin_here(request))
+    return lookup_json(found, c.clock.now())
 
 
 @any_org_router.post("/revoke-by-value")
@@ -97,7 +99,26 @@ def revoke_anywhere(request: Request, body: TokenValue) -> dict[str, Any]:
     """Revoke a leaked token found in any organization the caller administers."""
     c = container(request)
     _, actor = authenticate(request, c.validator, ADMIN)
-    return lookup_json(c.revocation.revoke_by_value(actor, None, body.token, body.reason), c.clock.now())
+    found = c.revocation.revoke_by_value(actor, None, body.token, body.reason, admin_here(request))
+    return lookup_json(found, c.clock.now())
+
+
+def admin_here(request: Request) -> Callable[[str], bool]:
+    """Is the request's credential valid for administration *in* this organization right now
+    (its cut-offs, rules and break-glass applied)? Searching other organizations must not
+    escape what they did to this token."""
+    c = container(request)
+    secret = secret_from_header(request.headers.get("authorization"))
+    ip = client_ip(request)
+
+    def check(org_id: str) -> bool:
+        try:
+            c.validator.validate(secret, ADMIN, org_id, ip)
+        except DomainError:
+            return False
+        return True
+
+    return check
 
 
 @router.post("/users/{user}/revoke")

@@ -127,7 +127,13 @@ class SqlBulkJobRepository:
         return found
 
     def live_tokens_per_user(
-        self, user_ids: Sequence[str], kinds: Sequence[str], issued_before: datetime, now: datetime
+        self,
+        user_ids: Sequence[str],
+        kinds: Sequence[str],
+        issued_before: datetime,
+        now: datetime,
+        *,
+        org_id: str,
     ) -> dict[str, int]:
         c = t.tokens.c
         counts: dict[str, int] = {}
@@ -137,6 +143,7 @@ class SqlBulkJobRepository:
                 select(c.user_id, func.count())
                 .where(
                     c.user_id.in_(ids[start : start + self._IN_CHUNK]),
+                    c.org_id == org_id,
                     c.kind.in_(list(kinds)),
                     c.revoked_at.is_(None),
                     c.valid_to > now,
