@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,8 @@ def test_rule_add_dry_run_list_and_delete_with_yes(env: dict[str, str], tmp_path
     cli_json(["init", "--org", "Acme", "--admin", "root@acme.test"], env, tmp_path)
     cli_json(["user", "add", "bob@acme.test"], env, tmp_path)
     pat(env, tmp_path, "bob@acme.test", "old")
+    # --before has whole seconds: wait into the next second so the PAT is issued before it.
+    time.sleep(1.05 - datetime.now(UTC).microsecond / 1e6)
     before = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     args = ["rule", "add", "--before", before, "--user", "bob@acme.test", "--kind", "pat"]
     dry = cli_json([*args, "--dry-run"], env, tmp_path)

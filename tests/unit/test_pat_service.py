@@ -189,7 +189,12 @@ def test_page_walks_with_continuation_tokens(container: Container, bob: User, zo
     pages = 0
     while True:
         page = container.pats.page(
-            bob.id, filter=PatFilter.ALL, sort=PatSort.DISPLAY_NAME, top=2, continuation=continuation
+            actor_of(bob),
+            "acme",
+            filter=PatFilter.ALL,
+            sort=PatSort.DISPLAY_NAME,
+            top=2,
+            continuation=continuation,
         )
         pages += 1
         seen += names(container, zoo, page.items)
