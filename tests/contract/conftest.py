@@ -9,19 +9,13 @@ import pytest
 from sqlalchemy import text
 
 from tokenwarden.adapters.memory.store import MemoryDatabase
+from tokenwarden.adapters.sql.tables import metadata
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.ports.repositories import Database
 
-ALL_TABLES = (
-    "audit_log",
-    "events",
-    "revocation_rules",
-    "tokens",
-    "org_policies",
-    "memberships",
-    "users",
-    "orgs",
-)
+# Every table of the schema, children first: derived from the metadata, so a new table can never
+# be left out of the reset (a hand-kept list had silently missed watermarks, invitations, ...).
+ALL_TABLES = tuple(table.name for table in reversed(metadata.sorted_tables))
 
 SQL_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 BACKENDS = ["memory", *SQL_BACKENDS]

@@ -128,8 +128,13 @@ def test_pepper_shape_is_checked(pid: str, key: bytes) -> None:
 
 
 def test_pepper_bounds_are_inclusive() -> None:
-    Pepper("p", b"\x00" * 16)
-    Pepper("x" * 32, b"\x00" * 64)
+    shortest = Pepper("p", b"\x01" * 16)
+    longest = Pepper("x" * 32, b"\x02" * 64)
+    assert (shortest.id, len(shortest.key)) == ("p", 16)
+    assert (longest.id, len(longest.key)) == ("x" * 32, 64)
+    # both keys work, and as different keys
+    hasher = SecretHasher([shortest, longest])
+    assert hasher.hash("s") == hasher.hash_with(shortest, "s") != hasher.hash_with(longest, "s")
 
 
 # --------------------------------------------------------------------------- revocation cut-offs

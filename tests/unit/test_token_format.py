@@ -44,11 +44,38 @@ def test_any_single_character_change_is_rejected(data: st.DataObject) -> None:
             token_format.parse(mutated)
 
 
-@given(st.text(max_size=80))
+_PREFIXED = st.builds(
+    lambda prefix, rest: prefix + rest,
+    st.sampled_from([*token_format.KIND_BY_PREFIX, "twx_", "TWP_"]),
+    st.text(min_size=token_format.TOKEN_LEN - 6, max_size=token_format.TOKEN_LEN - 2),
+)
+
+
+@given(st.one_of(st.text(max_size=80), _PREFIXED))
 def test_arbitrary_text_never_crashes_the_parser(text: str) -> None:
-    assert token_format.looks_like_token(text) in (True, False)
-    if token_format.looks_like_token(text):
-        assert text[:4] in token_format.KIND_BY_PREFIX
+    """``parse`` either names a kind or raises InvalidToken (nothing else), and
+    ``looks_like_token`` agrees with it."""
+    try:
+        kind = token_format.parse(text)
+    except InvalidToken:
+        assert token_format.looks_like_token(text) is False
+    else:
+        assert isinstance(kind, TokenKind)
+        assert token_format.KIND_BY_PREFIX[text[:4]] is kind
+        assert token_format.looks_like_token(text) is True
+
+
+@given(st.sampled_from(list(token_format.PREFIXES)), st.text(max_size=3), st.booleans())
+def test_a_valid_token_with_anything_around_it_is_not_a_token(
+    kind: TokenKind, extra: str, before: bool
+) -> None:
+    token = token_format.generate(kind)
+    assert token_format.looks_like_token(token) is True
+    if extra:
+        text = extra + token if before else token + extra
+        with pytest.raises(InvalidToken):
+            token_format.parse(text)
+        assert token_format.looks_like_token(text) is False
 
 
 def test_b62_rejects_values_that_do_not_fit() -> None:

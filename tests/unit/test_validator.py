@@ -25,7 +25,7 @@ from tokenwarden.ports.repositories import UnitOfWork
 from tokenwarden.services.common import OPERATOR, Actor
 from tokenwarden.services.directory import InitResult
 from tokenwarden.services.pats import IssuedPat
-from tokenwarden.services.validation import Validator, flush_usage
+from tokenwarden.services.validation import Caller, Validator, flush_usage
 from tokenwarden.settings import Settings
 
 from .conftest import FakeClock, actor_of
@@ -74,6 +74,19 @@ def rejected(validator: Validator, secret: str) -> bool:
     except InvalidToken:
         return True
     return False
+
+
+def accepted(
+    validator: Validator, secret: str, owner: User, scope: str | None = None, org: str | None = None
+) -> Caller:
+    """Validate and check the answer is the one asked for: the owner, the organization (the one
+    asked about, else the token's own) and, when a scope is needed, that the token holds it."""
+    caller = validator.validate(secret, scope, org)
+    assert caller.user.id == owner.id and caller.token.user_id == owner.id
+    assert caller.org_id == (org or caller.token.org_id)
+    if scope is not None:
+        assert scope in caller.token.scopes
+    return caller
 
 
 def tamper(secret: str, index: int) -> str:
@@ -151,15 +164,15 @@ def test_an_expired_token_is_rejected(container: Container, bob: User, clock: Fa
     clock.current = datetime.now(UTC) - timedelta(days=2)
     expired = create(container, bob, valid_to=clock.now() + timedelta(days=1))
     alive = create(container, bob, valid_to=clock.now() + timedelta(days=3))
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidToken, match="expired"):
         container.validator.validate(expired.secret)
-    container.validator.validate(alive.secret)
+    accepted(container.validator, alive.secret, bob)
 
 
 def test_a_not_yet_valid_token_is_rejected(container: Container, bob: User, clock: FakeClock) -> None:
     clock.current = datetime.now(UTC) + timedelta(days=1)
     future = create(container, bob)
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidToken, match="not yet valid"):
         container.validator.validate(future.secret)
 
 
@@ -170,13 +183,14 @@ def test_insufficient_scope(container: Container, bob: User) -> None:
         container.validator.validate(issued.secret, "vso.work")
     assert info.value.code == "insufficientScope"
     assert isinstance(info.value, Forbidden)
-    container.validator.validate(issued.secret, "vso.build")
+    accepted(container.validator, issued.secret, bob, "vso.build")
+    accepted(container.validator, issued.secret, bob, "vso.code")
 
 
 def test_implied_scopes_are_accepted_but_not_the_reverse(container: Container, bob: User) -> None:
     write = create(container, bob, "vso.code_write")
-    container.validator.validate(write.secret, "vso.code")
-    container.validator.validate(write.secret, "vso.code_write")
+    accepted(container.validator, write.secret, bob, "vso.code")
+    accepted(container.validator, write.secret, bob, "vso.code_write")
     with pytest.raises(InsufficientScope):
         container.validator.validate(write.secret, "vso.code_manage")
     read = create(container, bob, "vso.code")
@@ -186,7 +200,9 @@ def test_implied_scopes_are_accepted_but_not_the_reverse(container: Container, b
 
 def test_full_access_passes_every_scope(container: Container, init: InitResult) -> None:
     for scope in ("vso.code_full", "vso.tokenadministration", "vso.pats_manage", "vso.work"):
-        container.validator.validate(init.token.secret, scope, init.org.id)
+        caller = accepted(container.validator, init.token.secret, init.admin, scope, init.org.id)
+        assert caller.role_in(init.org.id) is Role.ADMIN
+    assert container.catalog.expand(("app_token",)) <= caller.token.scopes
 
 
 def test_organization_targets_and_membership(container: Container, bob: User, init: InitResult) -> None:
@@ -195,10 +211,10 @@ def test_organization_targets_and_membership(container: Container, bob: User, in
     container.directory.add_user(OPERATOR, "beta", bob.upn)
     acme_only = create(container, bob)
     everywhere = create(container, bob, all_orgs=True)
-    container.validator.validate(acme_only.secret, "vso.code", init.org.id)
+    accepted(container.validator, acme_only.secret, bob, "vso.code", init.org.id)
     with pytest.raises(Forbidden):
         container.validator.validate(acme_only.secret, "vso.code", beta.id)
-    container.validator.validate(everywhere.secret, "vso.code", beta.id)
+    assert accepted(container.validator, everywhere.secret, bob, "vso.code", beta.id).org_id == beta.id
     with pytest.raises(Forbidden):  # bob is not a member of gamma
         container.validator.validate(everywhere.secret, "vso.code", gamma.id)
 
@@ -206,7 +222,7 @@ def test_organization_targets_and_membership(container: Container, bob: User, in
 # --------------------------------------------------------------------------- changes take effect at once
 def test_revocation_takes_effect_at_once(container: Container, bob: User) -> None:
     issued = create(container, bob)
-    container.validator.validate(issued.secret)  # now cached
+    accepted(container.validator, issued.secret, bob)  # now cached
     container.pats.revoke(actor_of(bob), issued.record.authorization_id)
     with pytest.raises(InvalidToken):
         container.validator.validate(issued.secret)
@@ -214,19 +230,19 @@ def test_revocation_takes_effect_at_once(container: Container, bob: User) -> Non
 
 def test_a_disabled_owner_is_rejected_at_once(container: Container, bob: User, admin: Actor) -> None:
     issued = create(container, bob)
-    container.validator.validate(issued.secret)
+    accepted(container.validator, issued.secret, bob)
     container.directory.set_status(admin, "acme", bob.upn, UserStatus.DISABLED)
     with pytest.raises(InvalidToken):
         container.validator.validate(issued.secret)
     container.directory.set_status(admin, "acme", bob.upn, UserStatus.ACTIVE)
-    container.validator.validate(issued.secret)
+    accepted(container.validator, issued.secret, bob)
 
 
 def test_a_removed_member_loses_the_org_at_once(
     container: Container, bob: User, admin: Actor, init: InitResult
 ) -> None:
     issued = create(container, bob)
-    container.validator.validate(issued.secret, "vso.code", init.org.id)
+    accepted(container.validator, issued.secret, bob, "vso.code", init.org.id)
     container.directory.remove_member(admin, "acme", bob.upn)
     with pytest.raises(Forbidden):
         container.validator.validate(issued.secret, "vso.code", init.org.id)
@@ -234,11 +250,11 @@ def test_a_removed_member_loses_the_org_at_once(
 
 def test_a_scope_change_takes_effect_at_once(container: Container, bob: User) -> None:
     issued = create(container, bob, "vso.code")
-    container.validator.validate(issued.secret, "vso.code")
+    accepted(container.validator, issued.secret, bob, "vso.code")
     container.pats.update(actor_of(bob), issued.record.authorization_id, scope="vso.build")
     with pytest.raises(InsufficientScope):
         container.validator.validate(issued.secret, "vso.code")
-    container.validator.validate(issued.secret, "vso.build")
+    accepted(container.validator, issued.secret, bob, "vso.build")
 
 
 # --------------------------------------------------------------------------- revocation rules
@@ -261,16 +277,21 @@ def test_a_revocation_rule_kills_literal_scope_holders_issued_before_the_cutoff(
             container.validator.validate(dead.secret)
     # app_token and implied-only holders are not caught (Azure DevOps semantics); later tokens live.
     for alive in (write, build, later):
-        container.validator.validate(alive.secret)
-    container.validator.validate(init.token.secret, "vso.code", init.org.id)
+        accepted(container.validator, alive.secret, bob)
+    accepted(container.validator, init.token.secret, init.admin, "vso.code", init.org.id)
 
 
-def test_a_rule_of_another_org_does_not_apply(container: Container, bob: User, clock: FakeClock) -> None:
+def test_a_rule_of_another_org_does_not_apply(
+    container: Container, bob: User, clock: FakeClock, init: InitResult
+) -> None:
     container.directory.create_org(OPERATOR, "beta")
     issued = create(container, bob, "vso.code")
     clock.advance(seconds=1)
     container.rules.create(OPERATOR, "beta", "vso.code")
-    container.validator.validate(issued.secret)
+    assert accepted(container.validator, issued.secret, bob, "vso.code").org_id == init.org.id
+    # the same rule in the token's own organization does kill it (the check can fail)
+    container.rules.create(OPERATOR, "acme", "vso.code")
+    assert rejected(container.validator, issued.secret)
 
 
 def test_a_fresh_node_sees_rules_and_revocations(
@@ -286,7 +307,7 @@ def test_a_fresh_node_sees_rules_and_revocations(
     for dead in (ruled, revoked):
         with pytest.raises(InvalidToken):
             node.validator.validate(dead.secret)
-    node.validator.validate(alive.secret)
+    accepted(node.validator, alive.secret, bob, "vso.work")
 
 
 # --------------------------------------------------------------------------- fail closed
@@ -324,7 +345,7 @@ def test_old_pepper_tokens_validate_and_are_rehashed_on_first_use(
     assert stored.with_changes(secret_hash=issued.record.secret_hash, pepper_id="p1") == issued.record
     fresh = create(rotated, bob)
     assert fresh.record.pepper_id == "p2"
-    rotated.validator.validate(fresh.secret)
+    assert accepted(rotated.validator, fresh.secret, bob).key == rotated.hasher.hash(fresh.secret)
 
 
 def test_revoking_an_old_pepper_token_takes_effect_at_once(
@@ -342,7 +363,7 @@ def test_regenerating_an_old_pepper_token_kills_the_old_secret(
     issued = create(container, bob)
     rotated.validator.validate(issued.secret)
     fresh = rotated.pats.regenerate(actor_of(bob), issued.record.authorization_id)
-    rotated.validator.validate(fresh.secret)
+    accepted(rotated.validator, fresh.secret, bob)
     assert rejected(rotated.validator, issued.secret)
 
 

@@ -144,7 +144,9 @@ class SqlInvitationRepository:
         self._c = conn
 
     def add(self, invitation: Invitation) -> None:
-        self._c.execute(insert(t.invitations).values(**_invitation_values(invitation)))
+        _insert_unique(
+            self._c, t.invitations, _invitation_values(invitation), f"invitation {invitation.id} exists"
+        )
 
     def get(self, invitation_id: str) -> Invitation | None:
         row = self._c.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).first()

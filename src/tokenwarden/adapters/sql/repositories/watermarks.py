@@ -22,6 +22,7 @@ class SqlWatermarkRepository:
     def raise_to(
         self, subject_type: str, subject_ids: Sequence[str], kinds: Sequence[str], at: datetime
     ) -> None:
+        subject_ids, kinds = list(dict.fromkeys(subject_ids)), list(dict.fromkeys(kinds))  # once each
         if not subject_ids or not kinds:
             return
         w = t.watermarks.c
