@@ -296,7 +296,8 @@ class DirectoryService:
                 if not actor.reaches(the_org.id):
                     raise Forbidden(
                         "this token is restricted to other organizations: accept with a token valid "
-                        "in all of your organizations (allOrgs)",
+                        "in all of your organizations (allOrgs; the operator issues one with "
+                        "`tokenwarden pat create --all-orgs`)",
                         code="accessDenied",
                     )
                 inviter = uow.users.membership(the_org.id, inv.invited_by or "")
