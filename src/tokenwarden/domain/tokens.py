@@ -56,6 +56,10 @@ class TokenRecord:
     last_used_at: datetime | None = None
     last_used_ip: str | None = None
     client_id: str | None = None  # OAuth client for access/refresh/session tokens
+    family_id: str | None = None  # OAuth grant: every token issued from one code or sign-in chain
+    parent_id: str | None = None  # the refresh token this one was rotated from
+    rotated_at: datetime | None = None  # when this refresh token was exchanged for its successor
+    user_agent: str | None = None  # sessions: the browser that signed in
 
     @property
     def all_orgs(self) -> bool:

@@ -14,6 +14,7 @@ from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Invitation, Membership, Organization, User, UserStatus
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.signals import SignalRepository
 
 
@@ -89,6 +90,23 @@ class TokenRepository(Protocol):
     def record_usage(self, uses: Sequence[tuple[bytes, datetime, str | None]]) -> None:
         """Set last_used_at/ip of many tokens, found by secret hash, in one statement
         (never moves time backwards)."""
+        ...
+
+    def family(self, family_id: str) -> list[TokenRecord]:
+        """Every token issued from one OAuth grant (a code, a client-credentials call), oldest first."""
+        ...
+
+    def children(self, parent_id: str) -> list[TokenRecord]:
+        """The refresh tokens rotated from ``parent_id``."""
+        ...
+
+    def mark_rotated(self, authorization_id: str, at: datetime) -> bool:
+        """Set rotated_at, only if the token is neither rotated nor revoked (compare-and-set):
+        of two concurrent refreshes with one token, exactly one wins."""
+        ...
+
+    def revoke_family(self, family_id: str, at: datetime, by: str | None, reason: str) -> list[TokenRecord]:
+        """Revoke every unrevoked token of a family; returns them as they were (for their hashes)."""
         ...
 
 
@@ -314,6 +332,7 @@ class UnitOfWork(Protocol):
     bulk_jobs: BulkJobRepository
     signals: SignalRepository
     invitations: InvitationRepository
+    oauth: OAuthRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

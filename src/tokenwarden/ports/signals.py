@@ -42,7 +42,8 @@ class SigningKey:
     private_key: bytes
     pepper_id: str
     created_at: datetime
-    status: str = "active"
+    status: str = "active"  # active (signs) | retiring (verifies until retire_after)
+    retire_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,14 @@ class SignalRepository(Protocol):
     def add_key(self, key: SigningKey) -> None: ...
     def signing_keys(self, alg: str | None = None) -> list[SigningKey]:
         """Active keys (of ``alg``), oldest first (ties broken by kid)."""
+        ...
+
+    def published_keys(self, now: datetime) -> list[SigningKey]:
+        """Active keys and retiring keys whose ``retire_after`` is still ahead, oldest first."""
+        ...
+
+    def retire_key(self, kid: str, retire_after: datetime) -> bool:
+        """Stop signing with ``kid``; keep publishing it until ``retire_after``."""
         ...
 
     # ------------------------------------------------------------------ streams

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from tokenwarden.domain.audit import AuditEntry
 from tokenwarden.domain.events import InvalidationEvent
+from tokenwarden.domain.oauth import AuthorizationCode, OAuthClient
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import (
     Invitation,
@@ -56,6 +57,7 @@ class MemoryStore:
     bulk_jobs: dict[str, BulkJob] = field(default_factory=dict)
     bulk_items: dict[tuple[str, int], BulkJobItem] = field(default_factory=dict)
     signal_tables: SignalTables = field(default_factory=lambda: SignalTables())
+    oauth_tables: OAuthTables = field(default_factory=lambda: OAuthTables())
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -97,6 +99,14 @@ def _cut_by_watermark(store: MemoryStore, token: TokenRecord) -> bool:
     own += [marks.get((SubjectType.MEMBER.value, member, n)) for n in mark_names_for(token.kind)]
     own.append(marks.get((SubjectType.ORG.value, token.org_id, token.kind.value)))
     return any(m is not None and m > token.valid_from for m in own)
+
+
+@dataclass
+class OAuthTables:
+    clients: dict[str, OAuthClient] = field(default_factory=dict)
+    codes: dict[bytes, AuthorizationCode] = field(default_factory=dict)
+    passwords: dict[str, tuple[str | None, datetime]] = field(default_factory=dict)
+    attempts: list[tuple[str, str | None, datetime, bool]] = field(default_factory=list)
 
 
 @dataclass

@@ -52,6 +52,21 @@ class MemorySignalRepository(_Repo):
         found = [k for k in self._t.keys.values() if k.status == "active" and alg in (None, k.alg)]
         return sorted(found, key=lambda k: (k.created_at, k.kid))
 
+    def published_keys(self, now: datetime) -> list[SigningKey]:
+        found = [
+            k
+            for k in self._t.keys.values()
+            if k.status == "active" or (k.status == "retiring" and k.retire_after and k.retire_after > now)
+        ]
+        return sorted(found, key=lambda k: (k.created_at, k.kid))
+
+    def retire_key(self, kid: str, retire_after: datetime) -> bool:
+        key = self._t.keys.get(kid)
+        if key is None or key.status != "active":
+            return False
+        _set(self._t.keys, kid, replace(key, status="retiring", retire_after=retire_after), self.j)
+        return True
+
     def add_stream(self, stream: Stream) -> None:
         if stream.stream_id in self._t.streams:
             raise Conflict(f"stream {stream.stream_id} exists")

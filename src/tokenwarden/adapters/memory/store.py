@@ -20,12 +20,14 @@ from tokenwarden.adapters.memory.directory import (
     MemoryUserRepository,
 )
 from tokenwarden.adapters.memory.events import MemoryEventRepository
+from tokenwarden.adapters.memory.oauth import MemoryOAuthRepository
 from tokenwarden.adapters.memory.policies import MemoryPolicyRepository
 from tokenwarden.adapters.memory.rules import MemoryRuleRepository
 from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
 from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
+from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
@@ -58,6 +60,7 @@ class MemoryUnitOfWork:
     bulk_jobs: BulkJobRepository
     signals: SignalRepository
     invitations: InvitationRepository
+    oauth: OAuthRepository
 
     def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
@@ -81,6 +84,7 @@ class MemoryUnitOfWork:
         self.bulk_jobs = MemoryBulkJobRepository(s, j)
         self.signals = MemorySignalRepository(s, j)
         self.invitations = MemoryInvitationRepository(s, j)
+        self.oauth = MemoryOAuthRepository(s, j)
         return self
 
     def __exit__(

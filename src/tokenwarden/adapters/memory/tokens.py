@@ -82,3 +82,25 @@ class MemoryTokenRepository(_Repo):
                     replace(old, last_used_at=at, last_used_ip=ip),
                     self.j,
                 )
+
+    def family(self, family_id: str) -> list[TokenRecord]:
+        found = [t for t in self.s.tokens.values() if t.family_id == family_id]
+        return sorted(found, key=lambda t: (t.created_at, t.authorization_id))
+
+    def children(self, parent_id: str) -> list[TokenRecord]:
+        found = [t for t in self.s.tokens.values() if t.parent_id == parent_id]
+        return sorted(found, key=lambda t: (t.created_at, t.authorization_id))
+
+    def mark_rotated(self, authorization_id: str, at: datetime) -> bool:
+        token = self.s.tokens.get(authorization_id)
+        if token is None or token.rotated_at is not None or token.revoked_at is not None:
+            return False
+        _set(self.s.tokens, authorization_id, replace(token, rotated_at=at), self.j)
+        return True
+
+    def revoke_family(self, family_id: str, at: datetime, by: str | None, reason: str) -> list[TokenRecord]:
+        live = [t for t in self.family(family_id) if t.revoked_at is None]
+        for token in live:
+            changed = replace(token, revoked_at=at, revoked_by=by, revoke_reason=reason[:512])
+            _set(self.s.tokens, token.authorization_id, changed, self.j)
+        return live

@@ -77,6 +77,8 @@ users = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("risk_state", String(32), nullable=False, server_default="none"),
     Column("risk_updated_at", UTCDateTime(), nullable=True),
+    Column("password_hash", String(256), nullable=True),
+    Column("password_changed_at", UTCDateTime(), nullable=True),
     Index("ix_users_risk_level", "risk_level"),
 )
 
@@ -132,7 +134,13 @@ tokens = Table(
     Column("last_used_at", UTCDateTime(), nullable=True),
     Column("last_used_ip", String(64), nullable=True),
     Column("client_id", String(64), nullable=True),
+    Column("family_id", String(36), nullable=True),
+    Column("parent_id", String(36), nullable=True),
+    Column("rotated_at", UTCDateTime(), nullable=True),
+    Column("user_agent", String(256), nullable=True),
     Index("ix_tokens_user_kind", "user_id", "kind"),
+    Index("ix_tokens_family", "family_id"),
+    Index("ix_tokens_parent", "parent_id"),
     Index("ix_tokens_org_kind", "org_id", "kind"),
     Index("ix_tokens_created_at", "created_at"),
 )
@@ -275,6 +283,7 @@ signing_keys = Table(
     Column("pepper_id", String(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("retire_after", UTCDateTime(), nullable=True),
 )
 
 ssf_streams = Table(
@@ -328,5 +337,56 @@ ssf_deliveries = Table(
     Index("ux_ssf_deliveries_stream_event", "stream_id", "event_id", unique=True),
     Index("ix_ssf_deliveries_due", "status", "next_attempt_at"),
     Index("ix_ssf_deliveries_stream", "stream_id", "status", "id"),
+    sqlite_autoincrement=True,
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("public", Boolean(), nullable=False),
+    Column("redirect_uris", JSON(), nullable=False),
+    Column("grant_types", JSON(), nullable=False),
+    Column("scopes", JSON(), nullable=False),
+    Column("secret_hash", LargeBinary(64), nullable=True, unique=True),
+    Column("pepper_id", String(32), nullable=True),
+    Column("service_user_id", String(36), ForeignKey("users.id"), nullable=True),
+    Column("created_by", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime(), nullable=True),
+    Index("ix_oauth_clients_org", "org_id"),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("code_hash", LargeBinary(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("org_id", String(36), nullable=False),
+    Column("redirect_uri", Text(), nullable=False),
+    Column("scope", Text(), nullable=False),
+    Column("family_id", String(36), nullable=False),
+    Column("code_challenge", String(128), nullable=True),
+    Column("code_challenge_method", String(16), nullable=True),
+    Column("session_id", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Index("ix_oauth_codes_expires", "expires_at"),
+)
+
+sign_in_attempts = Table(
+    "sign_in_attempts",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("upn_key", String(256), nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("success", Boolean(), nullable=False),
+    Index("ix_sign_in_attempts_upn", "upn_key", "at"),
+    Index("ix_sign_in_attempts_ip", "ip", "at"),
     sqlite_autoincrement=True,
 )

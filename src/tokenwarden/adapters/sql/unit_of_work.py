@@ -22,6 +22,7 @@ from tokenwarden.adapters.sql.repositories import (
     SqlBulkJobRepository,
     SqlEventRepository,
     SqlInvitationRepository,
+    SqlOAuthRepository,
     SqlOrgRepository,
     SqlPolicyRepository,
     SqlRuleRepository,
@@ -31,6 +32,7 @@ from tokenwarden.adapters.sql.repositories import (
     SqlWatermarkRepository,
 )
 from tokenwarden.domain.errors import Unavailable
+from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
@@ -65,6 +67,7 @@ class SqlUnitOfWork:
     bulk_jobs: BulkJobRepository
     signals: SignalRepository
     invitations: InvitationRepository
+    oauth: OAuthRepository
 
     def __init__(
         self, engine: Engine, *, readonly: bool = False, hooks: Sequence[Callable[[], object]] = ()
@@ -96,6 +99,7 @@ class SqlUnitOfWork:
         self.bulk_jobs = SqlBulkJobRepository(conn)
         self.signals = SqlSignalRepository(conn)
         self.invitations = SqlInvitationRepository(conn)
+        self.oauth = SqlOAuthRepository(conn)
         return self
 
     def __exit__(

@@ -12,6 +12,7 @@ from tokenwarden.adapters.sql.repositories.directory import (
     SqlUserRepository,
 )
 from tokenwarden.adapters.sql.repositories.events import SqlEventRepository
+from tokenwarden.adapters.sql.repositories.oauth import SqlOAuthRepository
 from tokenwarden.adapters.sql.repositories.policies import SqlPolicyRepository
 from tokenwarden.adapters.sql.repositories.rules import SqlRuleRepository
 from tokenwarden.adapters.sql.repositories.signals import SqlSignalRepository
@@ -24,6 +25,7 @@ __all__ = [
     "SqlBulkJobRepository",
     "SqlEventRepository",
     "SqlInvitationRepository",
+    "SqlOAuthRepository",
     "SqlOrgRepository",
     "SqlPolicyRepository",
     "SqlRuleRepository",

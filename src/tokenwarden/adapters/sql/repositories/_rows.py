@@ -179,6 +179,10 @@ def _token_values(token: TokenRecord) -> dict[str, Any]:
         "last_used_at": token.last_used_at,
         "last_used_ip": token.last_used_ip,
         "client_id": token.client_id,
+        "family_id": token.family_id,
+        "parent_id": token.parent_id,
+        "rotated_at": token.rotated_at,
+        "user_agent": token.user_agent,
     }
 
 
@@ -202,6 +206,10 @@ def _token(row: Row[Any]) -> TokenRecord:
         last_used_at=row.last_used_at,
         last_used_ip=row.last_used_ip,
         client_id=row.client_id,
+        family_id=row.family_id,
+        parent_id=row.parent_id,
+        rotated_at=row.rotated_at,
+        user_agent=row.user_agent,
     )
 
 

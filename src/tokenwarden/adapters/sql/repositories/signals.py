@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from tokenwarden.adapters.sql import tables as t
@@ -104,6 +106,7 @@ class SqlSignalRepository:
                 "pepper_id": key.pepper_id,
                 "status": key.status,
                 "created_at": key.created_at,
+                "retire_after": key.retire_after,
             },
             f"signing key {key.kid} exists",
         )
@@ -113,18 +116,23 @@ class SqlSignalRepository:
         stmt = select(t.signing_keys).where(k.status == "active")
         if alg is not None:
             stmt = stmt.where(k.alg == alg)
-        return [
-            SigningKey(
-                kid=r.kid,
-                alg=r.alg,
-                public_jwk=dict(r.public_jwk),
-                private_key=bytes(r.private_key),
-                pepper_id=r.pepper_id,
-                created_at=r.created_at,
-                status=r.status,
-            )
-            for r in self._c.execute(stmt.order_by(k.created_at, k.kid))
-        ]
+        return [_key(r) for r in self._c.execute(stmt.order_by(k.created_at, k.kid))]
+
+    def published_keys(self, now: datetime) -> list[SigningKey]:
+        k = t.signing_keys.c
+        stmt = select(t.signing_keys).where(
+            (k.status == "active") | ((k.status == "retiring") & (k.retire_after > now))
+        )
+        return [_key(r) for r in self._c.execute(stmt.order_by(k.created_at, k.kid))]
+
+    def retire_key(self, kid: str, retire_after: datetime) -> bool:
+        k = t.signing_keys.c
+        result = self._c.execute(
+            update(t.signing_keys)
+            .where(k.kid == kid, k.status == "active")
+            .values(status="retiring", retire_after=retire_after)
+        )
+        return bool(result.rowcount)
 
     # ------------------------------------------------------------------ streams
     def add_stream(self, stream: Stream) -> None:
@@ -313,3 +321,16 @@ class SqlSignalRepository:
         d = t.ssf_deliveries.c
         rows = self._c.execute(select(t.ssf_deliveries).where(d.stream_id == stream_id).order_by(d.id))
         return [_delivery(r) for r in rows]
+
+
+def _key(r: Row[Any]) -> SigningKey:
+    return SigningKey(
+        kid=r.kid,
+        alg=r.alg,
+        public_jwk=dict(r.public_jwk),
+        private_key=bytes(r.private_key),
+        pepper_id=r.pepper_id,
+        created_at=r.created_at,
+        status=r.status,
+        retire_after=r.retire_after,
+    )

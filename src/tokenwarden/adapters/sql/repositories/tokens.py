@@ -96,3 +96,36 @@ class SqlTokenRepository:
             .values(last_used_at=bindparam("b_at"), last_used_ip=bindparam("b_ip"))
         )
         self._c.execute(stmt, [{"b_hash": h, "b_at": at, "b_ip": ip} for h, at, ip in uses])
+
+    def family(self, family_id: str) -> list[TokenRecord]:
+        c = t.tokens.c
+        stmt = select(t.tokens).where(c.family_id == family_id).order_by(c.created_at, c.id)
+        return [_token(r) for r in self._c.execute(stmt)]
+
+    def children(self, parent_id: str) -> list[TokenRecord]:
+        c = t.tokens.c
+        stmt = select(t.tokens).where(c.parent_id == parent_id).order_by(c.created_at, c.id)
+        return [_token(r) for r in self._c.execute(stmt)]
+
+    def mark_rotated(self, authorization_id: str, at: datetime) -> bool:
+        c = t.tokens.c
+        result = self._c.execute(
+            update(t.tokens)
+            .where(c.id == authorization_id, c.rotated_at.is_(None), c.revoked_at.is_(None))
+            .values(rotated_at=at)
+        )
+        return bool(result.rowcount)
+
+    def revoke_family(self, family_id: str, at: datetime, by: str | None, reason: str) -> list[TokenRecord]:
+        c = t.tokens.c
+        live = [
+            _token(r)
+            for r in self._c.execute(select(t.tokens).where(c.family_id == family_id, c.revoked_at.is_(None)))
+        ]
+        if live:
+            self._c.execute(
+                update(t.tokens)
+                .where(c.family_id == family_id, c.revoked_at.is_(None))
+                .values(revoked_at=at, revoked_by=by, revoke_reason=reason[:512])
+            )
+        return live

@@ -1,0 +1,49 @@
+"""Storage port of the OAuth 2.0 authorization server and of sign-in: clients, one-time
+authorization codes, passwords and the sign-in attempts throttling counts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from tokenwarden.domain.oauth import AuthorizationCode, OAuthClient
+
+
+class OAuthRepository(Protocol):
+    # ------------------------------------------------------------------ clients
+    def add_client(self, client: OAuthClient) -> None:
+        """Insert; raises Conflict when the id (or the secret's hash) exists."""
+        ...
+
+    def get_client(self, client_id: str) -> OAuthClient | None: ...
+    def client_by_secret_hash(self, secret_hash: bytes) -> OAuthClient | None: ...
+    def clients(self, org_id: str) -> list[OAuthClient]:
+        """The organization's clients, oldest first."""
+        ...
+
+    def update_client(self, client: OAuthClient) -> None: ...
+    def delete_client(self, client_id: str) -> bool: ...
+
+    # ------------------------------------------------------------------ codes
+    def add_code(self, code: AuthorizationCode) -> None: ...
+    def get_code(self, code_hash: bytes) -> AuthorizationCode | None: ...
+    def use_code(self, code_hash: bytes, at: datetime) -> bool:
+        """Mark a code used, atomically: True only for the first caller (compare-and-set)."""
+        ...
+
+    def purge_codes(self, before: datetime) -> int:
+        """Delete codes that expired before ``before``; returns how many."""
+        ...
+
+    # ------------------------------------------------------------------ passwords
+    def password_hash(self, user_id: str) -> str | None: ...
+    def set_password_hash(self, user_id: str, password_hash: str | None, at: datetime) -> None: ...
+
+    # ------------------------------------------------------------------ sign-in attempts
+    def record_attempt(self, upn_key: str, ip: str | None, at: datetime, success: bool) -> None: ...
+    def failures_since(self, *, since: datetime, upn_key: str | None = None, ip: str | None = None) -> int:
+        """Failed attempts at or after ``since`` for an account and/or a client IP. A success
+        for the account resets that account's count (failures before it do not count)."""
+        ...
+
+    def purge_attempts(self, before: datetime) -> int: ...
