@@ -21,10 +21,13 @@ from tokenwarden.jobs.background import BackgroundSync
 from tokenwarden.jobs.ssf_delivery import SsfDeliveryWorker
 from tokenwarden.ports.bus import InvalidationBus
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
+from tokenwarden.services.access_tokens import AccessTokenMinter, JwtVerifier
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.oauth.registered import RegisteredClients
+from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.revocation import RevocationService
@@ -55,6 +58,8 @@ class Container:
     break_glass: BreakGlassService
     bulk_revoke: BulkRevokeService
     ssf: SsfService
+    keys: SigningKeys
+    oauth: OAuthServer
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -172,6 +177,7 @@ def wire(
     catalog = load_catalog(settings)
     uow: UnitOfWorkFactory = database
     reader = database.reader
+    keys = SigningKeys(uow, hasher, clock, reader=reader)
     validator = Validator(
         reader,
         uow,
@@ -180,6 +186,7 @@ def wire(
         staleness_seconds=settings.staleness_seconds,
         max_entries=settings.cache_max_entries,
         negative_max_entries=settings.negative_cache_max_entries,
+        jwt_verifier=JwtVerifier(keys),
     )
     bus = make_bus(settings)
 
@@ -217,13 +224,30 @@ def wire(
         break_glass=BreakGlassService(uow, clock, pats),
         ssf=SsfService(
             uow,
-            SigningKeys(uow, hasher, clock, reader=reader),
+            keys,
             SecretBox(hasher, AUTH_HEADER_INFO),
             clock,
             reader=reader,
             push_allow=PushAllowList.parse(settings.ssf_push_allow),
         ),
         bulk_revoke=BulkRevokeService(uow, clock),
+        keys=keys,
+        oauth=OAuthServer(
+            uow,
+            validator,
+            hasher,
+            AccessTokenMinter(keys),
+            catalog,
+            clock,
+            RegisteredClients(reader, hasher),
+            OAuthSettings(
+                access_token_seconds=settings.access_token_minutes * 60,
+                refresh_token_days=settings.refresh_token_days,
+                refresh_grace_seconds=settings.refresh_grace_seconds,
+                code_seconds=settings.authorization_code_seconds,
+                audience=settings.access_token_audience,
+            ),
+        ),
     )
 
 

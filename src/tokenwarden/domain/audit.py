@@ -36,6 +36,13 @@ class AuditEventType(StrEnum):
     MEMBER_INVITE_DECLINE = "Organization.MemberInviteDecline"
     MEMBER_INVITE_CANCEL = "Organization.MemberInviteCancel"
     POLICY_UPDATE = "Policy.PolicyValueUpdated"
+    # OAuth 2.0 authorization server (issue 11)
+    OAUTH_CONSENT = "OAuth.ConsentEvent"
+    OAUTH_TOKEN_ISSUE = "OAuth.TokenIssueEvent"
+    OAUTH_CODE_REPLAY = "OAuth.CodeReplayEvent"
+    OAUTH_REFRESH_REUSE = "OAuth.RefreshTokenReuseEvent"
+    OAUTH_TOKEN_REVOKE = "OAuth.TokenRevokeEvent"
+    SIGNING_KEY_ROTATE = "Keys.SigningKeyRotateEvent"
 
 
 @dataclass(frozen=True, slots=True)
