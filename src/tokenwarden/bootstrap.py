@@ -26,6 +26,7 @@ from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.registered import RegisteredClients
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.pats import PatService
@@ -60,6 +61,7 @@ class Container:
     ssf: SsfService
     keys: SigningKeys
     oauth: OAuthServer
+    introspector: Introspector
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -178,6 +180,7 @@ def wire(
     uow: UnitOfWorkFactory = database
     reader = database.reader
     keys = SigningKeys(uow, hasher, clock, reader=reader)
+    clients = RegisteredClients(reader, hasher)
     validator = Validator(
         reader,
         uow,
@@ -232,6 +235,7 @@ def wire(
         ),
         bulk_revoke=BulkRevokeService(uow, clock),
         keys=keys,
+        introspector=Introspector(validator, clients, settings.issuer),
         oauth=OAuthServer(
             uow,
             validator,
@@ -239,7 +243,7 @@ def wire(
             AccessTokenMinter(keys),
             catalog,
             clock,
-            RegisteredClients(reader, hasher),
+            clients,
             OAuthSettings(
                 access_token_seconds=settings.access_token_minutes * 60,
                 refresh_token_days=settings.refresh_token_days,

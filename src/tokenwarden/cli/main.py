@@ -13,7 +13,7 @@ import typer
 import tokenwarden.cli.bulk_cmds  # noqa: F401  (registers `revoke users`)
 from tokenwarden import __version__
 from tokenwarden.bootstrap import build
-from tokenwarden.cli import admin_cmds, revoke_cmds, rule_cmds
+from tokenwarden.cli import admin_cmds, keys_cmds, revoke_cmds, rule_cmds
 from tokenwarden.cli.context import domain_errors, open_container
 from tokenwarden.cli.options import JsonOpt, OrgOpt
 from tokenwarden.cli.output import emit_json, err, fail, out, table
@@ -43,6 +43,7 @@ app.add_typer(pat_app, name="pat")
 admin_cmds.register(app)
 revoke_cmds.register(app)
 rule_cmds.register(app)
+keys_cmds.register(app)
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

@@ -39,6 +39,7 @@ class CachedToken:
     hash) identifies it, which keeps an entry with its dict slot under 300 bytes (BENCHMARKS.md)."""
 
     __slots__ = (
+        "client_id",
         "issued",
         "kind",
         "literal_scopes",
@@ -61,8 +62,10 @@ class CachedToken:
         issued: float,
         valid_to: float,
         revoked: bool,
+        client_id: str | None = None,
     ) -> None:
         self.kind = kind
+        self.client_id = client_id
         self.user_id = user_id
         self.org_id = org_id
         self.targets = targets
@@ -362,6 +365,7 @@ class Validator:
             issued=record.valid_from.timestamp(),
             valid_to=record.valid_to.timestamp(),
             revoked=record.revoked_at is not None,
+            client_id=None if record.client_id is None else intern(record.client_id, record.client_id),  # type: ignore[arg-type]
         )
 
     def _store(self, h: bytes, entry: CachedToken) -> None:
