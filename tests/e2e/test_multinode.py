@@ -245,6 +245,38 @@ def test_entra_watermarks_and_risky_users(cluster: Cluster) -> None:
     wait_rejected(cluster, risky, [0, 2])
 
 
+def test_revoke_sign_in_sessions_on_one_node_stops_an_issued_jwt_on_the_others(cluster: Cluster) -> None:
+    """A JWT access token and refresh token issued by the real authorization server (code flow
+    over the shared database), warmed on every node; Graph revokeSignInSessions through node A
+    is enforced by nodes B and C within the bound, and the refresh token is dead too."""
+    from tests.unit.test_oauth_server import authorize, exchange, refresh, register
+
+    cluster.member_with_pat("oauth@acme.test")
+    c = build(
+        Settings(database_url=cluster.db_url, peppers=cluster.env["TOKENWARDEN_PEPPERS"], bus_url="memory")
+    )
+    try:
+        from tokenwarden.services.common import OPERATOR
+
+        user = c.directory.get_member(OPERATOR, "Acme", "oauth@acme.test")[0]
+        client, secret = register(c)
+        status, tokens = exchange(c, client, secret, authorize(c, client, user))
+        assert status == 200, tokens
+        access = str(tokens["access_token"])
+        warm(cluster, access)
+        time.sleep(0.01)
+        r = cluster.api("POST", "/graph/v1.0/users/oauth@acme.test/revokeSignInSessions")
+        assert r.status_code == 200, r.text
+        elapsed = wait_rejected(cluster, access, [1, 2])
+        assert elapsed < 2.0
+        r = httpx.get(cluster.nodes[2] + "/api/v1/validate", headers=cluster.h(access), timeout=10)
+        assert r.json()["error"]["message"] == "token is revoked"
+        c.validator.sync()
+        assert refresh(c, client, secret, str(tokens["refresh_token"]))[0] == 400
+    finally:
+        c.database.dispose()
+
+
 def test_revocation_rule_by_scope_and_date(cluster: Cluster) -> None:
     code = cluster.member_with_pat("five@acme.test", scope="vso.code")
     work = cluster.member_with_pat("five@acme.test", scope="vso.work")
