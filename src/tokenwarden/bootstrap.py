@@ -25,6 +25,7 @@ from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.oauth_clients import OAuthClientService
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.revocation import RevocationService
@@ -55,6 +56,8 @@ class Container:
     break_glass: BreakGlassService
     bulk_revoke: BulkRevokeService
     ssf: SsfService
+    # issue 11 (part 2): the OAuth client registry
+    clients: OAuthClientService
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -224,6 +227,8 @@ def wire(
             push_allow=PushAllowList.parse(settings.ssf_push_allow),
         ),
         bulk_revoke=BulkRevokeService(uow, clock),
+        # issue 11 (part 2): the OAuth client registry
+        clients=OAuthClientService(uow, hasher, catalog, clock),
     )
 
 

@@ -36,6 +36,13 @@ class AuditEventType(StrEnum):
     MEMBER_INVITE_DECLINE = "Organization.MemberInviteDecline"
     MEMBER_INVITE_CANCEL = "Organization.MemberInviteCancel"
     POLICY_UPDATE = "Policy.PolicyValueUpdated"
+    # issue 11: the OAuth client registry
+    CLIENT_CREATE = "OAuthClient.Create"
+    CLIENT_UPDATE = "OAuthClient.Update"
+    CLIENT_SECRET_ROTATE = "OAuthClient.SecretRotate"
+    CLIENT_DISABLE = "OAuthClient.Disable"
+    CLIENT_ENABLE = "OAuthClient.Enable"
+    CLIENT_DELETE = "OAuthClient.Delete"
 
 
 @dataclass(frozen=True, slots=True)
