@@ -21,10 +21,12 @@ from tokenwarden.jobs.background import BackgroundSync
 from tokenwarden.jobs.ssf_delivery import SsfDeliveryWorker
 from tokenwarden.ports.bus import InvalidationBus
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
+from tokenwarden.services.access_tokens import AccessTokenMinter, JwtVerifier
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.oauth_clients import OAuthClientService
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
@@ -56,6 +58,8 @@ class Container:
     break_glass: BreakGlassService
     bulk_revoke: BulkRevokeService
     ssf: SsfService
+    keys: SigningKeys
+    oauth: OAuthServer
     # issue 11 (part 2): the OAuth client registry
     clients: OAuthClientService
     bus: InvalidationBus = field(default_factory=MemoryBus)
@@ -175,6 +179,7 @@ def wire(
     catalog = load_catalog(settings)
     uow: UnitOfWorkFactory = database
     reader = database.reader
+    keys = SigningKeys(uow, hasher, clock, reader=reader)
     validator = Validator(
         reader,
         uow,
@@ -183,6 +188,7 @@ def wire(
         staleness_seconds=settings.staleness_seconds,
         max_entries=settings.cache_max_entries,
         negative_max_entries=settings.negative_cache_max_entries,
+        jwt_verifier=JwtVerifier(keys),
     )
     bus = make_bus(settings)
 
@@ -202,6 +208,8 @@ def wire(
         GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled),
         default_days=settings.default_pat_days,
     )
+    # issue 11 (part 2): the OAuth client registry
+    clients = OAuthClientService(uow, hasher, catalog, clock)
     return Container(
         bus=bus,
         settings=settings,
@@ -220,15 +228,32 @@ def wire(
         break_glass=BreakGlassService(uow, clock, pats),
         ssf=SsfService(
             uow,
-            SigningKeys(uow, hasher, clock, reader=reader),
+            keys,
             SecretBox(hasher, AUTH_HEADER_INFO),
             clock,
             reader=reader,
             push_allow=PushAllowList.parse(settings.ssf_push_allow),
         ),
         bulk_revoke=BulkRevokeService(uow, clock),
+        keys=keys,
+        oauth=OAuthServer(
+            uow,
+            validator,
+            hasher,
+            AccessTokenMinter(keys),
+            catalog,
+            clock,
+            clients,  # issue 11 (part 2): the registry is the server's ClientDirectory
+            OAuthSettings(
+                access_token_seconds=settings.access_token_minutes * 60,
+                refresh_token_days=settings.refresh_token_days,
+                refresh_grace_seconds=settings.refresh_grace_seconds,
+                code_seconds=settings.authorization_code_seconds,
+                audience=settings.access_token_audience,
+            ),
+        ),
         # issue 11 (part 2): the OAuth client registry
-        clients=OAuthClientService(uow, hasher, catalog, clock),
+        clients=clients,
     )
 
 

@@ -74,6 +74,19 @@ class Settings(BaseSettings):
         ge=1024,
         description="largest total size of a request's headers (names and values): 431 past it",
     )
+    # ---- OAuth 2.0 authorization server (issue 11)
+    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60, description="JWT access token lifetime")
+    refresh_token_days: int = Field(default=90, ge=1, le=3650, description="refresh token lifetime")
+    refresh_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="a just-rotated refresh token still refreshes this long (two tabs at once)",
+    )
+    authorization_code_seconds: int = Field(default=120, ge=10, le=600, description="code lifetime")
+    access_token_audience: str | None = Field(
+        default=None, description="the aud of access tokens; default the issuer"
+    )
     bus_url: str = Field(
         default="auto",
         description=(

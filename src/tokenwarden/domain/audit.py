@@ -36,13 +36,20 @@ class AuditEventType(StrEnum):
     MEMBER_INVITE_DECLINE = "Organization.MemberInviteDecline"
     MEMBER_INVITE_CANCEL = "Organization.MemberInviteCancel"
     POLICY_UPDATE = "Policy.PolicyValueUpdated"
-    # issue 11: the OAuth client registry
-    CLIENT_CREATE = "OAuthClient.Create"
-    CLIENT_UPDATE = "OAuthClient.Update"
-    CLIENT_SECRET_ROTATE = "OAuthClient.SecretRotate"
-    CLIENT_DISABLE = "OAuthClient.Disable"
-    CLIENT_ENABLE = "OAuthClient.Enable"
-    CLIENT_DELETE = "OAuthClient.Delete"
+    # OAuth 2.0 authorization server (issue 11)
+    OAUTH_CONSENT = "OAuth.ConsentEvent"
+    OAUTH_TOKEN_ISSUE = "OAuth.TokenIssueEvent"
+    OAUTH_CODE_REPLAY = "OAuth.CodeReplayEvent"
+    OAUTH_REFRESH_REUSE = "OAuth.RefreshTokenReuseEvent"
+    OAUTH_TOKEN_REVOKE = "OAuth.TokenRevokeEvent"
+    SIGNING_KEY_ROTATE = "Keys.SigningKeyRotateEvent"
+    # the OAuth client registry (issue 11)
+    CLIENT_CREATE = "OAuth.ClientCreateEvent"
+    CLIENT_UPDATE = "OAuth.ClientUpdateEvent"
+    CLIENT_SECRET_ROTATE = "OAuth.ClientSecretRotateEvent"
+    CLIENT_DISABLE = "OAuth.ClientDisableEvent"
+    CLIENT_ENABLE = "OAuth.ClientEnableEvent"
+    CLIENT_DELETE = "OAuth.ClientDeleteEvent"
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,7 @@ DEFAULT_SCOPES: Final[dict[str, str]] = {
     "graph.users_manage": "Graph-style identity (revoke sessions and refresh tokens, confirm/dismiss risk)",
     "ssf.read": "Shared Signals streams (read configuration, poll and stream events)",
     "ssf.manage": "Shared Signals streams (read & manage)",
+    "tokenwarden.introspect": "Token introspection (RFC 7662) for the organization's tokens",
 }
 
 DEFAULT_IMPLIES: Final[dict[str, tuple[str, ...]]] = {

@@ -26,6 +26,9 @@ class TokenState(StrEnum):
     NOT_YET_VALID = "notYetValid"
 
 
+ROTATED = "rotated: exchanged for a new refresh token"
+
+
 class RevokedBy(StrEnum):
     """Who ended a token's life."""
 

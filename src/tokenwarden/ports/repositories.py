@@ -101,8 +101,8 @@ class TokenRepository(Protocol):
         ...
 
     def mark_rotated(self, authorization_id: str, at: datetime) -> bool:
-        """Set rotated_at, only if the token is neither rotated nor revoked (compare-and-set):
-        of two concurrent refreshes with one token, exactly one wins."""
+        """Set rotated_at and revoked_at (reason ``ROTATED``), only if the token is neither rotated
+        nor revoked (compare-and-set): of two concurrent refreshes with one token, exactly one wins."""
         ...
 
     def revoke_family(self, family_id: str, at: datetime, by: str | None, reason: str) -> list[TokenRecord]:

@@ -16,8 +16,10 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jws
-from joserfc.jwk import OKPKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import InvalidInput
@@ -38,11 +40,13 @@ log = logging.getLogger(__name__)
 KEYS_INFO: Final = b"tokenwarden signing keys"
 AUTH_HEADER_INFO: Final = b"tokenwarden ssf authorization headers"
 RS256: Final = "RS256"
+ES256: Final = "ES256"  # access tokens (RFC 9068): the JWS algorithm every JWT library verifies
 EDDSA: Final = "EdDSA"
 ED25519: Final = "Ed25519"  # the fully-specified name of RFC 9864 (joserfc warns on EdDSA)
 _NONCE: Final = 12
 
-Key = RSAKey | OKPKey
+Key = RSAKey | OKPKey | ECKey
+ACTIVE_TTL_SECONDS: Final = 30.0  # how long a node signs with a key before re-reading which is active
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,10 @@ _ALGORITHMS: Final[dict[str, _Algorithm]] = {
     RS256: _Algorithm(
         generate=lambda: RSAKey.generate_key(2048, private=True),
         load=lambda pem: RSAKey.import_key(pem),
+    ),
+    ES256: _Algorithm(
+        generate=lambda: ECKey.generate_key("P-256", private=True),
+        load=lambda pem: ECKey.import_key(pem),
     ),
     EDDSA: _Algorithm(
         generate=lambda: OKPKey.generate_key("Ed25519", private=True),
@@ -123,20 +131,67 @@ class SigningKeys:
         self._reader = reader or uow
         self._box = SecretBox(hasher, KEYS_INFO)
         self._clock = clock
-        self._active: dict[str, tuple[str, Key]] = {}
+        self._active: dict[str, tuple[float, str, Key]] = {}
+        self._public: dict[str, Key] = {}
+        self._public_loaded = float("-inf")
         self._lock = threading.Lock()
 
     def active(self, alg: str = RS256) -> tuple[str, Key]:
-        """(kid, private key) used to sign with ``alg``; created and stored when there is none."""
+        """(kid, private key) used to sign with ``alg``; created and stored when there is none.
+        Re-read every ACTIVE_TTL_SECONDS, so a rotation on one node reaches every node."""
         found = self._active.get(alg)
-        if found is not None:
-            return found
+        now = time.monotonic()
+        if found is not None and now - found[0] < ACTIVE_TTL_SECONDS:
+            return found[1], found[2]
         if alg not in _ALGORITHMS:
             raise InvalidInput(f"unsupported signing algorithm {alg!r}")
         with self._lock:
-            found = self._active.get(alg) or self._load_or_create(alg)
-            self._active[alg] = found
-            return found
+            found = self._active.get(alg)
+            if found is None or now - found[0] >= ACTIVE_TTL_SECONDS:
+                kid, key = self._load_or_create(alg)
+                found = (now, kid, key)
+                self._active[alg] = found
+            return found[1], found[2]
+
+    def public_key(self, kid: str) -> Key | None:
+        """The public key ``kid`` among the published ones (active or retiring); re-read from
+        the database when unknown, at most once a second (a key rotated in on another node)."""
+        key = self._public.get(kid)
+        if key is not None:
+            return key
+        now = time.monotonic()
+        with self._lock:
+            if kid not in self._public and now - self._public_loaded >= 1.0:
+                with self._reader() as uow:
+                    stored = uow.signals.published_keys(self._clock.now())
+                self._public = {k.kid: _import_public(k.public_jwk) for k in stored}
+                self._public_loaded = now
+            return self._public.get(kid)
+
+    def rotate(self, alg: str, keep_published_for: timedelta) -> tuple[str, list[str]]:
+        """Make a new active key for ``alg``; the previous ones stop signing and stay published
+        (so what they signed still verifies) for ``keep_published_for``. Returns (new kid,
+        retired kids)."""
+        if alg not in _ALGORITHMS:
+            raise InvalidInput(f"unsupported signing algorithm {alg!r}")
+        now = self._clock.now()
+        with self._uow() as uow:
+            old = [k.kid for k in uow.signals.signing_keys(alg)]
+            for kid in old:
+                uow.signals.retire_key(kid, now + keep_published_for)
+            kid, key, record = self._new_key(alg)
+            uow.signals.add_key(record)
+            uow.commit()
+        with self._lock:
+            self._active[alg] = (time.monotonic(), kid, key)
+            self._public_loaded = float("-inf")
+        log.info("rotated %s signing key: %s active, %s retiring", alg, kid, ", ".join(old) or "none")
+        return kid, old
+
+    def published(self) -> list[SigningKey]:
+        """Every published key (active and retiring), oldest first; private halves stay sealed."""
+        with self._reader() as uow:
+            return uow.signals.published_keys(self._clock.now())
 
     def sign(self, claims: dict[str, Any], *, typ: str, alg: str = RS256) -> str:
         """A compact JWS of ``claims`` with header ``alg``, ``typ`` and ``kid``."""
@@ -147,13 +202,12 @@ class SigningKeys:
     def jwks(self) -> dict[str, Any]:
         """Every active public key, as a JWK Set (creates the RS256 key on first use)."""
         self.active(RS256)
-        with self._reader() as uow:
-            return {"keys": [dict(k.public_jwk) for k in uow.signals.signing_keys()]}
+        return {"keys": [dict(k.public_jwk) for k in self.published()]}
 
     # ------------------------------------------------------------------ helpers
     def _load_or_create(self, alg: str) -> tuple[str, Key]:
         with self._uow() as uow:
-            for stored in uow.signals.signing_keys(alg):
+            for stored in reversed(uow.signals.signing_keys(alg)):  # the newest active key signs
                 try:
                     pem = self._box.open(stored.pepper_id, stored.private_key, stored.kid.encode())
                 except InvalidInput as exc:
@@ -180,3 +234,12 @@ class SigningKeys:
             created_at=self._clock.now(),
         )
         return kid, key, record
+
+
+def _import_public(jwk: dict[str, Any]) -> Key:
+    kty = jwk.get("kty")
+    if kty == "EC":
+        return ECKey.import_key(jwk)
+    if kty == "OKP":
+        return OKPKey.import_key(jwk)
+    return RSAKey.import_key(jwk)

@@ -30,6 +30,7 @@ from tokenwarden.services.common import Actor, TokenReach
 
 log = logging.getLogger(__name__)
 _TOKEN_LEN: Final = token_format.TOKEN_LEN
+_JWT_MAX: Final = 4096  # the longest access token (JWT) looked at
 _KIND_VALUES: Final = frozenset(k.value for k in TokenKind)
 
 
@@ -141,7 +142,9 @@ class Validator:
         staleness_seconds: float = 1.0,
         max_entries: int = 1_000_000,
         negative_max_entries: int = 100_000,
+        jwt_verifier: Callable[[str], object] | None = None,
     ) -> None:
+        self._jwt_verifier = jwt_verifier
         self._reader = reader
         self._writer = writer
         self._hasher = hasher
@@ -176,7 +179,7 @@ class Validator:
         The one decision path (the HTTP doors and the services all come here). Written flat on
         purpose: every call and allocation here costs throughput (see BENCHMARKS.md).
         """
-        if len(secret) != _TOKEN_LEN:
+        if len(secret) != _TOKEN_LEN and not (secret.startswith("eyJ") and len(secret) <= _JWT_MAX):
             raise InvalidToken("malformed token")
         now = time.time()
         age = now - self._synced_at
@@ -189,6 +192,21 @@ class Validator:
         user = self._users.get(entry.user_id) or self._load_user(entry.user_id)
         if entry.revoked:
             raise InvalidToken("token is revoked")
+        org = self.decide(entry, user, now, needed_scope, org_id)
+        self._usage[h] = (now, ip)
+        return Caller(entry, user, h, org)
+
+    def decide(
+        self,
+        entry: CachedToken,
+        user: UserState,
+        now: float,
+        needed_scope: str | None = None,
+        org_id: str | None = None,
+    ) -> str:
+        """Everything but the lookup and the token's own revocation: expiry, the owner, the
+        organization's cut-offs and rules, scope. Returns the organization the answer is for
+        (the one asked about, else the token's own); raises when the token may not be used."""
         if now >= entry.valid_to:
             raise InvalidToken("token is expired")
         if now < entry.issued:
@@ -228,8 +246,16 @@ class Validator:
             raise InvalidToken("token is revoked")
         if needed_scope is not None and needed_scope not in entry.scopes:
             raise InsufficientScope(f"token lacks the scope {needed_scope!r}")
-        self._usage[h] = (now, ip)
-        return Caller(entry, user, h, org)
+        return org
+
+    def check_record(self, record: TokenRecord, org_id: str | None = None) -> str:
+        """:meth:`decide` for a stored record, ignoring its own ``revoked_at`` (the refresh grant
+        asks whether a just-rotated token would still be allowed by every cut-off)."""
+        if not -0.05 <= time.time() - self._synced_at <= self._stale_after:
+            self.sync_or_fail()
+        entry = self.make_entry(record.with_changes(revoked_at=None))
+        user = self._users.get(entry.user_id) or self._load_user(entry.user_id)
+        return self.decide(entry, user, time.time(), None, org_id)
 
     def validate_in_memory(
         self,
@@ -240,7 +266,7 @@ class Validator:
     ) -> Caller | None:
         """:meth:`validate` when it can answer from memory; ``None`` when the answer needs I/O (a
         cache miss or a stale view), so an event loop can hand those few calls to a thread."""
-        if len(secret) != _TOKEN_LEN:
+        if len(secret) != _TOKEN_LEN and not (secret.startswith("eyJ") and len(secret) <= _JWT_MAX):
             raise InvalidToken("malformed token")
         if not -0.05 <= time.time() - self._synced_at <= self._stale_after:
             return None
@@ -258,7 +284,10 @@ class Validator:
     def _miss(self, secret: str, h: bytes) -> CachedToken:
         if h in self._negative:
             raise InvalidToken("unknown token")
-        token_format.parse(secret)  # reject typos and garbage before any database read
+        if len(secret) == _TOKEN_LEN:
+            token_format.parse(secret)  # reject typos and garbage before any database read
+        else:  # a JWT access token: its signature and claims first, then the issued record
+            self._verify_jwt(secret, h)
         seq_before = self._seq
         record = self._lookup(secret, h)
         if record is None:
@@ -273,6 +302,18 @@ class Validator:
             if record.secret_hash == h and self._seq == seq_before:
                 self._store(h, entry)
         return entry
+
+    def _verify_jwt(self, secret: str, h: bytes) -> None:
+        verify = self._jwt_verifier
+        try:
+            if verify is None:
+                raise InvalidToken("access tokens are not accepted here")
+            verify(secret)
+        except InvalidToken:
+            if len(self._negative) >= self._negative_max:
+                self._negative.clear()
+            self._negative.add(h)
+            raise
 
     def _lookup(self, secret: str, h: bytes) -> TokenRecord | None:
         try:

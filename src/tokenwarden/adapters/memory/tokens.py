@@ -8,7 +8,7 @@ from datetime import datetime
 
 from tokenwarden.adapters.memory._base import _cut_by_watermark, _Repo, _set
 from tokenwarden.domain.errors import Conflict
-from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.domain.tokens import ROTATED, TokenKind, TokenRecord
 
 
 class MemoryTokenRepository(_Repo):
@@ -95,7 +95,8 @@ class MemoryTokenRepository(_Repo):
         token = self.s.tokens.get(authorization_id)
         if token is None or token.rotated_at is not None or token.revoked_at is not None:
             return False
-        _set(self.s.tokens, authorization_id, replace(token, rotated_at=at), self.j)
+        rotated = replace(token, rotated_at=at, revoked_at=at, revoked_by=None, revoke_reason=ROTATED)
+        _set(self.s.tokens, authorization_id, rotated, self.j)
         return True
 
     def revoke_family(self, family_id: str, at: datetime, by: str | None, reason: str) -> list[TokenRecord]:

@@ -22,7 +22,7 @@ from tokenwarden.adapters.sql.repositories._rows import (
     _token,
     _token_values,
 )
-from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.domain.tokens import ROTATED, TokenKind, TokenRecord
 
 
 class SqlTokenRepository:
@@ -112,7 +112,7 @@ class SqlTokenRepository:
         result = self._c.execute(
             update(t.tokens)
             .where(c.id == authorization_id, c.rotated_at.is_(None), c.revoked_at.is_(None))
-            .values(rotated_at=at)
+            .values(rotated_at=at, revoked_at=at, revoked_by=None, revoke_reason=ROTATED)
         )
         return bool(result.rowcount)
 
