@@ -152,8 +152,9 @@ def client_list(org: OrgOpt = "", json_out: JsonOpt = False) -> None:
 @client_app.command("rotate-secret")
 @domain_errors
 def client_rotate_secret(client_id: ClientIdArg, org: OrgOpt = "", json_out: JsonOpt = False) -> None:
-    """A new secret, printed this once; the old one (and the access tokens obtained with it
-    by client_credentials) stops working at once."""
+    """A new secret, printed this once; the old one stops working at once.
+
+    So do the access tokens the old one obtained (client_credentials)."""
     c = open_container()
     try:
         rotated = c.clients.rotate_secret(OPERATOR, org, client_id)

@@ -495,15 +495,6 @@ class Validator:
             for client, marks in uow.watermarks.for_type(SubjectType.CLIENT).items()
         }
 
-    def client_cut_off(self, client_id: str | None, kind: TokenKind, issued: float) -> bool:
-        """Is a token of ``kind`` issued at ``issued`` (epoch seconds) to ``client_id`` dead by
-        its client's watermark (client disabled or removed)? The check :meth:`validate` makes,
-        for other doors (JWT access tokens) to make the same way."""
-        if client_id is None:
-            return False
-        cutoff = self._client_cutoffs.get(client_id, {}).get(kind)
-        return cutoff is not None and issued < cutoff
-
     def _flush(self) -> None:
         self._tokens.clear()
         self._users.clear()
