@@ -40,3 +40,8 @@ def test_client_watermarks_cut_only_that_clients_tokens(db: Database) -> None:
         assert set(uow.watermarks.for_type(SubjectType.CLIENT)) == {"c_disabled", "c_removed"}
         live = uow.bulk_jobs.live_tokens_per_user([alice.id], ["refresh", "pat"], now, now, org_id=org.id)
         assert live == {alice.id: 3}
+        # the break-glass preview counts what is really live too
+        assert uow.break_glass.count_live(org.id, now=now, issued_before=now, org_marks={}) == {
+            "refresh": 2,
+            "pat": 1,
+        }
