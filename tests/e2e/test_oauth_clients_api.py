@@ -297,3 +297,17 @@ def test_removing_or_disabling_a_client_stops_its_tokens_at_once(server: Server)
     assert c.delete(f"/api/v1/orgs/{server.org}/clients/{cid}", headers=server.auth()).status_code == 204
     assert c.get(url, headers=server.auth(second)).status_code == 401
     assert c.get(url, headers=server.auth()).status_code == 200  # the admin's PAT is no client's
+
+
+@pytest.mark.postgres
+def test_the_registry_on_postgresql(pg_server: Server) -> None:
+    c, base = pg_server.client, f"/api/v1/orgs/{pg_server.org}/clients"
+    r = register(pg_server, grantTypes=["authorization_code", "client_credentials"], scope="vso.code")
+    assert r.status_code == 201, r.text
+    cid, secret = r.json()["clientId"], r.json()["clientSecret"]
+    assert pg_server.container.clients.authenticate(cid, secret) is not None
+    for odd in ("c_%00", "%E2%80%AE", "x" * 300):  # never reaches the driver: a 404, not a 5xx
+        assert c.get(f"{base}/{odd}", headers=pg_server.auth()).status_code == 404
+    assert pg_server.container.clients.authenticate("c_\x00", secret) is None
+    assert c.delete(f"{base}/{cid}", headers=pg_server.auth()).status_code == 204
+    assert pg_server.container.clients.authenticate(cid, secret) is None

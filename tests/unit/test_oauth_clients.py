@@ -270,6 +270,9 @@ def test_authenticate_and_get_active(container: Container, init: InitResult) -> 
     assert auth(cid, "\ud800") is None  # not text: no crash
     assert auth("c_" + "0" * 32, secret) is None
     assert auth("", secret) is None and auth("x" * 500, secret) is None
+    assert auth(cid + "\x00", secret) is None and auth(" " + cid, secret) is None
+    with pytest.raises(NotFound):
+        container.clients.get(OPERATOR, "acme", "c_\x00")
     assert auth(public.client.client_id, None) == public.client
     assert auth(public.client.client_id, "") == public.client
     assert auth(public.client.client_id, secret) is None  # a public client has no secret to send

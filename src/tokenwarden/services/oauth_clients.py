@@ -160,6 +160,16 @@ def check_shape(public: bool, grants: tuple[GrantType, ...], redirect_uris: tupl
         )
 
 
+def _plausible_id(client_id: str) -> bool:
+    """Could this be a client id at all (1 to 64 visible characters)? Anything else is not
+    looked up: no NUL, control character or megabyte string ever reaches the store."""
+    return (
+        0 < len(client_id) <= MAX_CLIENT_ID
+        and client_id.isprintable()
+        and not any(c.isspace() for c in client_id)
+    )
+
+
 def _grants(values: Sequence[str]) -> tuple[GrantType, ...]:
     """Grants named explicitly: at least one (leave the field out for the default)."""
     if not values:
@@ -427,7 +437,7 @@ class OAuthClientService:
 
     def get_active(self, client_id: str) -> OAuthClient | None:
         """A read-only lookup (``/oauth2/authorize``): the client, or None if unknown or disabled."""
-        if not client_id or len(client_id) > MAX_CLIENT_ID or not client_id.isprintable():
+        if not _plausible_id(client_id):
             return None
         with reading(self._uow) as uow:
             client = uow.oauth.get_client(client_id)
@@ -471,7 +481,7 @@ class OAuthClientService:
     @staticmethod
     def _client_in(uow: UnitOfWork, org_id: str, client_id: str) -> OAuthClient:
         """The organization's client; one NotFound for unknown ids and other orgs' clients."""
-        client = uow.oauth.get_client(client_id) if len(client_id) <= MAX_CLIENT_ID else None
+        client = uow.oauth.get_client(client_id) if _plausible_id(client_id) else None
         if client is None or client.org_id != org_id:
             raise NotFound(f"no OAuth client {client_id!r:.80} in this organization", code="clientNotFound")
         return client
