@@ -26,6 +26,7 @@ from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.oauth_clients import OAuthClientService
 from tokenwarden.services.pats import PatService
@@ -60,6 +61,7 @@ class Container:
     ssf: SsfService
     keys: SigningKeys
     oauth: OAuthServer
+    introspector: Introspector
     # issue 11 (part 2): the OAuth client registry
     clients: OAuthClientService
     bus: InvalidationBus = field(default_factory=MemoryBus)
@@ -180,6 +182,7 @@ def wire(
     uow: UnitOfWorkFactory = database
     reader = database.reader
     keys = SigningKeys(uow, hasher, clock, reader=reader)
+    clients = OAuthClientService(uow, hasher, catalog, clock)  # issue 11 (part 2): the client registry
     validator = Validator(
         reader,
         uow,
@@ -208,8 +211,6 @@ def wire(
         GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled),
         default_days=settings.default_pat_days,
     )
-    # issue 11 (part 2): the OAuth client registry
-    clients = OAuthClientService(uow, hasher, catalog, clock)
     return Container(
         bus=bus,
         settings=settings,
@@ -236,6 +237,7 @@ def wire(
         ),
         bulk_revoke=BulkRevokeService(uow, clock),
         keys=keys,
+        introspector=Introspector(validator, clients, settings.issuer),
         oauth=OAuthServer(
             uow,
             validator,
@@ -243,7 +245,7 @@ def wire(
             AccessTokenMinter(keys),
             catalog,
             clock,
-            clients,  # issue 11 (part 2): the registry is the server's ClientDirectory
+            clients,
             OAuthSettings(
                 access_token_seconds=settings.access_token_minutes * 60,
                 refresh_token_days=settings.refresh_token_days,

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tokenwarden import __version__
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
-from tokenwarden.http import ssf
+from tokenwarden.http import oauth, ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, revocation, system
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, graph
@@ -29,6 +29,7 @@ from tokenwarden.http.errors import (
     native_response,
     wrapped_exception,
 )
+from tokenwarden.http.introspect_door import IntrospectDoor, scope_issuer
 from tokenwarden.http.limits import SizeLimits
 from tokenwarden.http.metrics import Metrics
 from tokenwarden.http.validate_door import ValidateDoor
@@ -98,7 +99,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     app.state.container = container
     install_docs(app)
     app.state.metrics = Metrics(container.validator)
-    for module in (system, pats, admin, invitations, revocation, bulk, ado, graph, ssf):
+    for module in (system, pats, admin, invitations, revocation, bulk, ado, graph, ssf, oauth):
         app.include_router(module.router)
     app.include_router(revocation.any_org_router)
     app.include_router(clients_router)  # issue 11 (part 2): the OAuth client registry
@@ -145,6 +146,11 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         count=lambda method, status: metrics.requests.labels(method, str(status)).inc(),
     )
     settings = container.settings
+    app.add_middleware(
+        IntrospectDoor,
+        introspector=container.introspector,
+        issuer=lambda scope: scope_issuer(scope, settings.issuer),
+    )
     app.add_middleware(
         SizeLimits,
         render=_render_error,

@@ -30,6 +30,11 @@ class AccessTokenMinter:
     def __init__(self, keys: SigningKeys) -> None:
         self._keys = keys
 
+    def ready(self) -> None:
+        """Load (or create, in its own transaction) the signing key before a token request
+        opens its unit of work: on SQLite a nested write would wait for the outer one."""
+        self._keys.active(ACCESS_TOKEN_ALG)
+
     def mint(
         self,
         *,

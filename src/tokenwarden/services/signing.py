@@ -29,11 +29,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
+from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.hashing import Pepper, SecretHasher
 from tokenwarden.ports.repositories import UnitOfWorkFactory
 from tokenwarden.ports.signals import SigningKey
+from tokenwarden.services.common import OPERATOR, audit
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,20 @@ class SigningKeys:
                 uow.signals.retire_key(kid, now + keep_published_for)
             kid, key, record = self._new_key(alg)
             uow.signals.add_key(record)
+            audit(
+                uow,
+                self._clock,
+                OPERATOR,
+                AuditEventType.SIGNING_KEY_ROTATE,
+                org_id=None,
+                target_type="signingKey",
+                target_id=kid,
+                details={
+                    "alg": alg,
+                    "retired": old,
+                    "publishedUntil": (now + keep_published_for).isoformat(),
+                },
+            )
             uow.commit()
         with self._lock:
             self._active[alg] = (time.monotonic(), kid, key)

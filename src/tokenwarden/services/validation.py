@@ -65,6 +65,7 @@ class CachedToken:
         client_id: str | None = None,
     ) -> None:
         self.kind = kind
+        self.client_id = client_id
         self.user_id = user_id
         self.org_id = org_id
         self.targets = targets

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
+    InsecureTransportError,
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Error,
@@ -115,13 +116,10 @@ class _Revocation(RevocationEndpoint):
 
     def authenticate_token(self, request: TwOAuth2Request, client: ClientModel) -> IssuedModel | None:
         self.check_params(request, client)
-        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        backend: OAuthServer = self.server.backend
+        token = backend.find_issued(request.form["token"], request)
         # Another client's token: answered like an unknown one (200, nothing revoked).
         return token if token is not None and token.check_client(client) else None
-
-    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedModel | None:
-        backend: OAuthServer = self.server.backend
-        return backend.find_issued(token_string)
 
     def revoke_token(self, token: IssuedModel, request: TwOAuth2Request) -> None:
         backend: OAuthServer = self.server.backend
@@ -157,9 +155,28 @@ class OAuthServer:
         self._server.register_endpoint(_Revocation)
 
     # ------------------------------------------------------------------ endpoints
+    @staticmethod
+    def request_for(http: HttpRequest, issuer: str) -> TwOAuth2Request | Response:
+        """authlib's request, or the refusal of plain http to a non-loopback address."""
+        try:
+            return TwOAuth2Request(http, issuer)
+        except InsecureTransportError:
+            return (
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "OAuth needs https (plain http only on loopback addresses); "
+                    "behind a TLS proxy set TOKENWARDEN_ISSUER to the public https URL",
+                },
+                [("Cache-Control", "no-store")],
+            )
+
     def token(self, http: HttpRequest, issuer: str) -> Response:
         """``POST /oauth2/token``."""
-        request = TwOAuth2Request(http, issuer)
+        request = self.request_for(http, issuer)
+        if not isinstance(request, TwOAuth2Request):
+            return request
+        self._minter.ready()
         with self._uow() as uow:
             request.uow = uow
             status, body, headers = self._server.create_token_response(request)
@@ -170,7 +187,9 @@ class OAuthServer:
 
     def revoke(self, http: HttpRequest, issuer: str) -> Response:
         """``POST /oauth2/revoke`` (RFC 7009)."""
-        request = TwOAuth2Request(http, issuer)
+        request = self.request_for(http, issuer)
+        if not isinstance(request, TwOAuth2Request):
+            return request
         with self._uow() as uow:
             request.uow = uow
             status, body, headers = self._server.create_endpoint_response("revocation", request)
@@ -182,7 +201,9 @@ class OAuthServer:
     def validate_authorization(self, http: HttpRequest, issuer: str, user: User) -> ConsentRequest | Response:
         """``GET /oauth2/authorize``: a consent request, or the error response (a redirect to
         the client when its redirect URI is known and valid, else a 400 for the user)."""
-        request = TwOAuth2Request(http, issuer)
+        request = self.request_for(http, issuer)
+        if not isinstance(request, TwOAuth2Request):
+            return request
         request.user = user
         try:
             grant = self._server.get_consent_grant(request, end_user=user)
@@ -430,11 +451,11 @@ class OAuthServer:
         return body
 
     # ------------------------------------------------------------------ revocation endpoint
-    def find_issued(self, secret: str) -> IssuedModel | None:
+    def find_issued(self, secret: str, request: TwOAuth2Request) -> IssuedModel | None:
+        """The token record of any kind with this value (RFC 7009 searches every type)."""
         if not secret or len(secret) > 4096:
             return None
-        with self._uow() as uow:
-            record = self._by_secret(uow, secret)
+        record = self._by_secret(request.uow, secret)
         return None if record is None else IssuedModel(record)
 
     def revoke_issued(self, record: TokenRecord, request: TwOAuth2Request) -> None:
