@@ -311,3 +311,53 @@ def test_the_registry_on_postgresql(pg_server: Server) -> None:
     assert pg_server.container.clients.authenticate("c_\x00", secret) is None
     assert c.delete(f"{base}/{cid}", headers=pg_server.auth()).status_code == 204
     assert pg_server.container.clients.authenticate(cid, secret) is None
+
+
+def test_registered_through_the_api_used_at_the_token_endpoint_cut_by_the_api(tmp_path: Path) -> None:
+    """The whole path over HTTP: register, get a client-credentials JWT from /oauth2/token, use
+    it; disable the client — the JWT and the secret stop at once; remove it — for good."""
+    from fastapi.testclient import TestClient
+
+    from tests.e2e.conftest import make_settings
+    from tokenwarden.bootstrap import build
+    from tokenwarden.http.app import create_app
+
+    container = build(make_settings(tmp_path), create_pepper=True)
+    container.database.upgrade()
+    admin = container.directory.initialize("Acme", "admin@acme.test").token.secret
+    auth = {"Authorization": f"Bearer {admin}"}
+    with TestClient(create_app(container), base_url="http://localhost") as c:  # OAuth: loopback http only
+        r = c.post(
+            "/api/v1/orgs/Acme/clients",
+            json={"name": "CI", "grantTypes": ["client_credentials"], "scope": "vso.code vso.build"},
+            headers=auth,
+        )
+        assert r.status_code == 201, r.text
+        cid, secret = r.json()["clientId"], r.json()["clientSecret"]
+
+        def token() -> Any:
+            return c.post("/oauth2/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+
+        r = token()
+        assert r.status_code == 200, r.text
+        jwt = r.json()["access_token"]
+        check = "/api/v1/validate?scope=vso.build&org=Acme"
+        assert c.get(check, headers={"Authorization": f"Bearer {jwt}"}).status_code == 200
+        introspected = c.post("/oauth2/introspect", data={"token": jwt}, auth=(cid, secret)).json()
+        assert introspected["active"] is True and introspected["client_id"] == cid
+        assert (
+            c.patch(f"/api/v1/orgs/Acme/clients/{cid}", json={"status": "disabled"}, headers=auth).status_code
+            == 200
+        )
+        assert c.get(check, headers={"Authorization": f"Bearer {jwt}"}).status_code == 401
+        assert token().status_code == 401 and token().json()["error"] == "invalid_client"
+        assert (
+            c.patch(f"/api/v1/orgs/Acme/clients/{cid}", json={"status": "active"}, headers=auth).status_code
+            == 200
+        )
+        fresh = token().json()["access_token"]
+        assert c.get(check, headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+        assert c.get(check, headers={"Authorization": f"Bearer {jwt}"}).status_code == 401  # stays dead
+        assert c.delete(f"/api/v1/orgs/Acme/clients/{cid}", headers=auth).status_code == 204
+        assert c.get(check, headers={"Authorization": f"Bearer {fresh}"}).status_code == 401
+        assert token().status_code == 401
