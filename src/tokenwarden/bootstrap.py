@@ -27,8 +27,8 @@ from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.oauth.introspection import Introspector
-from tokenwarden.services.oauth.registered import RegisteredClients
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
+from tokenwarden.services.oauth_clients import OAuthClientService
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.revocation import RevocationService
@@ -62,6 +62,8 @@ class Container:
     keys: SigningKeys
     oauth: OAuthServer
     introspector: Introspector
+    # issue 11 (part 2): the OAuth client registry
+    clients: OAuthClientService
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -180,7 +182,7 @@ def wire(
     uow: UnitOfWorkFactory = database
     reader = database.reader
     keys = SigningKeys(uow, hasher, clock, reader=reader)
-    clients = RegisteredClients(reader, hasher)
+    clients = OAuthClientService(uow, hasher, catalog, clock)  # issue 11 (part 2): the client registry
     validator = Validator(
         reader,
         uow,
@@ -252,6 +254,8 @@ def wire(
                 audience=settings.access_token_audience,
             ),
         ),
+        # issue 11 (part 2): the OAuth client registry
+        clients=clients,
     )
 
 

@@ -43,6 +43,13 @@ class AuditEventType(StrEnum):
     OAUTH_REFRESH_REUSE = "OAuth.RefreshTokenReuseEvent"
     OAUTH_TOKEN_REVOKE = "OAuth.TokenRevokeEvent"
     SIGNING_KEY_ROTATE = "Keys.SigningKeyRotateEvent"
+    # the OAuth client registry (issue 11)
+    CLIENT_CREATE = "OAuth.ClientCreateEvent"
+    CLIENT_UPDATE = "OAuth.ClientUpdateEvent"
+    CLIENT_SECRET_ROTATE = "OAuth.ClientSecretRotateEvent"
+    CLIENT_DISABLE = "OAuth.ClientDisableEvent"
+    CLIENT_ENABLE = "OAuth.ClientEnableEvent"
+    CLIENT_DELETE = "OAuth.ClientDeleteEvent"
 
 
 @dataclass(frozen=True, slots=True)

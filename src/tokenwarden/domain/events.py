@@ -16,6 +16,7 @@ class EventType(StrEnum):
     POLICY_CHANGED = "policy.changed"
     RULE_ADDED = "rule.added"
     RULE_DELETED = "rule.deleted"  # tokens the rule cut are valid again: nodes reload rules
+    CLIENT_CHANGED = "client.changed"  # OAuth client watermarks moved (disable, remove): reload them
 
 
 @dataclass(frozen=True, slots=True)

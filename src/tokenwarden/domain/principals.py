@@ -43,6 +43,9 @@ class RiskState(StrEnum):
 class IdentitySource(StrEnum):
     LOCAL = "local"
     EXTERNAL = "external"
+    # issue 11: an OAuth client's own service principal (client_credentials), created and
+    # managed only through its client (services/oauth_clients.py), never by hand.
+    SERVICE = "service"
 
 
 class Role(StrEnum):

@@ -9,11 +9,17 @@ only ever move forward. Users carry per-kind watermarks plus the two Entra-style
 
 Organizations carry per-kind watermarks (break-glass raises all of them). What an organization's
 administrator does to a user raises *member* watermarks: (user, org), never the user's global ones.
+
+OAuth clients carry per-kind watermarks too (subject id: the client_id; a token's ``client_id``
+names its client): disabling or removing a client raises all of them to "now". Removing one also
+sets :data:`CLIENT_REMOVED` at :data:`END_OF_TIME`, so every token that names the client dies,
+whenever it was issued — even one a token endpoint was minting while the removal committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -35,8 +41,11 @@ ENTRA_MARKS: Final[dict[str, tuple[TokenKind, ...]]] = {
     REFRESH_TOKENS: (TokenKind.REFRESH, TokenKind.SESSION),
 }
 ALL_KINDS: Final = tuple(TokenKind)
+CLIENT_REMOVED: Final = "removed"  # client watermark name: the client is gone, every token of it dies
+END_OF_TIME: Final = datetime(9999, 12, 31, tzinfo=UTC)  # the instant CLIENT_REMOVED is raised to
 
 
+_KIND_VALUES: Final = frozenset(k.value for k in TokenKind)
 _KIND_NAMES: Final[dict[str, TokenKind]] = {
     **{k.value: k for k in TokenKind},
     **{k.value + "s": k for k in TokenKind},
@@ -77,6 +86,13 @@ def effective_cutoffs(marks: Mapping[str, float]) -> dict[TokenKind, float]:
             if ts > result.get(kind, float("-inf")):
                 result[kind] = ts
     return result
+
+
+def client_cutoffs(marks: Mapping[str, float]) -> dict[TokenKind, float]:
+    """Per-kind cut-offs (epoch seconds) of one OAuth client: +inf for every kind once removed."""
+    if CLIENT_REMOVED in marks:
+        return dict.fromkeys(ALL_KINDS, float("inf"))
+    return {TokenKind(k): v for k, v in marks.items() if k in _KIND_VALUES}
 
 
 def mark_names_for(kind: TokenKind) -> tuple[str, ...]:

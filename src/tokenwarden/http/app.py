@@ -19,6 +19,7 @@ from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.http import oauth, ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, revocation, system
+from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, graph
 from tokenwarden.http.docs import install_docs
 from tokenwarden.http.errors import (
@@ -101,6 +102,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     for module in (system, pats, admin, invitations, revocation, bulk, ado, graph, ssf, oauth):
         app.include_router(module.router)
     app.include_router(revocation.any_org_router)
+    app.include_router(clients_router)  # issue 11 (part 2): the OAuth client registry
 
     @app.middleware("http")
     async def count_requests(

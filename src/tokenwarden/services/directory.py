@@ -79,6 +79,16 @@ def check_upn(upn: str) -> str:
     return upn
 
 
+def check_not_service(user: User) -> None:
+    """An OAuth client's service principal is managed only through its client (issue 11)."""
+    if user.identity_source is IdentitySource.SERVICE:
+        raise Conflict(
+            f"{user.upn} is an OAuth client's service principal: manage it through the client "
+            "(disable or remove the client)",
+            code="servicePrincipal",
+        )
+
+
 def check_org_name(name: str) -> str:
     if not ORG_NAME.match(name):
         raise InvalidInput(
@@ -177,6 +187,11 @@ class DirectoryService:
         operator enrols an existing identity directly."""
         upn = check_upn(upn)
         name = check_display_name(display_name) if display_name else upn
+        if identity_source is IdentitySource.SERVICE:
+            raise InvalidInput(
+                "identitySource 'service' is reserved for OAuth clients' service principals",
+                code="invalidIdentitySource",
+            )
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
@@ -187,6 +202,8 @@ class DirectoryService:
                 result = AddResult(user, membership, None)
             elif uow.users.membership(the_org.id, user.id) is not None:
                 raise Conflict(f"{upn} is already a member of {the_org.name}", code="memberExists")
+            elif user.identity_source is IdentitySource.SERVICE:
+                check_not_service(user)
             elif actor.is_operator:
                 self._set_role(uow, actor, the_org, user, role)
                 self._close_invitations(uow, the_org.id, user.id)
@@ -334,6 +351,7 @@ class DirectoryService:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             user, _ = member_of(uow, the_org.id, upn)
+            check_not_service(user)
             if user.id == actor.user_id and role is not Role.ADMIN:
                 raise InvalidInput("administrators cannot demote themselves", code="cannotDemoteSelf")
             self._set_role(uow, actor, the_org, user, role)
@@ -349,6 +367,7 @@ class DirectoryService:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             user, _ = member_of(uow, the_org.id, upn)
+            check_not_service(user)
             if user.id == actor.user_id:
                 raise InvalidInput("administrators cannot remove themselves", code="cannotRemoveSelf")
             uow.users.remove_membership(the_org.id, user.id)
@@ -379,6 +398,7 @@ class DirectoryService:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             user, current = member_of(uow, the_org.id, upn)
+            check_not_service(user)
             if user.id == actor.user_id and status is not UserStatus.ACTIVE:
                 raise InvalidInput("administrators cannot disable themselves", code="cannotDisableSelf")
             updated = current.with_changes(status=status)

@@ -15,7 +15,7 @@ from tokenwarden.domain.principals import Membership, member_subject
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import RevokedBy, TokenRecord
-from tokenwarden.domain.watermarks import SubjectType, effective_cutoffs
+from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, effective_cutoffs
 from tokenwarden.ports.repositories import UnitOfWork
 
 # Causes a listing can show for a revoked token.
@@ -24,6 +24,7 @@ USER = "user"
 RULE = "rule"
 BREAK_GLASS = "break-glass"
 MEMBERSHIP = "membership"
+CLIENT = "client"  # its OAuth client was disabled or removed
 
 
 class EffectiveView:
@@ -37,6 +38,7 @@ class EffectiveView:
         self._members: dict[tuple[str, str], Membership | None] = {}
         self._org_marks: dict[str, dict[str, datetime]] | None = None
         self._rules: dict[str, list[RevocationRule]] = {}
+        self._client_marks: dict[str, dict[str, datetime]] = {}
 
     def apply(self, records: Iterable[TokenRecord]) -> list[TokenRecord]:
         return [self.one(r) for r in records]
@@ -50,7 +52,8 @@ class EffectiveView:
         return record.with_changes(revoked_at=when, revoked_by=RevokedBy.SYSTEM.value, revoke_reason=why)
 
     def cause(self, record: TokenRecord) -> str | None:
-        """Why the token is revoked here (direct, user, membership, break-glass, rule), or None."""
+        """Why the token is revoked here (direct, user, membership, break-glass, client, rule), or
+        None."""
         return cause_of(self.one(record))
 
     def _cause(self, record: TokenRecord) -> tuple[datetime | None, str | None]:
@@ -68,6 +71,10 @@ class EffectiveView:
         mark = self._orgs().get(org, {}).get(record.kind.value)
         if mark is not None and issued < mark:
             return mark, _REASONS[BREAK_GLASS]
+        if record.client_id is not None:
+            when = self._client_cut(record.client_id, record)
+            if when is not None:
+                return when, _REASONS[CLIENT]
         for rule in self._rules_of(org):
             if rule.catches(record.scopes, record.kind, record.user_id, issued, self._catalog):
                 return rule.created_at, f"{_REASONS[RULE]} {rule.id}"
@@ -95,6 +102,18 @@ class EffectiveView:
             self._org_marks = self._uow.watermarks.for_type(SubjectType.ORG)
         return self._org_marks
 
+    def _client_cut(self, client_id: str, record: TokenRecord) -> datetime | None:
+        """When the token's OAuth client cut it (disabled or removed), or None."""
+        if client_id not in self._client_marks:
+            self._client_marks[client_id] = self._uow.watermarks.for_subject(SubjectType.CLIENT, client_id)
+        marks = self._client_marks[client_id]
+        mark = marks.get(record.kind.value)
+        if mark is not None and record.valid_from < mark:
+            return mark
+        if CLIENT_REMOVED in marks:  # removed: every token of it, even one issued as it went
+            return record.valid_from
+        return None
+
     def _rules_of(self, org_id: str) -> list[RevocationRule]:
         if org_id not in self._rules:
             self._rules[org_id] = self._uow.rules.find(org_id)
@@ -106,6 +125,7 @@ _REASONS = {
     MEMBERSHIP: "revoked with the owner's membership",
     BREAK_GLASS: "revoked with all of the organization's tokens (break-glass)",
     RULE: "revoked by revocation rule",
+    CLIENT: "revoked with its OAuth client (disabled or removed)",
 }
 
 
@@ -117,7 +137,9 @@ def cause_of(record: TokenRecord) -> str | None:
     if record.revoked_by != RevokedBy.SYSTEM.value or not record.revoke_reason:
         return DIRECT
     reason = record.revoke_reason
-    return next((c for c in (MEMBERSHIP, BREAK_GLASS, RULE, USER) if reason.startswith(_REASONS[c])), DIRECT)
+    return next(
+        (c for c in (MEMBERSHIP, BREAK_GLASS, RULE, USER, CLIENT) if reason.startswith(_REASONS[c])), DIRECT
+    )
 
 
 def _latest(marks: dict[str, datetime], cutoff: float) -> datetime:

@@ -20,7 +20,7 @@ from tokenwarden.domain.policies import (
     check_may_create,
     check_token_shape,
 )
-from tokenwarden.domain.principals import Role, User
+from tokenwarden.domain.principals import IdentitySource, Role, User
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import RevokedBy, TokenKind, TokenRecord, TokenState
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
@@ -141,6 +141,12 @@ class PatService:
                 raise Forbidden("the user is not a member of this organization", code="accessDenied")
             if not owner.is_active or not membership.is_active:
                 raise Forbidden("the user is not active in this organization", code="invalidUserId")
+            if owner.identity_source is IdentitySource.SERVICE:
+                raise Forbidden(
+                    "an OAuth client's service principal holds no PATs: it authenticates with its "
+                    "client credentials",
+                    code="servicePrincipal",
+                )
             targets = None if all_orgs else (the_org.id,)
             actor.check_may_hold(scopes, targets)
             for policy in self._policies_for(uow, owner, targets) if enforce_policy else ():

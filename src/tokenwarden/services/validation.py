@@ -24,7 +24,7 @@ from tokenwarden.domain.principals import Role, UserStatus, member_subject
 from tokenwarden.domain.revocation import RuleIndex
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
-from tokenwarden.domain.watermarks import SubjectType, effective_cutoffs
+from tokenwarden.domain.watermarks import SubjectType, client_cutoffs, effective_cutoffs
 from tokenwarden.ports.repositories import UnitOfWork
 from tokenwarden.services.common import Actor, TokenReach
 
@@ -74,6 +74,7 @@ class CachedToken:
         self.issued = issued
         self.valid_to = valid_to
         self.revoked = revoked
+        self.client_id = client_id  # the OAuth client it was issued to (its watermark applies)
 
 
 class MemberState:
@@ -159,6 +160,7 @@ class Validator:
         self._rules = RuleIndex()
         self._has_rules = False
         self._org_cutoffs: dict[str, dict[TokenKind, float]] = {}
+        self._client_cutoffs: dict[str, dict[TokenKind, float]] = {}  # OAuth client id -> kind -> cut
         self._interned: dict[object, object] = {}
         self._usage: dict[bytes, tuple[float, str | None]] = {}
         self._seq = 0
@@ -231,6 +233,12 @@ class Validator:
             org_cut = self._org_cutoffs.get(org)
             if org_cut is not None:
                 cutoff = org_cut.get(entry.kind)
+                if cutoff is not None and entry.issued < cutoff:
+                    raise InvalidToken("token is revoked")
+        if self._client_cutoffs and entry.client_id is not None:  # its OAuth client disabled or removed
+            client_cut = self._client_cutoffs.get(entry.client_id)
+            if client_cut is not None:
+                cutoff = client_cut.get(entry.kind)
                 if cutoff is not None and entry.issued < cutoff:
                     raise InvalidToken("token is revoked")
         if self._has_rules and self._rules.revokes(
@@ -426,12 +434,14 @@ class Validator:
                     self._seq = uow.events.latest_seq()
                     self._load_rules(uow)
                     self._load_org_cutoffs(uow)
+                    self._load_client_cutoffs(uow)
                 while True:
                     batch = uow.events.since(self._seq, limit=1000)
                     for event in batch:
                         if event.seq != self._seq + 1 and self._seq:
                             log.warning("event gap %s -> %s: flushing cache", self._seq, event.seq)
                             self._flush()
+                            self._load_client_cutoffs(uow)
                         self._apply(event, uow)
                         self._seq = event.seq
                         applied += 1
@@ -467,6 +477,8 @@ class Validator:
             self._load_rules(uow)
         elif event.type is EventType.ORG_CHANGED:
             self._load_org_cutoffs(uow)
+        elif event.type is EventType.CLIENT_CHANGED:
+            self._load_client_cutoffs(uow)
 
     def _load_rules(self, uow: UnitOfWork) -> None:
         self._rules = RuleIndex.build(uow.rules.find(), self._catalog)
@@ -476,6 +488,12 @@ class Validator:
         self._org_cutoffs = {
             org: {TokenKind(k): v.timestamp() for k, v in marks.items() if k in _KIND_VALUES}
             for org, marks in uow.watermarks.for_type(SubjectType.ORG).items()
+        }
+
+    def _load_client_cutoffs(self, uow: UnitOfWork) -> None:
+        self._client_cutoffs = {
+            client: client_cutoffs({k: v.timestamp() for k, v in marks.items()})
+            for client, marks in uow.watermarks.for_type(SubjectType.CLIENT).items()
         }
 
     def _flush(self) -> None:

@@ -21,7 +21,7 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenRecord
-from tokenwarden.domain.watermarks import SubjectType, mark_names_for
+from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, mark_names_for
 from tokenwarden.ports.repositories import (
     BreakGlassRequest,
     BulkJob,
@@ -92,12 +92,15 @@ class _Repo:
 
 def _cut_by_watermark(store: MemoryStore, token: TokenRecord) -> bool:
     """A token already dead by a watermark of its owner (global or in its organization) or of
-    its organization (not live)."""
+    its organization or its OAuth client (not live)."""
     marks = store.watermarks
     member = member_subject(token.org_id, token.user_id)
     own = [marks.get((SubjectType.USER.value, token.user_id, n)) for n in mark_names_for(token.kind)]
     own += [marks.get((SubjectType.MEMBER.value, member, n)) for n in mark_names_for(token.kind)]
     own.append(marks.get((SubjectType.ORG.value, token.org_id, token.kind.value)))
+    if token.client_id is not None:  # its OAuth client disabled (per kind) or removed
+        own.append(marks.get((SubjectType.CLIENT.value, token.client_id, token.kind.value)))
+        own.append(marks.get((SubjectType.CLIENT.value, token.client_id, CLIENT_REMOVED)))
     return any(m is not None and m > token.valid_from for m in own)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from tokenwarden.adapters.memory._base import _Repo, _set
 from tokenwarden.domain.tokens import TokenRecord
-from tokenwarden.domain.watermarks import SubjectType, effective_cutoffs
+from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, effective_cutoffs
 from tokenwarden.ports.repositories import (
     BreakGlassRequest,
 )
@@ -56,6 +56,12 @@ class MemoryBreakGlassRepository(_Repo):
                 continue
             cutoff = cutoffs.get(t.user_id, {}).get(t.kind)
             if cutoff is not None and t.valid_from.timestamp() < cutoff:
+                continue
+            if t.client_id is not None and any(  # its OAuth client disabled (per kind) or removed
+                (m := self.s.watermarks.get((SubjectType.CLIENT.value, t.client_id, name))) is not None
+                and t.valid_from < m
+                for name in (t.kind.value, CLIENT_REMOVED)
+            ):
                 continue
             counts[t.kind.value] = counts.get(t.kind.value, 0) + 1
         return counts

@@ -433,7 +433,8 @@ def graph_users(request: Request, org: str) -> AdoJSONResponse:
     check_api_version(request)
     the_org, _, actor = _graph_caller(request, org)
     c = container(request)
-    users = [u for u, _ in c.directory.list_users(actor, the_org.id)]
+    # Users only: OAuth clients' service principals are no Graph users (subjectKind "user").
+    users = [u for u, _ in c.directory.list_users(actor, the_org.id) if u.identity_source.value != "service"]
     cont = request.query_params.get("continuationToken") or "0"
     if not is_ascii_digits(cont) or int(cont) > len(users):
         raise InvalidInput("continuationToken is invalid", code="invalidContinuationToken")

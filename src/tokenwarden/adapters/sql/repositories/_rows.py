@@ -29,7 +29,7 @@ from tokenwarden.domain.principals import (
     normalize_upn,
 )
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
-from tokenwarden.domain.watermarks import SubjectType, mark_names_for
+from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, mark_names_for
 from tokenwarden.ports.repositories import BreakGlassRequest, BulkJob, BulkJobItem
 from tokenwarden.ports.signals import (
     Delivery,
@@ -220,13 +220,19 @@ def _member_of(c: Any) -> Any:
 
 
 def _cut_by_watermark(c: Any) -> Any:
-    """A token already dead by a watermark of its owner or of its organization (not live)."""
+    """A token already dead by a watermark of its owner, its organization or its OAuth client
+    (not live)."""
     w = t.watermarks.c
     own_kind = or_(*(and_(c.kind == k.value, w.kind.in_(mark_names_for(k))) for k in TokenKind))
     by_user = and_(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id, own_kind)
     by_member = and_(w.subject_type == SubjectType.MEMBER.value, w.subject_id == _member_of(c), own_kind)
     by_org = and_(w.subject_type == SubjectType.ORG.value, w.subject_id == c.org_id, w.kind == c.kind)
-    return exists().where(w.valid_from > c.valid_from, or_(by_user, by_member, by_org))
+    by_client = and_(  # its OAuth client disabled (per kind) or removed (CLIENT_REMOVED: END_OF_TIME)
+        w.subject_type == SubjectType.CLIENT.value,
+        w.subject_id == c.client_id,
+        or_(w.kind == c.kind, w.kind == CLIENT_REMOVED),
+    )
+    return exists().where(w.valid_from > c.valid_from, or_(by_user, by_member, by_org, by_client))
 
 
 def _job_values(job: BulkJob) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tokenwarden.adapters.sql.repositories._rows import (
     _bg_values,
     _member_of,
 )
-from tokenwarden.domain.watermarks import ENTRA_MARKS, SubjectType
+from tokenwarden.domain.watermarks import CLIENT_REMOVED, ENTRA_MARKS, SubjectType
 from tokenwarden.ports.repositories import BreakGlassRequest
 
 
@@ -59,8 +59,9 @@ class SqlBreakGlassRepository:
     def count_live(
         self, org_id: str, *, now: datetime, issued_before: datetime, org_marks: Mapping[str, datetime]
     ) -> dict[str, int]:
-        """One query: the live-token filter, the org marks as bounds, the owner's user
-        watermarks as a NOT EXISTS over the watermarks primary key."""
+        """One query: the live-token filter, the org marks as bounds, the owner's user and member
+        watermarks and the token's OAuth client watermarks as a NOT EXISTS over the watermarks
+        primary key."""
         c, w = t.tokens.c, t.watermarks.c
         conds: list[Any] = [
             c.org_id == org_id,
@@ -71,17 +72,20 @@ class SqlBreakGlassRepository:
         conds += [or_(c.kind != kind, c.valid_from >= at) for kind, at in org_marks.items()]
         entra = [and_(w.kind == m, c.kind.in_([k.value for k in ks])) for m, ks in ENTRA_MARKS.items()]
         applies = or_(w.kind == c.kind, *entra)
+        by_owner = and_(
+            or_(
+                and_(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id),
+                and_(w.subject_type == SubjectType.MEMBER.value, w.subject_id == _member_of(c)),
+            ),
+            applies,
+        )
+        by_client = and_(  # its OAuth client disabled (per kind) or removed
+            w.subject_type == SubjectType.CLIENT.value,
+            w.subject_id == c.client_id,
+            or_(w.kind == c.kind, w.kind == CLIENT_REMOVED),
+        )
         dead = (
-            select(w.subject_id)
-            .where(
-                or_(
-                    and_(w.subject_type == SubjectType.USER.value, w.subject_id == c.user_id),
-                    and_(w.subject_type == SubjectType.MEMBER.value, w.subject_id == _member_of(c)),
-                ),
-                applies,
-            )
-            .where(c.valid_from < w.valid_from)
-            .exists()
+            select(w.subject_id).where(or_(by_owner, by_client)).where(c.valid_from < w.valid_from).exists()
         )
         stmt = select(c.kind, func.count()).where(*conds, ~dead).group_by(c.kind)
         return {row[0]: int(row[1]) for row in self._c.execute(stmt)}
