@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     InsecureTransportError,
+    InvalidClientError,
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Error,
@@ -366,7 +367,10 @@ class OAuthServer:
     ) -> dict[str, Any]:
         """Mint and store the access token (and a refresh token) of one grant."""
         uow: UnitOfWork = request.uow
-        client = client_model.client
+        client = uow.oauth.get_client(client_model.client.client_id)  # as of this transaction:
+        if client is None or client.disabled_at is not None:  # a disable committing meanwhile wins
+            raise InvalidClientError("this client is disabled or removed")
+        client_model = ClientModel(client, self._check_secret)
         now = self._clock.now()
         grant = request.payload.grant_type
         parent: TokenRecord | None = None
@@ -384,10 +388,11 @@ class OAuthServer:
             if user is None:
                 raise InvalidRequestError("there is no user for this code")
             user_id, subject, family = user.id, user.id, request.authorization_code.code.family_id
-        if grant != "refresh_token":  # a refresh keeps within the family's scope (authlib checks)
-            scope = client_model.get_allowed_scope(scope or None)
-            if not scope:
-                raise InvalidScopeError("none of the requested scopes is allowed for this client")
+        # Within what the client may have now (a refresh also within its family's scope, which
+        # authlib checked): narrowing a client's scopes narrows every token issued after.
+        scope = client_model.get_allowed_scope(scope or None)
+        if not scope:
+            raise InvalidScopeError("none of the requested scopes is allowed for this client")
         scopes = tuple(scope.split())
         expires = now + timedelta(seconds=self.settings.access_token_seconds)
         jti, jwt = self._minter.mint(
@@ -430,7 +435,9 @@ class OAuthServer:
                     authorization_id=new_id(),
                     kind=TokenKind.REFRESH,
                     display_name=f"{client.name} (refresh token)",
-                    scopes=parent.scopes if parent is not None else scopes,
+                    scopes=tuple(s for s in parent.scopes if s in client.scopes)
+                    if parent is not None
+                    else scopes,
                     secret_hash=self._hasher.hash(secret),
                     valid_to=now + timedelta(days=self.settings.refresh_token_days),
                     parent_id=parent.authorization_id if parent is not None else None,
