@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from tokenwarden.adapters.bus.memory import MemoryBus
@@ -17,11 +18,13 @@ from tokenwarden.domain.hashing import Pepper, SecretHasher
 from tokenwarden.domain.netpolicy import PushAllowList
 from tokenwarden.domain.policies import GlobalPolicy
 from tokenwarden.domain.scopes import ScopeCatalog
+from tokenwarden.domain.sessions import SessionWindow
 from tokenwarden.jobs.background import BackgroundSync
 from tokenwarden.jobs.ssf_delivery import SsfDeliveryWorker
 from tokenwarden.ports.bus import InvalidationBus
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
 from tokenwarden.services.access_tokens import AccessTokenMinter, JwtVerifier
+from tokenwarden.services.accounts import AccountService, ThrottlePolicy
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
@@ -29,10 +32,12 @@ from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.oauth_clients import OAuthClientService
+from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
+from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.validation import Validator
@@ -64,6 +69,10 @@ class Container:
     introspector: Introspector
     # issue 11 (part 2): the OAuth client registry
     clients: OAuthClientService
+    # ---- issue 11 part 1: local accounts, sign-in, browser sessions
+    accounts: AccountService
+    sessions: SessionService
+    # ----
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -211,7 +220,40 @@ def wire(
         GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled),
         default_days=settings.default_pat_days,
     )
+    # ---- issue 11 part 1: local accounts, sign-in, browser sessions
+    sessions = SessionService(
+        uow,
+        hasher,
+        clock,
+        catalog,
+        SessionWindow(
+            idle=timedelta(days=settings.session_idle_days),
+            absolute=timedelta(days=settings.session_max_days),
+            extend_every=timedelta(seconds=settings.session_extend_seconds),
+        ),
+        catalog.parse(settings.session_scopes),
+    )
+    accounts = AccountService(
+        uow,
+        clock,
+        PasswordHashing(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            concurrency=settings.password_hash_concurrency,
+        ),
+        sessions,
+        ThrottlePolicy(
+            account_failures=settings.signin_account_failures,
+            ip_failures=settings.signin_ip_failures,
+            window=timedelta(seconds=settings.signin_window_seconds),
+        ),
+        min_password_length=settings.password_min_length,
+    )
+    # ----
     return Container(
+        accounts=accounts,
+        sessions=sessions,
         bus=bus,
         settings=settings,
         database=database,

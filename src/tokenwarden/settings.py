@@ -95,6 +95,39 @@ class Settings(BaseSettings):
         ),
     )
 
+    # ---- issue 11: local accounts, sign-in and browser sessions (docs/sessions.md)
+    session_idle_days: float = Field(
+        default=7.0, gt=0, description="a browser session dies after this long without use (sliding)"
+    )
+    session_max_days: float = Field(
+        default=90.0, gt=0, description="absolute maximum of a browser session from sign-in"
+    )
+    session_extend_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="the sliding window moves (a database write) at most this often per session",
+    )
+    session_scopes: str = Field(
+        default="vso.profile vso.profile_write",
+        description="scopes of a session token when it is sent as a Bearer token",
+    )
+    signin_account_failures: int = Field(
+        default=5, ge=1, description="failed sign-ins per account within the window before 429"
+    )
+    signin_ip_failures: int = Field(
+        default=20, ge=1, description="failed sign-ins per client IP within the window before 429"
+    )
+    signin_window_seconds: int = Field(
+        default=900, ge=1, description="the trailing window the sign-in failure limits count in"
+    )
+    password_min_length: int = Field(default=12, ge=8, le=256)
+    argon2_time_cost: int = Field(default=3, ge=1, le=20, description="argon2id iterations")
+    argon2_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory per hash (KiB)")
+    argon2_parallelism: int = Field(default=4, ge=1, le=64, description="argon2id lanes")
+    password_hash_concurrency: int = Field(
+        default=4, ge=1, le=256, description="password hashes computed at once per process (memory bound)"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

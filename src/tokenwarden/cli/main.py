@@ -13,7 +13,13 @@ import typer
 import tokenwarden.cli.bulk_cmds  # noqa: F401  (registers `revoke users`)
 from tokenwarden import __version__
 from tokenwarden.bootstrap import build
-from tokenwarden.cli import admin_cmds, keys_cmds, revoke_cmds, rule_cmds
+from tokenwarden.cli import (
+    admin_cmds,
+    keys_cmds,
+    revoke_cmds,
+    rule_cmds,
+    session_cmds,  # issue 11: user passwd, sessions list|revoke
+)
 from tokenwarden.cli.client_cmds import register as register_client_cmds  # issue 11 (part 2)
 from tokenwarden.cli.context import domain_errors, open_container
 from tokenwarden.cli.options import JsonOpt, OrgOpt
@@ -46,6 +52,7 @@ revoke_cmds.register(app)
 rule_cmds.register(app)
 keys_cmds.register(app)
 register_client_cmds(app)  # issue 11 (part 2): `tokenwarden client ...`
+session_cmds.register(app, user_app)  # issue 11
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

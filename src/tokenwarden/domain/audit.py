@@ -50,6 +50,13 @@ class AuditEventType(StrEnum):
     CLIENT_DISABLE = "OAuth.ClientDisableEvent"
     CLIENT_ENABLE = "OAuth.ClientEnableEvent"
     CLIENT_DELETE = "OAuth.ClientDeleteEvent"
+    # ---- issue 11: local accounts and browser sessions
+    PASSWORD_SET = "User.PasswordSet"
+    SIGN_IN = "Session.SignIn"
+    SIGN_IN_FAILED = "Session.SignInFailed"
+    SIGN_IN_THROTTLED = "Session.SignInThrottled"
+    SIGN_OUT = "Session.SignOut"
+    SESSION_REVOKE = "Session.Revoke"
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,3 +81,13 @@ class HeadersTooLarge(InvalidInput):
     """The request's headers are larger than the server accepts."""
 
     default_code = "headersTooLarge"
+
+
+class TooManyRequests(DomainError):
+    """Refused for now (throttling): ``retry_after`` seconds until the caller may try again."""
+
+    default_code = "tooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after))

@@ -19,6 +19,7 @@ from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.http import oauth, ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, revocation, system
+from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, graph
 from tokenwarden.http.docs import install_docs
@@ -33,6 +34,7 @@ from tokenwarden.http.introspect_door import IntrospectDoor, scope_issuer
 from tokenwarden.http.limits import SizeLimits
 from tokenwarden.http.metrics import Metrics
 from tokenwarden.http.validate_door import ValidateDoor
+from tokenwarden.http.web import pages as web_pages  # issue 11: sign-in and browser sessions
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -103,6 +105,10 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         app.include_router(module.router)
     app.include_router(revocation.any_org_router)
     app.include_router(clients_router)  # issue 11 (part 2): the OAuth client registry
+    # ---- issue 11 part 1: sign-in pages and browser sessions
+    app.include_router(web_pages.router)
+    app.include_router(session_api.router)
+    # ----
 
     @app.middleware("http")
     async def count_requests(

@@ -14,6 +14,7 @@ from tokenwarden.domain.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -25,6 +26,7 @@ STATUS: Final[tuple[tuple[type[DomainError], int], ...]] = (
     (Conflict, 409),
     (PayloadTooLarge, 413),
     (HeadersTooLarge, 431),
+    (TooManyRequests, 429),
     (InvalidInput, 400),
     (Unavailable, 503),
 )
@@ -45,6 +47,8 @@ def headers_of(error: DomainError) -> dict[str, str]:
         return {"WWW-Authenticate": WWW_AUTHENTICATE}
     if isinstance(error, Unavailable):
         return {"Retry-After": "1"}
+    if isinstance(error, TooManyRequests):
+        return {"Retry-After": str(error.retry_after)}
     return {}
 
 
@@ -85,6 +89,7 @@ ADO_TYPE_KEYS: Final[dict[int, str]] = {
     404: "NotFoundException",
     409: "ConflictException",
     413: "RequestContentTooLargeException",
+    429: "RequestBlockedException",
     431: "InvalidArgumentValueException",
     503: "ServiceUnavailableException",
 }

@@ -109,6 +109,13 @@ class TokenRepository(Protocol):
         """Revoke every unrevoked token of a family; returns them as they were (for their hashes)."""
         ...
 
+    # ---- issue 11: browser sessions
+    def extend_session(self, secret_hash: bytes, valid_to: datetime, *, before: datetime) -> bool:
+        """Move ``valid_to`` of an unrevoked *session* token found by its hash to ``valid_to``,
+        only if it is still earlier than ``before`` (compare-and-set: of nodes extending one
+        session at once, one writes; a revocation is never undone)."""
+        ...
+
 
 class PolicyRepository(Protocol):
     def get(self, org_id: str) -> OrgPolicy | None: ...

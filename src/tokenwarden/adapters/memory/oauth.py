@@ -76,6 +76,13 @@ class MemoryOAuthRepository(_Repo):
         if user_id in self.s.users:
             _set(self._t.passwords, user_id, (password_hash, at), self.j)
 
+    def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> bool:
+        found = self._t.passwords.get(user_id)
+        if found is None or found[0] != old_hash:
+            return False
+        _set(self._t.passwords, user_id, (new_hash, found[1]), self.j)
+        return True
+
     # ------------------------------------------------------------------ sign-in attempts
     def record_attempt(self, upn_key: str, ip: str | None, at: datetime, success: bool) -> None:
         self._t.attempts.append((upn_key, ip, at, success))

@@ -105,3 +105,16 @@ class MemoryTokenRepository(_Repo):
             changed = replace(token, revoked_at=at, revoked_by=by, revoke_reason=reason[:512])
             _set(self.s.tokens, token.authorization_id, changed, self.j)
         return live
+
+    def extend_session(self, secret_hash: bytes, valid_to: datetime, *, before: datetime) -> bool:
+        auth_id = self.s.token_by_hash.get(secret_hash)
+        token = self.s.tokens.get(auth_id) if auth_id else None
+        if (
+            token is None
+            or token.kind is not TokenKind.SESSION
+            or token.revoked_at is not None
+            or token.valid_to >= before
+        ):
+            return False
+        _set(self.s.tokens, token.authorization_id, replace(token, valid_to=valid_to), self.j)
+        return True

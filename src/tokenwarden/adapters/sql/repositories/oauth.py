@@ -149,6 +149,13 @@ class SqlOAuthRepository:
             update(t.users).where(c.id == user_id).values(password_hash=password_hash, password_changed_at=at)
         )
 
+    def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> bool:
+        c = t.users.c
+        result = self._c.execute(
+            update(t.users).where(c.id == user_id, c.password_hash == old_hash).values(password_hash=new_hash)
+        )
+        return bool(result.rowcount)
+
     # ------------------------------------------------------------------ sign-in attempts
     def record_attempt(self, upn_key: str, ip: str | None, at: datetime, success: bool) -> None:
         self._c.execute(

@@ -129,3 +129,17 @@ class SqlTokenRepository:
                 .values(revoked_at=at, revoked_by=by, revoke_reason=reason[:512])
             )
         return live
+
+    def extend_session(self, secret_hash: bytes, valid_to: datetime, *, before: datetime) -> bool:
+        c = t.tokens.c
+        result = self._c.execute(
+            update(t.tokens)
+            .where(
+                c.secret_hash == secret_hash,
+                c.kind == TokenKind.SESSION.value,
+                c.revoked_at.is_(None),
+                c.valid_to < before,
+            )
+            .values(valid_to=valid_to)
+        )
+        return bool(result.rowcount)

@@ -1,0 +1,303 @@
+"""Local accounts: passwords and sign-in, throttled against brute force and password spraying.
+
+Sign-in answers the same for an unknown account, an account without a password, a disabled one
+and a wrong password — the same message, the same work (argon2 against a dummy hash) — and
+counts the failure against the account *and* the client IP. Limits are counted in the
+``sign_in_attempts`` table, so they hold across every node:
+
+* per account: ``account_failures`` failures within ``window`` → 429 until the oldest of them
+  ages out (a success resets the account's count);
+* per IP: ``ip_failures`` failures within ``window`` across all accounts (password spraying).
+
+A refused attempt is not checked and not counted, so ``Retry-After`` is exact. Reaching a limit
+is audited (``Session.SignInThrottled``) once, when it is reached — not on every refused request.
+
+Hashing is slow on purpose: callers on an event loop run :meth:`AccountService.sign_in` and
+:meth:`AccountService.set_password` in a thread; neither holds a write transaction while hashing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tokenwarden.domain.audit import AuditEventType
+from tokenwarden.domain.clock import Clock
+from tokenwarden.domain.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
+from tokenwarden.domain.passwords import check_password
+from tokenwarden.domain.principals import IdentitySource, User, normalize_upn
+from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
+from tokenwarden.services.common import Actor, audit, get_user, reading
+from tokenwarden.services.passwords import PasswordHashing
+from tokenwarden.services.sessions import IssuedSession, SessionService
+
+log = logging.getLogger(__name__)
+
+MAX_LOGIN = 256
+SIGN_IN_FAILED = "The user name or password is incorrect."
+KEEP_ATTEMPTS = timedelta(days=1)
+PURGE_EVERY_SECONDS = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    account_failures: int = 5
+    ip_failures: int = 20
+    window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: User
+    session: IssuedSession
+    replaced: str | None  # the session this sign-in replaced in the same browser, if any
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordSet:
+    user: User
+    at: datetime
+    revoked_sessions: int
+
+
+class AccountService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        passwords: PasswordHashing,
+        sessions: SessionService,
+        throttle: ThrottlePolicy,
+        *,
+        min_password_length: int = 12,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._passwords = passwords
+        self._sessions = sessions
+        self._throttle = throttle
+        self._min_length = min_password_length
+        self._next_purge = 0.0
+        self._purge_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ passwords
+    def set_password(self, actor: Actor, user: str, password: str) -> PasswordSet:
+        """Set a local account's password (the operator). The user's live browser sessions are
+        revoked: whoever knew the old password is signed out. Audited; the password never is."""
+        if not actor.is_operator:
+            raise Forbidden("only the operator sets passwords (tokenwarden user passwd)", code="accessDenied")
+        with reading(self._uow) as uow:
+            target = get_user(uow, user)
+        if target.identity_source is not IdentitySource.LOCAL:
+            raise InvalidInput(
+                f"{target.upn} signs in with an external identity provider: no local password",
+                code="externalIdentity",
+            )
+        value = check_password(password, upn=target.upn, min_length=self._min_length)
+        hashed = self._passwords.hash(value)  # slow: outside the transaction
+        now = self._clock.now()
+        with self._uow() as uow:
+            uow.oauth.set_password_hash(target.id, hashed, now)
+            revoked = self._sessions.revoke_all_in(uow, actor, target.id, "password changed")
+            orgs: list[str | None] = [m.org_id for m in uow.users.memberships_of(target.id)] or [None]
+            for org_id in orgs:
+                audit(
+                    uow,
+                    self._clock,
+                    actor,
+                    AuditEventType.PASSWORD_SET,
+                    org_id=org_id,
+                    target_type="user",
+                    target_id=target.id,
+                    details={"upn": target.upn, "revokedSessions": len(revoked)},
+                )
+            uow.commit()
+        return PasswordSet(target, now, len(revoked))
+
+    # ------------------------------------------------------------------ sign-in
+    def sign_in(
+        self,
+        login: str,
+        password: str,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        previous_session: str | None = None,
+    ) -> SignedIn:
+        """Check a password and open a new browser session (a new id every time; the session
+        the browser came with, ``previous_session``, is revoked). Raises Unauthenticated
+        (``signInFailed``) for any wrong credential and TooManyRequests past a limit."""
+        login = (login or "").strip()
+        if not login or not password:
+            raise InvalidInput("enter your user name and your password", code="credentialsRequired")
+        if len(login) > MAX_LOGIN:
+            raise InvalidInput(f"the user name is longer than {MAX_LOGIN} characters", code="invalidUserName")
+        key = normalize_upn(login)
+        now = self._clock.now()
+        since = now - self._throttle.window
+        with reading(self._uow) as uow:
+            self._check_throttle(uow, key, ip, now, since)
+            user = uow.users.by_upn(key)
+            stored = uow.oauth.password_hash(user.id) if user is not None else None
+            home = self._sessions.home_org(uow, user) if user is not None else None
+        ok = self._passwords.verify(stored, password)  # slow: outside any transaction
+        eligible = ok and user is not None and user.is_active and home is not None
+        rehashed = self._passwords.hash(password) if eligible and self._needs_rehash(stored) else None
+        with self._uow() as uow:
+            if not eligible or user is None or home is None:
+                self._fail(uow, login, key, ip, now, since, user, home, reason=_why(user, stored, ok, home))
+                uow.commit()
+                raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
+            uow.oauth.record_attempt(key, ip, now, True)
+            if rehashed is not None and stored is not None:
+                uow.oauth.replace_password_hash(user.id, stored, rehashed)
+            actor = Actor(user_id=user.id, upn=user.upn, ip=ip)
+            old = self._sessions.live_session_by_secret(uow, previous_session)
+            if old is not None:
+                self._sessions.revoke_in(uow, actor, [old], "replaced by a new sign-in")
+            issued = self._sessions.issue_in(uow, user, home, ip=ip, user_agent=user_agent)
+            audit(
+                uow,
+                self._clock,
+                actor,
+                AuditEventType.SIGN_IN,
+                org_id=home,
+                target_type="session",
+                target_id=issued.record.authorization_id,
+                details={
+                    "upn": user.upn,
+                    "userAgent": issued.record.user_agent,
+                    "validTo": issued.record.valid_to.isoformat(),
+                    "replacedSession": old.authorization_id if old else None,
+                },
+            )
+            self._maybe_purge(uow, now)
+            uow.commit()
+        return SignedIn(user, issued, old.authorization_id if old else None)
+
+    # ------------------------------------------------------------------ throttling
+    def _check_throttle(
+        self, uow: UnitOfWork, key: str, ip: str | None, now: datetime, since: datetime
+    ) -> None:
+        t = self._throttle
+        if uow.oauth.failures_since(since=since, upn_key=key) >= t.account_failures:
+            wait = self._retry_after(uow, now, t.account_failures, upn_key=key)
+            log.warning("sign-in throttled for an account (retry in %ss)", wait)
+            raise TooManyRequests(
+                f"too many failed sign-ins for this account: try again in {_minutes(wait)}",
+                retry_after=wait,
+                code="signInThrottled",
+            )
+        if ip is not None and uow.oauth.failures_since(since=since, ip=ip) >= t.ip_failures:
+            wait = self._retry_after(uow, now, t.ip_failures, ip=ip)
+            log.warning("sign-in throttled for client %s (retry in %ss)", ip, wait)
+            raise TooManyRequests(
+                f"too many failed sign-ins from your network address: try again in {_minutes(wait)}",
+                retry_after=wait,
+                code="signInThrottled",
+            )
+
+    def _retry_after(
+        self, uow: UnitOfWork, now: datetime, limit: int, *, upn_key: str | None = None, ip: str | None = None
+    ) -> int:
+        """Seconds until the count of failures in the trailing window drops below ``limit``
+        (refused attempts are not counted, so the count only falls): the smallest ``d`` with
+        fewer than ``limit`` failures after ``now - window + d``, by bisection (~10 reads)."""
+        start = now - self._throttle.window
+        lo, hi = 0, int(self._throttle.window.total_seconds()) + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            count = uow.oauth.failures_since(since=start + timedelta(seconds=mid), upn_key=upn_key, ip=ip)
+            if count < limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        return max(1, lo)
+
+    def _fail(
+        self,
+        uow: UnitOfWork,
+        login: str,
+        key: str,
+        ip: str | None,
+        now: datetime,
+        since: datetime,
+        user: User | None,
+        home: str | None,
+        *,
+        reason: str,
+    ) -> None:
+        uow.oauth.record_attempt(key, ip, now, False)
+        actor = Actor(user_id=user.id if user else None, upn=login[:MAX_LOGIN], ip=ip)
+        org_id = home
+        if org_id is None and user is not None:
+            org_id = next((m.org_id for m in uow.users.memberships_of(user.id)), None)
+        target_id = user.id if user else key
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.SIGN_IN_FAILED,
+            org_id=org_id,
+            target_type="user",
+            target_id=target_id,
+            details={"upn": login[:MAX_LOGIN], "reason": reason},
+        )
+        t = self._throttle
+        limits = [("account", uow.oauth.failures_since(since=since, upn_key=key), t.account_failures)]
+        if ip is not None:
+            limits.append(("ip", uow.oauth.failures_since(since=since, ip=ip), t.ip_failures))
+        for scope, count, limit in limits:
+            if count == limit:  # this failure reached the limit: audited once, not per refusal
+                audit(
+                    uow,
+                    self._clock,
+                    actor,
+                    AuditEventType.SIGN_IN_THROTTLED,
+                    org_id=org_id,
+                    target_type="user" if scope == "account" else "ip",
+                    target_id=target_id if scope == "account" else (ip or ""),
+                    details={
+                        "upn": login[:MAX_LOGIN],
+                        "limit": scope,
+                        "failures": count,
+                        "windowSeconds": int(t.window.total_seconds()),
+                    },
+                )
+
+    def _needs_rehash(self, stored: str | None) -> bool:
+        return stored is not None and self._passwords.needs_rehash(stored)
+
+    def _maybe_purge(self, uow: UnitOfWork, now: datetime) -> None:
+        """Drop attempts older than a day, at most once an hour per process."""
+        with self._purge_lock:
+            if time.monotonic() < self._next_purge:
+                return
+            self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+        keep = max(KEEP_ATTEMPTS, self._throttle.window)
+        uow.oauth.purge_attempts(now - keep)
+
+
+def _why(user: User | None, stored: str | None, ok: bool, home: str | None) -> str:
+    """Why a sign-in failed — for the audit log only, never for the browser."""
+    if user is None:
+        return "unknown account"
+    if stored is None:
+        return "no local password"
+    if not ok:
+        return "wrong password"
+    if not user.is_active:
+        return "account disabled"
+    if home is None:
+        return "no active membership"
+    return "refused"
+
+
+def _minutes(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = -(-seconds // 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
