@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,7 +109,7 @@ class SessionService:
         self._scopes = tuple(scopes)
         self.csrf = CsrfSigner(hasher)
         self._ids: dict[bytes, str] = {}  # secret hash -> authorizationId (never changes)
-        self._attempted: dict[bytes, float] = {}  # secret hash -> monotonic time of the last extension
+        self._attempted: dict[bytes, float] = {}  # secret hash -> when this node last tried to extend
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ issue (inside sign-in)
@@ -191,11 +190,12 @@ class SessionService:
         entry = caller.token
         if entry.kind is not TokenKind.SESSION:
             return None
-        target = self.window.due(entry.issued, entry.valid_to, self._clock.now())
+        now = self._clock.now()
+        target = self.window.due(entry.issued, entry.valid_to, now)
         if target is None:
             return None
         last = self._attempted.get(caller.key)
-        if last is not None and time.monotonic() - last < self.window.extend_every.total_seconds():
+        if last is not None and 0 <= now.timestamp() - last < self.window.extend_every.total_seconds():
             return None  # this node tried within the interval: the write (or its event) is on its way
         return target
 
@@ -208,7 +208,7 @@ class SessionService:
         with self._lock:
             if len(self._attempted) >= _ID_CACHE_MAX:
                 self._attempted.clear()
-            self._attempted[caller.key] = time.monotonic()
+            self._attempted[caller.key] = self._clock.now().timestamp()
         with self._uow() as uow:
             if not uow.tokens.extend_session(caller.key, target, before=target - self.window.extend_every):
                 return False
@@ -472,4 +472,3 @@ def _check_identity_wide(actor: Actor) -> None:
 
 def _no_session(auth_id: str) -> NotFound:
     return NotFound(f"no session {auth_id}", code="sessionNotFound")
-
