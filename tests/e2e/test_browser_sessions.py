@@ -31,7 +31,7 @@ from tests.e2e.signin_helpers import (
 )
 from tests.unit.conftest import FakeClock
 from tokenwarden.bootstrap import build
-from tokenwarden.domain.errors import DomainError
+from tokenwarden.domain.errors import DomainError, InvalidToken
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.http.web import (
     browser_session,
@@ -116,6 +116,11 @@ def test_an_extension_on_one_node_reaches_the_others(server: Server, clock: Fake
         other.validator.sync()  # the token.changed event (the bell or the 250 ms poll)
         moved = other.validator.validate(secret).token.valid_to
         assert moved > first and moved == record_of(server, secret).valid_to.timestamp()
+        token = csrf_of(server.client.get("/account").text)
+        assert server.client.post("/signout", data={"csrf_token": token}).status_code == 303
+        other.validator.sync()
+        with pytest.raises(InvalidToken):  # signed out on node one: refused on node two
+            other.validator.validate(secret)
     finally:
         other.close()
 

@@ -129,6 +129,7 @@ def test_password_spraying_is_throttled_per_ip(tmp_path: Path, clock: FakeClock)
         {},  # no token
         {"csrf_token": "0" * 64},  # a wrong one
         {"csrf_token": ""},
+        {"csrf_token": "\u00e9" * 64},  # not even ASCII
     ],
 )
 def test_a_post_without_a_valid_csrf_token_is_refused_403(server: Server, form: dict[str, str]) -> None:

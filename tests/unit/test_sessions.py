@@ -317,3 +317,21 @@ def test_sign_in_replaces_the_session_the_browser_came_with(container: Container
     with pytest.raises(InvalidToken):
         container.validator.validate(old.secret)
     container.validator.validate(signed.session.secret)
+
+
+def test_a_failed_extension_leaves_the_session_valid_and_is_not_retried_at_once(
+    container: Container, alice: User, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = open_session(container, alice)
+    clock.advance(minutes=5)
+    caller = container.validator.validate(session.secret)
+
+    def down() -> object:
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(container.sessions, "_uow", down)
+    assert container.sessions.touch(caller) is False
+    assert container.sessions.extension_due(caller) is None  # not on every request while it is down
+    monkeypatch.undo()
+    clock.advance(minutes=2)
+    assert container.sessions.touch(caller) is True

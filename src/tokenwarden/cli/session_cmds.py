@@ -71,8 +71,9 @@ def user_passwd(
     if json_out:
         emit_json(data)
     else:
-        signed_out = result.revoked_sessions
-        out.print(f"password of {result.user.upn} set; {signed_out} browser session(s) signed out")
+        count = result.revoked_sessions
+        message = f"password of {result.user.upn} set; {count} browser session(s) signed out"
+        out.print(message, highlight=False)
 
 
 def session_dict(sessions: SessionService, record: TokenRecord, now: datetime) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from tokenwarden.services.signals import emit_session_revoked, initiated_by
 from tokenwarden.services.signing import derive_key
 from tokenwarden.services.validation import Caller
 
+log = logging.getLogger(__name__)
 MAX_USER_AGENT = 256
 _ID_CACHE_MAX = 100_000
 CSRF_INFO = b"tokenwarden csrf tokens"
@@ -84,6 +86,8 @@ class CsrfSigner:
         return self._mac(self._keys[0], cookie_value)
 
     def verify(self, cookie_value: str, token: str) -> bool:
+        if not token.isascii():
+            return False
         return any(hmac.compare_digest(self._mac(key, cookie_value), token) for key in self._keys)
 
     @staticmethod
@@ -209,11 +213,16 @@ class SessionService:
             if len(self._attempted) >= _ID_CACHE_MAX:
                 self._attempted.clear()
             self._attempted[caller.key] = self._clock.now().timestamp()
-        with self._uow() as uow:
-            if not uow.tokens.extend_session(caller.key, target, before=target - self.window.extend_every):
-                return False
-            publish(uow, EventType.TOKEN_CHANGED, hashes=[caller.key.hex()])
-            uow.commit()
+        before = target - self.window.extend_every
+        try:
+            with self._uow() as uow:
+                if not uow.tokens.extend_session(caller.key, target, before=before):
+                    return False
+                publish(uow, EventType.TOKEN_CHANGED, hashes=[caller.key.hex()])
+                uow.commit()
+        except Exception as exc:  # still valid until its current end; tried again after the interval
+            log.warning("could not extend a browser session: %s", exc)
+            return False
         return True
 
     # ------------------------------------------------------------------ listings
