@@ -21,8 +21,6 @@ cached entry and reads the new expiry.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import threading
 from collections.abc import Sequence
@@ -54,16 +52,15 @@ from tokenwarden.services.common import (
     require_admin,
     token_reaches,
 )
+from tokenwarden.services.csrf import CsrfSigner
 from tokenwarden.services.effective import EffectiveView
 from tokenwarden.services.revocation import raise_member_marks
 from tokenwarden.services.signals import emit_session_revoked, initiated_by
-from tokenwarden.services.signing import derive_key
 from tokenwarden.services.validation import Caller
 
 log = logging.getLogger(__name__)
 MAX_USER_AGENT = 256
 _ID_CACHE_MAX = 100_000
-CSRF_INFO = b"tokenwarden csrf tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,27 +69,6 @@ class IssuedSession:
 
     record: TokenRecord
     secret: str
-
-
-class CsrfSigner:
-    """Form tokens bound to a browser's pre-session cookie: HMAC-SHA256 of the cookie value under
-    a key derived from the pepper (every node derives the same one). Tokens made under a retired
-    pepper still verify while it is configured."""
-
-    def __init__(self, hasher: SecretHasher) -> None:
-        self._keys = [derive_key(p, CSRF_INFO) for p in hasher.peppers]
-
-    def sign(self, cookie_value: str) -> str:
-        return self._mac(self._keys[0], cookie_value)
-
-    def verify(self, cookie_value: str, token: str) -> bool:
-        if not token.isascii():
-            return False
-        return any(hmac.compare_digest(self._mac(key, cookie_value), token) for key in self._keys)
-
-    @staticmethod
-    def _mac(key: bytes, value: str) -> str:
-        return hmac.new(key, b"tw-csrf-v1|" + value.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
 
 
 class SessionService:
