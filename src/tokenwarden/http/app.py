@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tokenwarden import __version__
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
-from tokenwarden.http import oauth, ssf
+from tokenwarden.http import oauth, oauth_authorize, ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, revocation, system
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
@@ -108,6 +108,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     # ---- issue 11 part 1: sign-in pages and browser sessions
     app.include_router(web_pages.router)
     app.include_router(session_api.router)
+    app.include_router(oauth_authorize.router)  # issue 11: the authorization endpoint (consent)
     # ----
 
     @app.middleware("http")

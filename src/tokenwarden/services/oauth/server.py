@@ -251,6 +251,11 @@ class OAuthServer:
                 uow.commit()
         return response
 
+    def user(self, user_id: str) -> User | None:
+        """The signed-in user the authorization endpoint acts for."""
+        with self._uow() as uow:
+            return uow.users.get(user_id)
+
     # ------------------------------------------------------------------ authlib callbacks
     def query_client(self, client_id: str) -> ClientModel | None:
         if not client_id or len(client_id) > 64:
