@@ -315,3 +315,32 @@ def test_rfc7009_revoke_a_refresh_token_revokes_its_family_and_answers_200_for_u
     assert status == 200
     with pytest.raises(InvalidToken):
         c.validator.validate(tokens["access_token"])
+
+
+def test_an_expired_code_is_refused(c: Container, bob: User, clock: FakeClock) -> None:
+    client, secret = register(c)
+    code = authorize(c, client, bob)
+    clock.advance(seconds=121)  # codes live 120 s
+    status, body = exchange(c, client, secret, code)
+    assert status == 400 and body["error"] == "invalid_grant"
+
+
+def test_an_expired_jwt_says_expired() -> None:
+    """Issued by a clock two hours behind: its exp is an hour in the past for the validator."""
+    late = FakeClock(datetime.now(UTC) - timedelta(hours=2))
+    c = memory_container(Settings(staleness_seconds=3600.0), clock=late)
+    c.directory.initialize("acme", "admin@acme.test")
+    client, secret = register(c, grants=(GrantType.CLIENT_CREDENTIALS,))
+    _, body, _ = c.oauth.token(post({"grant_type": "client_credentials"}, (client.client_id, secret)), ISSUER)
+    with pytest.raises(InvalidToken, match="token is expired"):
+        c.validator.validate(body["access_token"])
+
+
+def test_a_client_disabled_in_the_store_gets_no_more_tokens(c: Container, bob: User) -> None:
+    client, secret = register(c)
+    _, tokens = exchange(c, client, secret, authorize(c, client, bob))
+    with c.uow() as uow:
+        uow.oauth.update_client(client.with_changes(disabled_at=c.clock.now()))
+        uow.commit()
+    status, body = refresh(c, client, secret, tokens["refresh_token"])
+    assert status in (400, 401) and body["error"] in ("invalid_client", "invalid_grant")
