@@ -169,12 +169,12 @@ def test_match_upns_finds_users_and_membership_in_one_call(db: Database) -> None
     with db() as uow:
         found = uow.bulk_jobs.match_upns(acme.id, keys)
         assert found == {
-            "user0@acme.test": UpnMatch(users[0].id, True),
-            "user1@acme.test": UpnMatch(users[1].id, True),
-            "user2@acme.test": UpnMatch(users[2].id, False),
+            "user0@acme.test": UpnMatch(users[0].id, True, "User0@Acme.Test"),
+            "user1@acme.test": UpnMatch(users[1].id, True, "User1@Acme.Test"),
+            "user2@acme.test": UpnMatch(users[2].id, False, "User2@Acme.Test"),
         }
         assert uow.bulk_jobs.match_upns(other.id, ["user2@acme.test"]) == {
-            "user2@acme.test": UpnMatch(users[2].id, True)
+            "user2@acme.test": UpnMatch(users[2].id, True, "User2@Acme.Test")
         }
         assert uow.bulk_jobs.match_upns(acme.id, []) == {}
 

@@ -243,10 +243,12 @@ class BulkJobItem:
 
 @dataclass(frozen=True, slots=True)
 class UpnMatch:
-    """A user found by UPN, and whether it is a member of the organization asked about."""
+    """A user found by UPN (as stored), and whether it is a member of the organization asked
+    about."""
 
     user_id: str
     is_member: bool
+    upn: str
 
 
 class BulkJobRepository(Protocol):

@@ -29,7 +29,7 @@ from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import BulkJob, BulkJobItem, UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, reading, require_admin
 from tokenwarden.services.revocation import raise_member_marks
-from tokenwarden.services.signals import emit_session_revoked
+from tokenwarden.services.signals import emit_sessions_revoked
 
 JOB_TYPE = "revoke_users"
 PENDING, SUCCESS, FAILED, SKIPPED = "Pending", "Success", "Failed", "Skipped"
@@ -169,9 +169,10 @@ class BulkRevokeService:
                     uow.commit()
                     break
                 revoked_here += self._chunk_of(uow, actor, job, the_org, items, now)
-                counts = uow.bulk_jobs.counts(job_id)
                 uow.commit()
-            if progress is not None:
+            if progress is not None:  # counted after the commit: not while holding the write lock
+                with reading(self._uow) as uow:
+                    counts = uow.bulk_jobs.counts(job_id)
                 progress(job.total - counts.get(PENDING, 0), job.total)
         status = self.status(actor, job_id)
         return replace(status, revoked=revoked_here)
@@ -186,9 +187,8 @@ class BulkRevokeService:
         now: datetime,
     ) -> int:
         matches = uow.bulk_jobs.match_upns(org.id, [normalize_upn(i.upn) for i in items])
-        member_ids = [
-            m.user_id for m in (matches.get(normalize_upn(i.upn)) for i in items) if m and m.is_member
-        ]
+        members = [m for m in (matches.get(normalize_upn(i.upn)) for i in items) if m and m.is_member]
+        member_ids = [m.user_id for m in members]
         live = (
             uow.bulk_jobs.live_tokens_per_user(member_ids, job.kinds, now, now, org_id=org.id)
             if member_ids
@@ -207,17 +207,15 @@ class BulkRevokeService:
                 finished.append(replace(item, status=SUCCESS, revoked_count=count, processed_at=now))
         if member_ids and not job.dry_run:
             raise_member_marks(uow, org.id, member_ids, job.kinds, now)
-            for user_id in member_ids:  # resource servers hear of it too (CAEP session-revoked)
-                user = uow.users.get(user_id)
-                if user is not None:
-                    emit_session_revoked(
-                        uow,
-                        self._clock,
-                        user=user,
-                        org_id=org.id,
-                        initiating_entity="admin",
-                        reason_admin=f"bulk revocation job {job.id}",
-                    )
+            # Resource servers hear of it too: one CAEP session-revoked per user, one write.
+            emit_sessions_revoked(
+                uow,
+                self._clock,
+                users=list(dict.fromkeys((m.upn, m.user_id) for m in members)),
+                org_id=org.id,
+                initiating_entity="admin",
+                reason_admin=f"bulk revocation job {job.id}",
+            )
         uow.bulk_jobs.finish_items(finished)
         revoked = sum(live.values())
         audit(

@@ -79,7 +79,7 @@ class MemoryBulkJobRepository(_Repo):
     def match_upns(self, org_id: str, upn_keys: Sequence[str]) -> dict[str, UpnMatch]:
         wanted = set(upn_keys)
         return {
-            normalize_upn(u.upn): UpnMatch(u.id, (org_id, u.id) in self.s.memberships)
+            normalize_upn(u.upn): UpnMatch(u.id, (org_id, u.id) in self.s.memberships, u.upn)
             for u in self.s.users.values()
             if normalize_upn(u.upn) in wanted
         }

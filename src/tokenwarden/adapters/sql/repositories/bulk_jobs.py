@@ -118,12 +118,12 @@ class SqlBulkJobRepository:
         keys = list(dict.fromkeys(upn_keys))
         for start in range(0, len(keys), self._IN_CHUNK):
             stmt = (
-                select(u.upn_key, u.id, m.user_id.label("member"))
+                select(u.upn_key, u.id, u.upn, m.user_id.label("member"))
                 .select_from(t.users.outerjoin(t.memberships, and_(m.user_id == u.id, m.org_id == org_id)))
                 .where(u.upn_key.in_(keys[start : start + self._IN_CHUNK]))
             )
             for r in self._c.execute(stmt):
-                found[r.upn_key] = UpnMatch(r.id, r.member is not None)
+                found[r.upn_key] = UpnMatch(r.id, r.member is not None, r.upn)
         return found
 
     def live_tokens_per_user(
