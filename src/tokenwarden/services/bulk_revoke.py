@@ -18,6 +18,7 @@ import bisect
 import csv
 import hashlib
 import io
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -41,6 +42,7 @@ ITEM_STATUSES = (PENDING, SUCCESS, FAILED, SKIPPED)
 CREATING, READY, RUNNING, COMPLETED = "creating", "pending", "running", "completed"
 CHUNK_SIZE = 500  # rows applied per transaction
 STORE_CHUNK_SIZE = 2_000  # rows stored per transaction while a job is created
+MIN_PAUSE, MAX_PAUSE = 0.002, 0.1  # seconds the write lock is left free between two chunks
 
 Progress = Callable[[int, int], object]
 
@@ -102,11 +104,30 @@ class BulkRevokeService:
         *,
         chunk_size: int = CHUNK_SIZE,
         store_chunk_size: int = STORE_CHUNK_SIZE,
+        yield_ratio: float = 0.0,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
+        """``yield_ratio``: for a database that lets one writer in at a time (SQLite), where a
+        writer that finds the lock taken polls for it at growing intervals (up to 100 ms): after
+        each chunk, leave the write lock free that many times as long as the chunk held it
+        (bounded by MIN_PAUSE and MAX_PAUSE). A job that took the lock again right after each
+        commit kept an urgent revocation waiting for seconds. 0 never pauses (PostgreSQL locks
+        rows, not the database)."""
         self._uow = uow
         self._clock = clock
         self._chunk = chunk_size
         self._store_chunk = store_chunk_size
+        self._yield_ratio = yield_ratio
+        self._sleep = sleep
+
+    @property
+    def yield_ratio(self) -> float:
+        return self._yield_ratio
+
+    def _let_others_write(self, held: float) -> None:
+        """Between two chunks: give writers waiting for the lock their turn."""
+        if self._yield_ratio > 0:
+            self._sleep(min(MAX_PAUSE, max(MIN_PAUSE, held * self._yield_ratio)))
 
     def create_or_resume(
         self,
@@ -195,6 +216,7 @@ class BulkRevokeService:
         while True:
             now = self._clock.now()
             with self._uow() as uow:
+                began = time.perf_counter()  # the write lock is held from here to the commit
                 last = uow.bulk_jobs.claim_creation(job.id, now)
                 if last is None:  # complete (another creator stored the rest), or gone
                     break
@@ -206,10 +228,12 @@ class BulkRevokeService:
                 if stored >= len(submission.rows):
                     uow.bulk_jobs.set_status(job.id, READY, now)
                 uow.commit()
+                held = time.perf_counter() - began
             if progress is not None:
                 progress(stored, job.total)
             if stored >= len(submission.rows):
                 break
+            self._let_others_write(held)
         with reading(self._uow) as uow:
             current = uow.bulk_jobs.get(job.id)
         if current is None:
@@ -227,6 +251,7 @@ class BulkRevokeService:
         while True:
             now = self._clock.now()
             with self._uow() as uow:
+                began = time.perf_counter()
                 job = uow.bulk_jobs.claim(job_id, now)
                 if job is None:
                     raise NotFound(f"bulk job {job_id!r:.40} not found", code="jobNotFound")
@@ -247,6 +272,8 @@ class BulkRevokeService:
                     break
                 revoked_here += self._chunk_of(uow, actor, job, the_org, items, now)
                 uow.commit()
+                held = time.perf_counter() - began
+            self._let_others_write(held)
             if progress is not None:  # counted after the commit: not while holding the write lock
                 with reading(self._uow) as uow:
                     counts = uow.bulk_jobs.counts(job_id)
