@@ -257,3 +257,27 @@ def test_cli_resumes_a_job_whose_creation_was_interrupted(
 def _job_ids(database: SqlDatabase) -> list[str]:
     with database.engine.connect() as conn:
         return [str(r[0]) for r in conn.execute(select(t.bulk_jobs.c.id))]
+
+
+def test_status_and_results_are_reads_that_never_wait_for_the_write_lock(
+    server: Server, tmp_path: Path
+) -> None:
+    c = server.container
+    body = b"UserPrincipalName\nnobody@acme.test\n"
+    job = c.bulk_revoke.create_or_resume(OPERATOR, server.org, body, ALL_KINDS).job
+    holder = sqlite3.connect(tmp_path / "data" / "tw.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock (a long chunk, a CLI ...)
+    answers: list[object] = []
+    try:
+        reader = threading.Thread(
+            target=lambda: answers.extend(
+                [c.bulk_revoke.status(OPERATOR, job.id).state, len(c.bulk_revoke.results(OPERATOR, job.id))]
+            )
+        )
+        reader.start()
+        reader.join(timeout=5)
+        assert answers == ["pending", 1]  # answered while the lock was held
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        reader.join(timeout=60)

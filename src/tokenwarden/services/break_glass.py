@@ -226,12 +226,14 @@ class BreakGlassService:
 
     def _report(self, actor: Actor, org: Organization, outcome: BreakGlassOutcome) -> BreakGlassOutcome:
         """Count what died — after the watermark is committed and announced, so counting a
-        million rows never delays the revocation itself — and audit the figures."""
+        million rows never delays the revocation itself, and in a read, so that it never holds
+        the write lock (SQLite's only one) either — and audit the figures."""
         cutoff = outcome.request.executed_at or self._clock.now()
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             counts = uow.break_glass.count_live(
                 org.id, now=cutoff, issued_before=cutoff, org_marks=outcome.marks_before
             )
+        with self._uow() as uow:
             audit(
                 uow,
                 self._clock,

@@ -347,16 +347,17 @@ class BulkRevokeService:
         return revoked
 
     def status(self, actor: Actor, job_id: str, org: str | None = None) -> JobStatus:
-        """Counts per item status and the job's state (creating | pending | running | completed)."""
-        with self._uow() as uow:
+        """Counts per item status and the job's state (creating | pending | running | completed).
+        A read: polling a job's status never waits for (or holds) the write lock."""
+        with reading(self._uow) as uow:
             job, the_org = self._visible_job(uow, actor, job_id, org)
             counts = dict.fromkeys(ITEM_STATUSES, 0)
             counts.update(uow.bulk_jobs.counts(job_id))
             return JobStatus(job, the_org.name, counts)
 
     def results(self, actor: Actor, job_id: str, org: str | None = None) -> list[BulkJobItem]:
-        """One row per input row, in input order (Pending where not processed yet)."""
-        with self._uow() as uow:
+        """One row per input row, in input order (Pending where not processed yet); a read."""
+        with reading(self._uow) as uow:
             self._visible_job(uow, actor, job_id, org)
             return uow.bulk_jobs.items(job_id)
 
