@@ -34,6 +34,10 @@ class RevokedBy(StrEnum):
     SYSTEM = "system"
 
 
+# ``TokenRecord.purpose`` of the short-lived admin token a break-glass issues to its executor.
+BREAK_GLASS_RECOVERY = "break-glass-recovery"
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
     """A stored token. The secret itself is never kept: only its keyed hash."""
@@ -56,6 +60,12 @@ class TokenRecord:
     last_used_at: datetime | None = None
     last_used_ip: str | None = None
     client_id: str | None = None  # OAuth client for access/refresh/session tokens
+    purpose: str | None = None  # BREAK_GLASS_RECOVERY, or None for an ordinary token
+
+    @property
+    def is_recovery(self) -> bool:
+        """A break-glass recovery token (whatever it has been renamed to)."""
+        return self.purpose == BREAK_GLASS_RECOVERY
 
     @property
     def all_orgs(self) -> bool:

@@ -132,6 +132,7 @@ tokens = Table(
     Column("last_used_at", UTCDateTime(), nullable=True),
     Column("last_used_ip", String(64), nullable=True),
     Column("client_id", String(64), nullable=True),
+    Column("purpose", String(32), nullable=True),
     Index("ix_tokens_user_kind", "user_id", "kind"),
     Index("ix_tokens_org_kind", "org_id", "kind"),
     Index("ix_tokens_created_at", "created_at"),

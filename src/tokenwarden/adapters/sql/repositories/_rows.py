@@ -179,6 +179,7 @@ def _token_values(token: TokenRecord) -> dict[str, Any]:
         "last_used_at": token.last_used_at,
         "last_used_ip": token.last_used_ip,
         "client_id": token.client_id,
+        "purpose": token.purpose,
     }
 
 
@@ -202,6 +203,7 @@ def _token(row: Row[Any]) -> TokenRecord:
         last_used_at=row.last_used_at,
         last_used_ip=row.last_used_ip,
         client_id=row.client_id,
+        purpose=row.purpose,
     )
 
 
