@@ -201,7 +201,10 @@ def test_a_crash_while_the_rows_are_stored_leaves_a_job_that_says_so_never_runs_
     assert sorted(seen) == sorted(ids.values())
 
 
-def test_two_creators_of_one_job_take_turns(server: Server) -> None:
+@pytest.mark.parametrize("backend", ["server", pytest.param("pg_server", marks=pytest.mark.postgres)])
+def test_two_creators_of_one_job_take_turns(backend: str, request: pytest.FixtureRequest) -> None:
+    """Two nodes storing the rows of the same job never store a row twice nor skip one."""
+    server: Server = request.getfixturevalue(backend)
     c = server.container
     upns = [f"user{i:03d}@acme.test" for i in range(300)]
     seed_members(sql(c), server.org_id, upns)
