@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk_csv, http_load, propagation, validation
+from bench import bulk_csv, csv_contention, http_load, propagation, validation
 
 
 def machine() -> dict[str, str | int | None]:
@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-propagation", action="store_true")
-    parser.add_argument("--only", choices=["validation", "http", "propagation", "csv"], help="run one group")
+    parser.add_argument(
+        "--only", choices=["validation", "http", "propagation", "csv", "contention"], help="run one group"
+    )
     args = parser.parse_args()
     sizes = [10_000] if args.quick else [100_000, 1_000_000]
     calls = 100_000 if args.quick else 500_000
@@ -54,6 +56,11 @@ def main() -> None:
         print("CSV revocation of 10,000 users (CLI, SQLite)...", file=sys.stderr)
         results["csv"] = bulk_csv.run(1_000 if args.quick else 10_000, 1 if args.quick else 3)
         print(json.dumps(results["csv"], indent=2), file=sys.stderr)
+    if args.only in (None, "contention"):
+        users = 5_000 if args.quick else 50_000
+        print(f"urgent revocations during a CSV job of {users:,} users (SQLite)...", file=sys.stderr)
+        results["contention"] = {mode: csv_contention.run(users, mode) for mode in ("cli", "thread")}
+        print(json.dumps(results["contention"], indent=2), file=sys.stderr)
     if args.only in (None, "http") and not args.skip_http:
         print("HTTP (2 workers, wrk on the same machine)...", file=sys.stderr)
         results["http"] = http_load.run(duration=3 if args.quick else 10, repeats=1 if args.quick else 3)

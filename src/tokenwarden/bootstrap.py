@@ -277,7 +277,8 @@ def wire(
             reader=reader,
             push_allow=PushAllowList.parse(settings.ssf_push_allow),
         ),
-        bulk_revoke=BulkRevokeService(uow, clock),
+        # SQLite has one writer at a time: a CSV job leaves the lock free between its chunks.
+        bulk_revoke=BulkRevokeService(uow, clock, yield_ratio=1.0 if _single_writer(database) else 0.0),
         keys=keys,
         introspector=Introspector(validator, clients, settings.issuer),
         oauth=OAuthServer(
@@ -299,6 +300,11 @@ def wire(
         # issue 11 (part 2): the OAuth client registry
         clients=clients,
     )
+
+
+def _single_writer(database: Database) -> bool:
+    """Does the database let one writer in at a time (SQLite), others waiting on a busy timeout?"""
+    return isinstance(database, SqlDatabase) and database.engine.dialect.name == "sqlite"
 
 
 def memory_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:

@@ -169,12 +169,12 @@ def test_match_upns_finds_users_and_membership_in_one_call(db: Database) -> None
     with db() as uow:
         found = uow.bulk_jobs.match_upns(acme.id, keys)
         assert found == {
-            "user0@acme.test": UpnMatch(users[0].id, True),
-            "user1@acme.test": UpnMatch(users[1].id, True),
-            "user2@acme.test": UpnMatch(users[2].id, False),
+            "user0@acme.test": UpnMatch(users[0].id, True, "User0@Acme.Test"),
+            "user1@acme.test": UpnMatch(users[1].id, True, "User1@Acme.Test"),
+            "user2@acme.test": UpnMatch(users[2].id, False, "User2@Acme.Test"),
         }
         assert uow.bulk_jobs.match_upns(other.id, ["user2@acme.test"]) == {
-            "user2@acme.test": UpnMatch(users[2].id, True)
+            "user2@acme.test": UpnMatch(users[2].id, True, "User2@Acme.Test")
         }
         assert uow.bulk_jobs.match_upns(acme.id, []) == {}
 
@@ -215,3 +215,51 @@ def test_live_tokens_per_user_counts_only_live_tokens_of_the_kinds(db: Database)
             [users[0].id, users[1].id, users[2].id, new_id()], ["pat", "session"], now, now, org_id=acme.id
         )
     assert counts == {users[0].id: 2, users[1].id: 1}
+
+
+def test_a_job_being_created_takes_its_items_chunk_by_chunk(db: Database) -> None:
+    """claim_creation says where the stored rows end; claim never makes such a job run."""
+    org = make_org()
+    job = replace(make_job(org, total=5), status="creating")
+    items = make_items(job, [f"u{i}@acme.test" for i in range(5)])  # lines 2..6
+    t1, t2, t3 = (T0 + timedelta(seconds=s) for s in (1, 2, 3))
+    with db() as uow:
+        uow.orgs.add(org)
+        uow.bulk_jobs.add(job, [])
+        uow.commit()
+    with db() as uow:
+        assert uow.bulk_jobs.claim_creation(job.id, t1) == 0  # nothing stored yet
+        uow.bulk_jobs.add_items(items[:2])
+        uow.commit()
+    with db() as uow:
+        assert uow.bulk_jobs.claim_creation(job.id, t2) == 3
+        uow.bulk_jobs.add_items(items[2:4])
+        # rolled back: the next creator finds the same place
+    with db() as uow:
+        assert uow.bulk_jobs.claim_creation(job.id, t2) == 3
+        claimed = uow.bulk_jobs.claim(job.id, t2)
+        assert claimed is not None and claimed.status == "creating"  # not runnable yet
+        uow.bulk_jobs.add_items(items[2:])
+        uow.bulk_jobs.set_status(job.id, "pending", t3)
+        uow.commit()
+    with db() as uow:
+        assert uow.bulk_jobs.claim_creation(job.id, t3) is None  # created: nothing more to store
+        assert uow.bulk_jobs.claim_creation("f" * 32, t3) is None
+        assert [i.line_no for i in uow.bulk_jobs.items(job.id)] == [2, 3, 4, 5, 6]
+        assert uow.bulk_jobs.get(job.id) == replace(job, status="pending", updated_at=t3)
+        claimed = uow.bulk_jobs.claim(job.id, t3)
+        assert claimed is not None and claimed.status == "running"
+
+
+def test_storing_a_line_twice_is_a_conflict(db: Database) -> None:
+    _, job = seed_job(db, ["a@acme.test"])
+
+    def store_line_2_again() -> None:
+        with db() as uow:
+            uow.bulk_jobs.add_items([BulkJobItem(job.id, 2, "again@acme.test", "Pending")])
+            uow.commit()
+
+    with pytest.raises(Conflict):
+        store_line_2_again()
+    with db() as uow:
+        assert [i.upn for i in uow.bulk_jobs.items(job.id)] == ["a@acme.test"]

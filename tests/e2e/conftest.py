@@ -17,7 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from tokenwarden.adapters.sql import tables as t
+from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.http.app import create_app
 from tokenwarden.settings import Settings
@@ -174,3 +177,17 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], SqlDatabase, str]]:
+    """An initialised SQLite data directory for CLI processes: (env, database, org id)."""
+    env = {**os.environ, "TOKENWARDEN_DATA_DIR": str(tmp_path / "data")}
+    env.pop("TOKENWARDEN_DATABASE_URL", None)
+    r = run_cli(["init", "--org", "Acme", "--admin", "admin@acme.test", "--json"], env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    database = SqlDatabase(f"sqlite:///{tmp_path / 'data' / 'tokenwarden.db'}")
+    with database.engine.connect() as conn:
+        org_id = str(conn.execute(select(t.orgs.c.id)).scalar_one())
+    yield env, database, org_id
+    database.dispose()

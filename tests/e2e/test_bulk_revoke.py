@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -329,19 +328,6 @@ def test_a_chunk_is_applied_entirely_or_not_at_all(server: Server, monkeypatch: 
 
 
 # --------------------------------------------------------------------------- CLI
-@pytest.fixture
-def cli_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], SqlDatabase, str]]:
-    env = {**os.environ, "TOKENWARDEN_DATA_DIR": str(tmp_path / "data")}
-    env.pop("TOKENWARDEN_DATABASE_URL", None)
-    r = run_cli(["init", "--org", "Acme", "--admin", "admin@acme.test", "--json"], env, tmp_path)
-    assert r.returncode == 0, r.stderr
-    database = SqlDatabase(f"sqlite:///{tmp_path / 'data' / 'tokenwarden.db'}")
-    with database.engine.connect() as conn:
-        org_id = str(conn.execute(select(t.orgs.c.id)).scalar_one())
-    yield env, database, org_id
-    database.dispose()
-
-
 def interrupt_midway(
     args: list[str], env: dict[str, str], cwd: Path, sig: signal.Signals
 ) -> tuple[subprocess.Popen[bytes], int]:

@@ -9,12 +9,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tokenwarden.bootstrap import Container
 from tokenwarden.cli.context import domain_errors, open_container
@@ -28,6 +28,8 @@ from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.ports.repositories import BulkJobItem
 from tokenwarden.services.bulk_revoke import (
     CHUNK_SIZE,
+    COMPLETED,
+    CREATING,
     FAILED,
     SKIPPED,
     SUCCESS,
@@ -140,13 +142,19 @@ def revoke_users(
     c = open_container()
     name = "stdin" if csv_source == "-" else Path(csv_source).name
     try:
-        submission = c.bulk_revoke.create_or_resume(OPERATOR, org, data, kind_list, dry_run, name)
+        submission = c.bulk_revoke.submit(OPERATOR, org, data, kind_list, dry_run, name)
     except InvalidInput as exc:
         usage_error(exc.message, json_out, exc.code)
         return
     job = submission.job
     before = c.bulk_revoke.status(OPERATOR, job.id)
-    if submission.resumed:
+    if submission.resumed and before.state == CREATING:
+        err.print(
+            f"resumed job {job.id}: it was interrupted while its rows were stored "
+            f"({before.stored} of {before.total}); nothing was revoked yet",
+            highlight=False,
+        )
+    elif submission.resumed:
         err.print(f"resumed job {job.id}: {before.done} of {before.total} row(s) already done")
     else:
         err.print(f"new job {job.id}: {before.total} row(s)", highlight=False)
@@ -158,7 +166,7 @@ def revoke_users(
             highlight=False,
         )
     try:
-        status = before if before.state == "completed" else run_with_progress(c, job.id, before, chunk_size)
+        status = before if before.state == COMPLETED else run_with_progress(c, submission, before, chunk_size)
         rows = c.bulk_revoke.results(OPERATOR, job.id)
     except (Exception, KeyboardInterrupt) as exc:
         interrupted(c, job.id, exc, json_out)
@@ -197,8 +205,9 @@ def revoke_users(
         out.print(f"{data_out['job']} job {job.id}: {counts}", highlight=False)
 
 
-def run_with_progress(c: Container, job_id: str, before: JobStatus, chunk_size: int) -> JobStatus:
-    """Run the job with a rich progress bar on stderr (one step per committed chunk).
+def run_with_progress(c: Container, submission: Submission, before: JobStatus, chunk_size: int) -> JobStatus:
+    """Store the rows a new (or interrupted) job still lacks, then run it, with a rich progress
+    bar on stderr (one step per committed chunk).
 
     Ctrl-C does not raise wherever Python happens to be (inside a database call, or while the
     progress bar's refresh thread holds the console lock — a deadlock seen in testing): it sets a
@@ -214,15 +223,23 @@ def run_with_progress(c: Container, job_id: str, before: JobStatus, chunk_size: 
             TimeElapsedColumn(),
             console=err,
         ) as progress:
+
+            def stepper(task: TaskID) -> Callable[[int, int], None]:
+                def step(done: int, total: int) -> None:
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+                    progress.update(task, completed=done, total=total)
+
+                return step
+
+            job_id = submission.job.id
+            if before.state == CREATING:
+                storing = progress.add_task("storing rows", total=before.total, completed=before.stored)
+                c.bulk_revoke.store_rows(OPERATOR, submission, stepper(storing))
+                before = c.bulk_revoke.status(OPERATOR, job_id)
             label = "dry run" if before.job.dry_run else "revoking"
             task = progress.add_task(label, total=before.total, completed=before.done)
-
-            def step(done: int, total: int) -> None:
-                if stop.is_set():
-                    raise KeyboardInterrupt
-                progress.update(task, completed=done, total=total)
-
-            return c.bulk_revoke.run(OPERATOR, job_id, step, chunk_size=chunk_size)
+            return c.bulk_revoke.run(OPERATOR, job_id, stepper(task), chunk_size=chunk_size)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -234,10 +251,11 @@ def interrupted(c: Container, job_id: str, exc: BaseException, json_out: bool) -
         if isinstance(exc, DomainError)
         else (type(exc).__name__ + (f": {exc}" if str(exc) else ""))
     )
-    done = total = None
+    done = total = stored = None
+    state = None
     try:
         st = c.bulk_revoke.status(OPERATOR, job_id)
-        done, total = st.done, st.total
+        done, total, stored, state = st.done, st.total, st.stored, st.state
     except Exception:  # noqa: S110 - the database may be what failed; report without it
         pass
     resume = shlex.join(["tokenwarden", *sys.argv[1:]])
@@ -246,12 +264,20 @@ def interrupted(c: Container, job_id: str, exc: BaseException, json_out: bool) -
             {
                 "error": {"code": "jobInterrupted", "message": reason},
                 "jobId": job_id,
+                "state": state,
+                "stored": stored,
                 "done": done,
                 "total": total,
                 "resume": resume,
             }
         )
-    progress = f"{done} of {total} row(s) done" if done is not None else "progress unknown"
+    if state == CREATING:
+        progress = (
+            f"{stored} of {total} row(s) stored, nothing revoked yet "
+            "(a job runs only once every row is stored)"
+        )
+    else:
+        progress = f"{done} of {total} row(s) done" if done is not None else "progress unknown"
     err.print(f"[bold red]error:[/] job {job_id} interrupted ({reason}); {progress}", highlight=False)
     err.print(f"every finished chunk is applied exactly once; to resume, run the same command:\n  {resume}")
     raise SystemExit(1)

@@ -37,6 +37,10 @@ class RevokedBy(StrEnum):
     SYSTEM = "system"
 
 
+# ``TokenRecord.purpose`` of the short-lived admin token a break-glass issues to its executor.
+BREAK_GLASS_RECOVERY = "break-glass-recovery"
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
     """A stored token. The secret itself is never kept: only its keyed hash."""
@@ -63,6 +67,12 @@ class TokenRecord:
     parent_id: str | None = None  # the refresh token this one was rotated from
     rotated_at: datetime | None = None  # when this refresh token was exchanged for its successor
     user_agent: str | None = None  # sessions: the browser that signed in
+    purpose: str | None = None  # BREAK_GLASS_RECOVERY, or None for an ordinary token
+
+    @property
+    def is_recovery(self) -> bool:
+        """A break-glass recovery token (whatever it has been renamed to)."""
+        return self.purpose == BREAK_GLASS_RECOVERY
 
     @property
     def all_orgs(self) -> bool:

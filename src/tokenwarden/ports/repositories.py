@@ -243,7 +243,7 @@ class BulkJob:
     id: str
     org_id: str
     type: str
-    status: str  # pending | running | completed
+    status: str  # creating (rows still being stored: never runs) | pending | running | completed
     kinds: tuple[str, ...]
     dry_run: bool
     created_by: str | None
@@ -268,22 +268,35 @@ class BulkJobItem:
 
 @dataclass(frozen=True, slots=True)
 class UpnMatch:
-    """A user found by UPN, and whether it is a member of the organization asked about."""
+    """A user found by UPN (as stored), and whether it is a member of the organization asked
+    about."""
 
     user_id: str
     is_member: bool
+    upn: str
 
 
 class BulkJobRepository(Protocol):
     def add(self, job: BulkJob, items: Sequence[BulkJobItem]) -> None:
-        """Insert a job and all its items in one set-based write; Conflict if the id exists."""
+        """Insert a job and the given items in one set-based write; Conflict if the id exists."""
+        ...
+
+    def add_items(self, items: Sequence[BulkJobItem]) -> None:
+        """Insert more items of existing jobs in one set-based write."""
         ...
 
     def get(self, job_id: str) -> BulkJob | None: ...
 
+    def claim_creation(self, job_id: str, at: datetime) -> int | None:
+        """Lock a job that is still ``creating`` for the rest of this transaction (creators of
+        one job take turns) and touch ``updated_at``; return the highest line number stored so
+        far (0 for none), or None if there is no such job or it is no longer ``creating``."""
+        ...
+
     def claim(self, job_id: str, at: datetime) -> BulkJob | None:
         """Lock the job for the rest of this transaction (runners of one job take turns), mark
-        it running unless completed, touch ``updated_at``; None if there is no such job."""
+        it running unless it is completed or still creating, touch ``updated_at``; None if
+        there is no such job."""
         ...
 
     def set_status(self, job_id: str, status: str, at: datetime) -> None: ...

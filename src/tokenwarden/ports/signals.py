@@ -117,6 +117,10 @@ class SignalRepository(Protocol):
         """Append to the outbox inside the current transaction; ids grow in commit order."""
         ...
 
+    def append_events(self, events: Sequence[SecurityEvent]) -> None:
+        """Append many events in one set-based write, ids in the given order (bulk jobs)."""
+        ...
+
     def events_after(self, org_id: str, stream_id: str, after_id: int, limit: int) -> list[SecurityEvent]:
         """Outbox rows above ``after_id`` of the organization that are for every stream or for
         ``stream_id``, in id order."""

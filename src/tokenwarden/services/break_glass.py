@@ -3,6 +3,12 @@
 Preview first (what would die), typed confirmation of the organization's name, an optional
 two-person rule (a second admin approves within the policy's window), and a short-lived
 recovery token for the admin who executes it, so the recovery can go on at once.
+
+A recovery token neither starts nor approves a break-glass: each would mint it a successor (a
+fresh 24 hours, past a policy that disables PAT creation — one stolen token renewing itself for
+ever), and under the two-person rule it would count as a second administrator although the last
+break-glass minted it. A new break-glass takes an administrator's ordinary credential, or the
+operator's explicit override.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from tokenwarden.domain.errors import Conflict, Forbidden, InvalidInput, NotFoun
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Organization
+from tokenwarden.domain.tokens import BREAK_GLASS_RECOVERY
 from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import BreakGlassRequest, UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import (
@@ -109,6 +116,7 @@ class BreakGlassService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            _refuse_recovery_token(uow, actor)
             _check_confirmation(the_org, confirm)
             policy = uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
             request = BreakGlassRequest(
@@ -157,6 +165,7 @@ class BreakGlassService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            _refuse_recovery_token(uow, actor)
             _check_confirmation(the_org, confirm)
             request = uow.break_glass.get(rid)
             if request is None or request.org_id != the_org.id:
@@ -226,12 +235,14 @@ class BreakGlassService:
 
     def _report(self, actor: Actor, org: Organization, outcome: BreakGlassOutcome) -> BreakGlassOutcome:
         """Count what died — after the watermark is committed and announced, so counting a
-        million rows never delays the revocation itself — and audit the figures."""
+        million rows never delays the revocation itself, and in a read, so that it never holds
+        the write lock (SQLite's only one) either — and audit the figures."""
         cutoff = outcome.request.executed_at or self._clock.now()
-        with self._uow() as uow:
+        with reading(self._uow) as uow:
             counts = uow.break_glass.count_live(
                 org.id, now=cutoff, issued_before=cutoff, org_marks=outcome.marks_before
             )
+        with self._uow() as uow:
             audit(
                 uow,
                 self._clock,
@@ -264,8 +275,22 @@ class BreakGlassService:
             scope=scopes,
             valid_to=self._clock.now() + timedelta(hours=RECOVERY_HOURS),
             enforce_policy=False,
+            purpose=BREAK_GLASS_RECOVERY,
         )
         return replace(outcome, recovery=recovery)
+
+
+def _refuse_recovery_token(uow: UnitOfWork, actor: Actor) -> None:
+    """Forbidden when the actor acts through a break-glass recovery token."""
+    key = actor.token.key if actor.token is not None else None
+    record = uow.tokens.by_hash(key) if key is not None else None
+    if record is not None and record.is_recovery:
+        raise Forbidden(
+            "a break-glass recovery token cannot start or approve a break-glass: use an "
+            "administrator's own credential (the operator issues one with `tokenwarden pat create`), "
+            "or the operator's `tokenwarden revoke org --operator-override --reason R`",
+            code="recoveryTokenRefused",
+        )
 
 
 def _check_confirmation(org: Organization, confirm: str | None) -> None:

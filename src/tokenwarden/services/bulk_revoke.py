@@ -1,10 +1,12 @@
 """Revoke the tokens of a list of users (a CSV) as a resumable, idempotent job.
 
 The job id is a digest of the organization, the normalized rows, the kinds, the dry-run flag and
-a run number, so submitting the same input again while its job is interrupted (pending or
-running) finds that job and resumes it, and submitting it after its job completed starts the next
-run — a new job, which also revokes the tokens those users created since. Every row becomes an item
-(one set-based insert); a run takes the Pending items in chunks, and each chunk — watermarks
+a run number, so submitting the same input again while its job is interrupted (creating, pending
+or running) finds that job and resumes it, and submitting it after its job completed starts the
+next run — a new job, which also revokes the tokens those users created since. Every row becomes
+an item, stored a chunk per transaction (set-based) while the job is ``creating``: a job never
+runs on part of its input, and a crash while its rows are stored leaves a ``creating`` job that
+the same input completes. A run takes the Pending items in chunks, and each chunk — watermarks
 raised with one set-based write, items marked, one audit entry, one invalidation event — is one
 transaction: a crash leaves every chunk either fully applied or not at all, and no user is
 processed twice.
@@ -12,11 +14,13 @@ processed twice.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from tokenwarden.domain.audit import AuditEventType
@@ -29,12 +33,16 @@ from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import BulkJob, BulkJobItem, UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, reading, require_admin
 from tokenwarden.services.revocation import raise_member_marks
-from tokenwarden.services.signals import emit_session_revoked
+from tokenwarden.services.signals import emit_sessions_revoked
 
 JOB_TYPE = "revoke_users"
 PENDING, SUCCESS, FAILED, SKIPPED = "Pending", "Success", "Failed", "Skipped"
 ITEM_STATUSES = (PENDING, SUCCESS, FAILED, SKIPPED)
-CHUNK_SIZE = 500
+# Job states: rows still being stored (not runnable) -> runnable -> being run -> done.
+CREATING, READY, RUNNING, COMPLETED = "creating", "pending", "running", "completed"
+CHUNK_SIZE = 500  # rows applied per transaction
+STORE_CHUNK_SIZE = 2_000  # rows stored per transaction while a job is created
+MIN_PAUSE, MAX_PAUSE = 0.002, 0.1  # seconds the write lock is left free between two chunks
 
 Progress = Callable[[int, int], object]
 
@@ -55,8 +63,14 @@ class JobStatus:
         return self.job.total
 
     @property
+    def stored(self) -> int:
+        """Rows stored so far: the total once the job is created, fewer while ``creating``."""
+        return sum(self.counts.values())
+
+    @property
     def done(self) -> int:
-        return self.total - self.counts.get(PENDING, 0)
+        """Rows with their result: processed, or settled when stored (Failed, Skipped)."""
+        return self.stored - self.counts.get(PENDING, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +78,8 @@ class Submission:
     job: BulkJob
     resumed: bool  # the same input's job was interrupted: this is that job, resumed
     previous: BulkJob | None = None  # the last completed run of the same input, if any
+    # The parsed input, for storing the rows a job that is still ``creating`` lacks.
+    rows: tuple[UserRow, ...] = field(default=(), repr=False, compare=False)
 
 
 def job_id_for(
@@ -87,10 +103,31 @@ class BulkRevokeService:
         clock: Clock,
         *,
         chunk_size: int = CHUNK_SIZE,
+        store_chunk_size: int = STORE_CHUNK_SIZE,
+        yield_ratio: float = 0.0,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
+        """``yield_ratio``: for a database that lets one writer in at a time (SQLite), where a
+        writer that finds the lock taken polls for it at growing intervals (up to 100 ms): after
+        each chunk, leave the write lock free that many times as long as the chunk held it
+        (bounded by MIN_PAUSE and MAX_PAUSE). A job that took the lock again right after each
+        commit kept an urgent revocation waiting for seconds. 0 never pauses (PostgreSQL locks
+        rows, not the database)."""
         self._uow = uow
         self._clock = clock
         self._chunk = chunk_size
+        self._store_chunk = store_chunk_size
+        self._yield_ratio = yield_ratio
+        self._sleep = sleep
+
+    @property
+    def yield_ratio(self) -> float:
+        return self._yield_ratio
+
+    def _let_others_write(self, held: float) -> None:
+        """Between two chunks: give writers waiting for the lock their turn."""
+        if self._yield_ratio > 0:
+            self._sleep(min(MAX_PAUSE, max(MIN_PAUSE, held * self._yield_ratio)))
 
     def create_or_resume(
         self,
@@ -100,14 +137,31 @@ class BulkRevokeService:
         kinds: Sequence[TokenKind],
         dry_run: bool = False,
         source_name: str | None = None,
+        progress: Progress | None = None,
     ) -> Submission:
         """Parse the input (InvalidInput naming the line if malformed: nothing is created) and
         resume the job of an identical submission that has not completed, or else create a new
-        job (the next run when the input was processed before) with every row as an item."""
-        with self._uow() as uow:
+        job (the next run when the input was processed before); return once every row is
+        stored and the job can run (``submit`` + ``store_rows``)."""
+        submission = self.submit(actor, org, csv_bytes, kinds, dry_run, source_name)
+        return self.store_rows(actor, submission, progress)
+
+    def submit(
+        self,
+        actor: Actor,
+        org: str,
+        csv_bytes: bytes,
+        kinds: Sequence[TokenKind],
+        dry_run: bool = False,
+        source_name: str | None = None,
+    ) -> Submission:
+        """Parse the input and find the job of an identical submission that has not completed
+        (resumed), or record a new job in state ``creating`` — not runnable until
+        ``store_rows`` has stored its last row."""
+        with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-        rows = parse_user_csv(csv_bytes)  # outside any transaction: never holds a write lock
+        rows = tuple(parse_user_csv(csv_bytes))  # outside any transaction: never holds a write lock
         kinds = tuple(dict.fromkeys(kinds))
         now = self._clock.now()
         previous: BulkJob | None = None
@@ -118,14 +172,14 @@ class BulkRevokeService:
                 existing = uow.bulk_jobs.get(job_id)
                 if existing is None:
                     break
-                if existing.status != "completed":
-                    return Submission(existing, resumed=True, previous=previous)
+                if existing.status != COMPLETED:
+                    return Submission(existing, resumed=True, previous=previous, rows=rows)
                 previous, run = existing, run + 1
         job = BulkJob(
             id=job_id,
             org_id=the_org.id,
             type=JOB_TYPE,
-            status="pending",
+            status=CREATING if rows else READY,
             kinds=tuple(k.value for k in kinds),
             dry_run=dry_run,
             created_by=actor.user_id,
@@ -136,42 +190,93 @@ class BulkRevokeService:
         )
         with self._uow() as uow:
             try:
-                uow.bulk_jobs.add(job, [_item(job_id, row, now) for row in rows])
+                uow.bulk_jobs.add(job, [])  # the rows follow, one short transaction per chunk
             except Conflict:
                 pass  # an identical submission won the race: resume it
             else:
                 uow.commit()
-                return Submission(job, resumed=False, previous=previous)
-        with self._uow() as uow:
+                return Submission(job, resumed=False, previous=previous, rows=rows)
+        with reading(self._uow) as uow:
             raced = uow.bulk_jobs.get(job_id)
         if raced is None:
             raise Conflict(f"bulk job {job_id} could not be created", code="jobConflict")
-        return Submission(raced, resumed=True, previous=previous)
+        return Submission(raced, resumed=True, previous=previous, rows=rows)
+
+    def store_rows(
+        self, actor: Actor, submission: Submission, progress: Progress | None = None
+    ) -> Submission:
+        """Store the rows a ``creating`` job lacks, ``store_chunk_size`` per transaction, so a
+        large input never holds the write lock for long; the transaction that stores the last
+        row makes the job ``pending`` (runnable). Safe after a crash (the stored rows are never
+        stored again) and concurrently (creators of one job take turns on its row)."""
+        job = submission.job
+        if job.status != CREATING:
+            return submission
+        line_nos = [r.line_no for r in submission.rows]
+        while True:
+            now = self._clock.now()
+            with self._uow() as uow:
+                began = time.perf_counter()  # the write lock is held from here to the commit
+                last = uow.bulk_jobs.claim_creation(job.id, now)
+                if last is None:  # complete (another creator stored the rest), or gone
+                    break
+                require_admin(uow, actor, job.org_id)
+                start = bisect.bisect_right(line_nos, last)
+                chunk = submission.rows[start : start + self._store_chunk]
+                uow.bulk_jobs.add_items([_item(job.id, row, now) for row in chunk])
+                stored = start + len(chunk)
+                if stored >= len(submission.rows):
+                    uow.bulk_jobs.set_status(job.id, READY, now)
+                uow.commit()
+                held = time.perf_counter() - began
+            if progress is not None:
+                progress(stored, job.total)
+            if stored >= len(submission.rows):
+                break
+            self._let_others_write(held)
+        with reading(self._uow) as uow:
+            current = uow.bulk_jobs.get(job.id)
+        if current is None:
+            raise NotFound(f"bulk job {job.id!r:.40} not found", code="jobNotFound")
+        return replace(submission, job=current)
 
     def run(
         self, actor: Actor, job_id: str, progress: Progress | None = None, *, chunk_size: int | None = None
     ) -> JobStatus:
         """Process every Pending item, one transaction per chunk; safe to call again after a
-        crash (or concurrently: runners of one job take turns on its lock)."""
+        crash (or concurrently: runners of one job take turns on its lock). A job whose rows
+        are not all stored yet (``creating``) never runs: Conflict ``jobNotReady``."""
         chunk = max(1, chunk_size or self._chunk)
         revoked_here = 0
         while True:
             now = self._clock.now()
             with self._uow() as uow:
+                began = time.perf_counter()
                 job = uow.bulk_jobs.claim(job_id, now)
                 if job is None:
                     raise NotFound(f"bulk job {job_id!r:.40} not found", code="jobNotFound")
                 the_org = _job_org(uow, job)
                 require_admin(uow, actor, the_org.id)
+                if job.status == CREATING:
+                    stored = sum(uow.bulk_jobs.counts(job_id).values())
+                    raise Conflict(
+                        f"bulk job {job_id} is still being created ({stored} of {job.total} rows "
+                        "stored) and never runs on part of its input: submit the same input again "
+                        "to finish creating it",
+                        code="jobNotReady",
+                    )
                 items = uow.bulk_jobs.pending(job_id, chunk)
                 if not items:
-                    uow.bulk_jobs.set_status(job_id, "completed", now)
+                    uow.bulk_jobs.set_status(job_id, COMPLETED, now)
                     uow.commit()
                     break
                 revoked_here += self._chunk_of(uow, actor, job, the_org, items, now)
-                counts = uow.bulk_jobs.counts(job_id)
                 uow.commit()
-            if progress is not None:
+                held = time.perf_counter() - began
+            self._let_others_write(held)
+            if progress is not None:  # counted after the commit: not while holding the write lock
+                with reading(self._uow) as uow:
+                    counts = uow.bulk_jobs.counts(job_id)
                 progress(job.total - counts.get(PENDING, 0), job.total)
         status = self.status(actor, job_id)
         return replace(status, revoked=revoked_here)
@@ -186,9 +291,8 @@ class BulkRevokeService:
         now: datetime,
     ) -> int:
         matches = uow.bulk_jobs.match_upns(org.id, [normalize_upn(i.upn) for i in items])
-        member_ids = [
-            m.user_id for m in (matches.get(normalize_upn(i.upn)) for i in items) if m and m.is_member
-        ]
+        members = [m for m in (matches.get(normalize_upn(i.upn)) for i in items) if m and m.is_member]
+        member_ids = [m.user_id for m in members]
         live = (
             uow.bulk_jobs.live_tokens_per_user(member_ids, job.kinds, now, now, org_id=org.id)
             if member_ids
@@ -207,17 +311,15 @@ class BulkRevokeService:
                 finished.append(replace(item, status=SUCCESS, revoked_count=count, processed_at=now))
         if member_ids and not job.dry_run:
             raise_member_marks(uow, org.id, member_ids, job.kinds, now)
-            for user_id in member_ids:  # resource servers hear of it too (CAEP session-revoked)
-                user = uow.users.get(user_id)
-                if user is not None:
-                    emit_session_revoked(
-                        uow,
-                        self._clock,
-                        user=user,
-                        org_id=org.id,
-                        initiating_entity="admin",
-                        reason_admin=f"bulk revocation job {job.id}",
-                    )
+            # Resource servers hear of it too: one CAEP session-revoked per user, one write.
+            emit_sessions_revoked(
+                uow,
+                self._clock,
+                users=list(dict.fromkeys((m.upn, m.user_id) for m in members)),
+                org_id=org.id,
+                initiating_entity="admin",
+                reason_admin=f"bulk revocation job {job.id}",
+            )
         uow.bulk_jobs.finish_items(finished)
         revoked = sum(live.values())
         audit(
@@ -245,16 +347,17 @@ class BulkRevokeService:
         return revoked
 
     def status(self, actor: Actor, job_id: str, org: str | None = None) -> JobStatus:
-        """Counts per item status and the job's state (pending | running | completed)."""
-        with self._uow() as uow:
+        """Counts per item status and the job's state (creating | pending | running | completed).
+        A read: polling a job's status never waits for (or holds) the write lock."""
+        with reading(self._uow) as uow:
             job, the_org = self._visible_job(uow, actor, job_id, org)
             counts = dict.fromkeys(ITEM_STATUSES, 0)
             counts.update(uow.bulk_jobs.counts(job_id))
             return JobStatus(job, the_org.name, counts)
 
     def results(self, actor: Actor, job_id: str, org: str | None = None) -> list[BulkJobItem]:
-        """One row per input row, in input order (Pending where not processed yet)."""
-        with self._uow() as uow:
+        """One row per input row, in input order (Pending where not processed yet); a read."""
+        with reading(self._uow) as uow:
             self._visible_job(uow, actor, job_id, org)
             return uow.bulk_jobs.items(job_id)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tokenwarden.domain.audit import AuditEntry
@@ -19,10 +19,12 @@ from tokenwarden.ports.repositories import UnitOfWork
 @dataclass(frozen=True, slots=True)
 class TokenReach:
     """What the token an actor acts through may do: its scopes (implications expanded) and the
-    organizations it is valid for (``None``: every organization of its owner)."""
+    organizations it is valid for (``None``: every organization of its owner); ``key`` (its keyed
+    secret hash) finds its record where a use case must know more (a break-glass recovery token)."""
 
     scopes: frozenset[str]
     orgs: tuple[str, ...] | None
+    key: bytes | None = field(default=None, repr=False)
 
     def reaches(self, org_id: str) -> bool:
         return self.orgs is None or org_id in self.orgs

@@ -11,7 +11,7 @@ from enum import StrEnum
 from tokenwarden.domain import token_format
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock, ensure_utc
-from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
+from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound, PolicyViolation
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.hashing import SecretHasher
 from tokenwarden.domain.policies import (
@@ -120,10 +120,12 @@ class PatService:
         all_orgs: bool = False,
         enforce_policy: bool = True,
         lifetime: timedelta | None = None,
+        purpose: str | None = None,
     ) -> IssuedPat:
         """Issue a PAT for ``user`` (a UPN or id) in ``org``; the secret is returned once.
 
-        ``enforce_policy=False`` is only for break-glass recovery tokens (short, admin scopes).
+        ``enforce_policy=False`` and ``purpose=BREAK_GLASS_RECOVERY`` are only for break-glass
+        recovery tokens (short, admin scopes).
         """
         name = check_display_name(display_name)
         scopes = self._catalog.parse(scope or "")
@@ -166,6 +168,7 @@ class PatService:
                 valid_from=now,
                 valid_to=expires,
                 created_at=now,
+                purpose=purpose,
             )
             uow.tokens.add(record)
             emit_credential_change(
@@ -288,6 +291,11 @@ class PatService:
                 raise InvalidInput("an expired PAT cannot be updated", code="expiredPatCannotBeExtended")
             if state is TokenState.REVOKED:
                 raise InvalidInput("a revoked PAT cannot be updated", code="failedToUpdateAccessToken")
+            if current.is_recovery and expires is not None and expires > current.valid_to:
+                raise PolicyViolation(
+                    "a break-glass recovery token cannot outlive the 24 hours it was issued for",
+                    code="recoveryTokenLifetime",
+                )
             targets = current.target_orgs
             if all_orgs is not None:
                 targets = None if all_orgs else (current.org_id,)

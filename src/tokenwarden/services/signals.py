@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tokenwarden.domain import secevent
@@ -105,6 +105,35 @@ def emit_session_revoked(
         subject=subject,
         event=secevent.common_members(clock.now(), initiating_entity, reason_admin),
         org_ids=_user_orgs(uow, user, org_id),
+    )
+
+
+def emit_sessions_revoked(
+    uow: UnitOfWork,
+    clock: Clock,
+    *,
+    users: Sequence[tuple[str, str]],
+    org_id: str,
+    initiating_entity: str,
+    reason_admin: str | None,
+) -> None:
+    """The sessions of many members of one organization died (a CSV job's chunk): one event
+    per user, ``users`` as (upn, user id), appended in one set-based write."""
+    now = clock.now()
+    event = secevent.common_members(now, initiating_entity, reason_admin)
+    txn = txn_of(uow)
+    uow.signals.append_events(
+        [
+            SecurityEvent(
+                event_type=secevent.SESSION_REVOKED,
+                subject=secevent.user_subject(upn, user_id),
+                event=dict(event),
+                org_id=org_id,
+                txn=txn,
+                created_at=now,
+            )
+            for upn, user_id in users
+        ]
     )
 
 

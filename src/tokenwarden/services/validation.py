@@ -123,7 +123,7 @@ class Caller:
     def actor(self, ip: str | None = None) -> Actor:
         """The actor behind this credential, bounded by what its token may do (no token acts
         beyond its own scopes and organizations)."""
-        reach = TokenReach(self.token.scopes, self.token.targets)
+        reach = TokenReach(self.token.scopes, self.token.targets, self.key)
         return Actor(user_id=self.user.id, upn=self.user.upn, ip=ip, token=reach)
 
 

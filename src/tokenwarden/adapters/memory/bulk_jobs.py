@@ -24,17 +24,30 @@ class MemoryBulkJobRepository(_Repo):
         if job.id in self.s.bulk_jobs:
             raise Conflict(f"bulk job {job.id} exists")
         _set(self.s.bulk_jobs, job.id, job, self.j)
+        self.add_items(items)
+
+    def add_items(self, items: Sequence[BulkJobItem]) -> None:
         for item in items:
-            _set(self.s.bulk_items, (item.job_id, item.line_no), item, self.j)
+            key = (item.job_id, item.line_no)
+            if key in self.s.bulk_items:
+                raise Conflict(f"bulk job {item.job_id} already has line {item.line_no}")
+            _set(self.s.bulk_items, key, item, self.j)
 
     def get(self, job_id: str) -> BulkJob | None:
         return self.s.bulk_jobs.get(job_id)
+
+    def claim_creation(self, job_id: str, at: datetime) -> int | None:
+        job = self.s.bulk_jobs.get(job_id)
+        if job is None or job.status != "creating":
+            return None
+        _set(self.s.bulk_jobs, job_id, replace(job, updated_at=at), self.j)
+        return max((line for (jid, line) in self.s.bulk_items if jid == job_id), default=0)
 
     def claim(self, job_id: str, at: datetime) -> BulkJob | None:
         job = self.s.bulk_jobs.get(job_id)
         if job is None:
             return None
-        status = job.status if job.status == "completed" else "running"
+        status = job.status if job.status in ("completed", "creating") else "running"
         claimed = replace(job, status=status, updated_at=at)
         _set(self.s.bulk_jobs, job_id, claimed, self.j)
         return claimed
@@ -79,7 +92,7 @@ class MemoryBulkJobRepository(_Repo):
     def match_upns(self, org_id: str, upn_keys: Sequence[str]) -> dict[str, UpnMatch]:
         wanted = set(upn_keys)
         return {
-            normalize_upn(u.upn): UpnMatch(u.id, (org_id, u.id) in self.s.memberships)
+            normalize_upn(u.upn): UpnMatch(u.id, (org_id, u.id) in self.s.memberships, u.upn)
             for u in self.s.users.values()
             if normalize_upn(u.upn) in wanted
         }

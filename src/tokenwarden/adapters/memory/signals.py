@@ -32,6 +32,10 @@ class MemorySignalRepository(_Repo):
         self._t.events.append(replace(event, id=len(self._t.events) + 1))
         self.j.append(lambda: self._pop(self._t.events))
 
+    def append_events(self, events: Sequence[SecurityEvent]) -> None:
+        for event in events:
+            self.append_event(event)
+
     def events_after(self, org_id: str, stream_id: str, after_id: int, limit: int) -> list[SecurityEvent]:
         found = [
             e

@@ -138,6 +138,7 @@ tokens = Table(
     Column("parent_id", String(36), nullable=True),
     Column("rotated_at", UTCDateTime(), nullable=True),
     Column("user_agent", String(256), nullable=True),
+    Column("purpose", String(32), nullable=True),
     Index("ix_tokens_user_kind", "user_id", "kind"),
     Index("ix_tokens_family", "family_id"),
     Index("ix_tokens_parent", "parent_id"),

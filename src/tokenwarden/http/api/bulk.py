@@ -1,8 +1,9 @@
 """Bulk revocation from a CSV of users, run as a background job with status and results.
 
 The job's state lives in the database, so any node (or the CLI) can resume or report it; the
-thread here only drives it. Submitting the same CSV again finds the same job (its id is a digest
-of the input) and resumes it if it is unfinished.
+thread here only drives it: it stores the rows (a chunk per transaction, the job ``creating``
+meanwhile), then runs the job. Submitting the same CSV again finds the same job (its id is a
+digest of the input) and resumes it if it is unfinished.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.watermarks import parse_kinds
 from tokenwarden.http.deps import container, org_caller
 from tokenwarden.ports.repositories import BulkJobItem
-from tokenwarden.services.bulk_revoke import BulkRevokeService, JobStatus, results_csv
+from tokenwarden.services.bulk_revoke import BulkRevokeService, JobStatus, Submission, results_csv
 from tokenwarden.services.common import Actor
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ async def read_csv_body(request: Request) -> bytes:
     return bytes(body)
 
 
-def start_runner(service: BulkRevokeService, actor: Actor, job_id: str) -> None:
-    """Drive the job in a background thread, at most one per job in this process."""
+def start_runner(service: BulkRevokeService, actor: Actor, submission: Submission) -> None:
+    """Drive the job in a background thread, at most one per job in this process: store the
+    rows it still lacks, then run it."""
+    job_id = submission.job.id
     with _running_lock:
         if job_id in _running:
             return
@@ -62,7 +65,7 @@ def start_runner(service: BulkRevokeService, actor: Actor, job_id: str) -> None:
 
     def target() -> None:
         try:
-            service.run(actor, job_id)
+            service.run(actor, service.store_rows(actor, submission).job.id)
         except Exception:
             log.exception("bulk job %s stopped; submit the same CSV again to resume it", job_id)
         finally:
@@ -79,6 +82,7 @@ def status_json(org: str, st: JobStatus) -> dict[str, Any]:
         "type": st.job.type,
         "state": st.state,
         "total": st.total,
+        "stored": st.stored,  # rows stored so far: below total only while "creating"
         "done": st.done,
         "counts": st.counts,
         "kinds": list(st.job.kinds),
@@ -112,17 +116,18 @@ async def submit_users_csv(
 ) -> JSONResponse:
     """Revoke the tokens of every user in the CSV body (a UserPrincipalName column, or one UPN per
     line) as a background job; 202 with the job's status URL. A malformed CSV is a 400 that
-    names the line, and no job is created."""
+    names the line, and no job is created. The job is ``creating`` until all its rows are
+    stored, then ``pending``, ``running`` and ``completed``."""
     _, _, actor = await run_in_threadpool(org_caller, request, org, ADMIN)
     kind_list = parse_kinds(kinds)
     body = await read_csv_body(request)
     c = container(request)
     service = c.bulk_revoke
     submission = await run_in_threadpool(
-        service.create_or_resume, actor, org, body, kind_list, dry_run, source_name or "upload"
+        service.submit, actor, org, body, kind_list, dry_run, source_name or "upload"
     )
     if submission.job.status != "completed":
-        start_runner(service, actor, submission.job.id)
+        start_runner(service, actor, submission)
     st = await run_in_threadpool(service.status, actor, submission.job.id, org)
     data = {
         **status_json(org, st),
@@ -135,7 +140,8 @@ async def submit_users_csv(
 
 @router.get("/jobs/{job_id}")
 def job_status(request: Request, org: str, job_id: str) -> dict[str, Any]:
-    """State (pending | running | completed), counts per row status, total and done."""
+    """State (creating | pending | running | completed), counts per row status, total, stored
+    and done."""
     _, _, actor = org_caller(request, org, ADMIN)
     return status_json(org, container(request).bulk_revoke.status(actor, job_id, org))
 

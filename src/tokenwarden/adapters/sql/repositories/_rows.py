@@ -183,6 +183,7 @@ def _token_values(token: TokenRecord) -> dict[str, Any]:
         "parent_id": token.parent_id,
         "rotated_at": token.rotated_at,
         "user_agent": token.user_agent,
+        "purpose": token.purpose,
     }
 
 
@@ -210,6 +211,7 @@ def _token(row: Row[Any]) -> TokenRecord:
         parent_id=row.parent_id,
         rotated_at=row.rotated_at,
         user_agent=row.user_agent,
+        purpose=row.purpose,
     )
 
 

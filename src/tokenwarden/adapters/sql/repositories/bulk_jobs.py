@@ -37,12 +37,26 @@ class SqlBulkJobRepository:
 
     def add(self, job: BulkJob, items: Sequence[BulkJobItem]) -> None:
         _insert_unique(self._c, t.bulk_jobs, _job_values(job), f"bulk job {job.id} exists")
+        self.add_items(items)
+
+    def add_items(self, items: Sequence[BulkJobItem]) -> None:
         if items:
             self._c.execute(insert(t.bulk_job_items), [_item_values(i) for i in items])
 
     def get(self, job_id: str) -> BulkJob | None:
         row = self._c.execute(select(t.bulk_jobs).where(t.bulk_jobs.c.id == job_id)).first()
         return _job(row) if row else None
+
+    def claim_creation(self, job_id: str, at: datetime) -> int | None:
+        j, i = t.bulk_jobs.c, t.bulk_job_items.c
+        # The UPDATE takes the row lock on PostgreSQL (SQLite writers already take turns).
+        changed = self._c.execute(
+            update(t.bulk_jobs).where(j.id == job_id, j.status == "creating").values(updated_at=at)
+        ).rowcount
+        if not changed:
+            return None
+        last = self._c.execute(select(func.max(i.line_no)).where(i.job_id == job_id)).scalar()
+        return int(last or 0)
 
     def claim(self, job_id: str, at: datetime) -> BulkJob | None:
         j = t.bulk_jobs.c
@@ -52,7 +66,7 @@ class SqlBulkJobRepository:
             .where(j.id == job_id)
             .values(
                 updated_at=at,
-                status=case((j.status == "completed", j.status), else_=literal("running")),
+                status=case((j.status.in_(("completed", "creating")), j.status), else_=literal("running")),
             )
         ).rowcount
         return self.get(job_id) if changed else None
@@ -118,12 +132,12 @@ class SqlBulkJobRepository:
         keys = list(dict.fromkeys(upn_keys))
         for start in range(0, len(keys), self._IN_CHUNK):
             stmt = (
-                select(u.upn_key, u.id, m.user_id.label("member"))
+                select(u.upn_key, u.id, u.upn, m.user_id.label("member"))
                 .select_from(t.users.outerjoin(t.memberships, and_(m.user_id == u.id, m.org_id == org_id)))
                 .where(u.upn_key.in_(keys[start : start + self._IN_CHUNK]))
             )
             for r in self._c.execute(stmt):
-                found[r.upn_key] = UpnMatch(r.id, r.member is not None)
+                found[r.upn_key] = UpnMatch(r.id, r.member is not None, r.upn)
         return found
 
     def live_tokens_per_user(

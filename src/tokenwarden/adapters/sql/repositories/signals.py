@@ -50,19 +50,26 @@ class SqlSignalRepository:
 
     # ------------------------------------------------------------------ outbox
     def append_event(self, event: SecurityEvent) -> None:
+        self.append_events([event])
+
+    def append_events(self, events: Sequence[SecurityEvent]) -> None:
+        if not events:
+            return
         if self._c.dialect.name == "postgresql":
             self._c.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._EVENTS_LOCK})")
-        self._c.execute(
-            insert(t.security_events).values(
-                created_at=event.created_at,
-                event_type=event.event_type,
-                subject=event.subject,
-                event=event.event,
-                org_id=event.org_id,
-                txn=event.txn,
-                stream_id=event.stream_id,
-            )
-        )
+        rows = [
+            {
+                "created_at": e.created_at,
+                "event_type": e.event_type,
+                "subject": e.subject,
+                "event": e.event,
+                "org_id": e.org_id,
+                "txn": e.txn,
+                "stream_id": e.stream_id,
+            }
+            for e in events
+        ]
+        self._c.execute(insert(t.security_events), rows)
 
     def events_after(self, org_id: str, stream_id: str, after_id: int, limit: int) -> list[SecurityEvent]:
         c = t.security_events.c
