@@ -220,3 +220,26 @@ def test_the_door_form_parser_keeps_the_field_limit(fields: int) -> None:
             parse_form(text)
         return
     assert parse_form(text) == expected
+
+
+# ---------------------------------------------------------------------------- the bell
+
+
+def test_a_commit_whose_events_a_rung_bell_covers_rings_none(
+    c: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rung: list[int] = []
+    monkeypatch.setattr(c.bus, "publish", rung.append)
+    from tokenwarden.domain.events import EventType, InvalidationEvent
+
+    def commit_event() -> None:
+        with c.uow() as uow:
+            uow.events.append(InvalidationEvent(EventType.USER_CHANGED, {"user_id": "u"}))
+            uow.commit()
+
+    commit_event()
+    commit_event()
+    assert rung == sorted(set(rung)) and len(rung) == 2 and rung[-1] == c.validator.seq
+    for hook in c.database._hooks:  # type: ignore[attr-defined]
+        hook()  # announcing again what is already announced
+    assert len(rung) == 2

@@ -172,6 +172,8 @@ class Validator:
         self._seq = 0
         self._synced_at = float("-inf")
         self._sync_lock = threading.Lock()
+        self._syncs_begun = 0  # syncs that began (numbered under _sync_lock)
+        self._syncs_done = 0  # the number of the last one that completed
 
     # ---------------------------------------------------------------- hot path
     def validate(
@@ -471,8 +473,18 @@ class Validator:
 
     # ---------------------------------------------------------------- coherence
     def sync(self) -> int:
-        """Apply every event newer than the last applied one; returns how many were applied."""
+        """Apply every event newer than the last applied one; returns how many were applied.
+
+        Calls that queue while another sync runs coalesce: once a sync that *began* after this
+        call has completed, every event committed before this call is applied, so the call
+        returns at once. (Every commit with events syncs — read-your-writes — and under load
+        the commits of every worker thread queued here for one read each.)"""
+        asked = self._syncs_begun
         with self._sync_lock:
+            if self._syncs_done > asked:
+                return 0
+            self._syncs_begun += 1
+            number = self._syncs_begun
             applied = 0
             with self._reader() as uow:
                 if self._synced_at == float("-inf"):
@@ -493,6 +505,7 @@ class Validator:
                     if len(batch) < 1000:
                         break
             self._synced_at = time.time()
+            self._syncs_done = number
             return applied
 
     def sync_or_fail(self) -> None:

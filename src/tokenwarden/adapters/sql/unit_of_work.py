@@ -157,6 +157,7 @@ class SqlUnitOfWork:
         invalidation events this transaction appended (one mechanism for every service)."""
         if self._conn is None:
             raise RuntimeError("commit() outside a unit of work")
+        self._events.flush()  # written last: see SqlEventRepository
         self._conn.commit()  # a failure surfaces through __exit__, which translates it
         if self._events.appended:
             self._announce = True
