@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk_csv, csv_contention, http_load, propagation, validation
+from bench import bulk_csv, csv_contention, http_load, oauth, propagation, validation
 
 
 def machine() -> dict[str, str | int | None]:
@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-propagation", action="store_true")
     parser.add_argument(
-        "--only", choices=["validation", "http", "propagation", "csv", "contention"], help="run one group"
+        "--only",
+        choices=["validation", "http", "propagation", "csv", "contention", "oauth"],
+        help="run one group",
     )
     args = parser.parse_args()
     sizes = [10_000] if args.quick else [100_000, 1_000_000]
@@ -65,6 +67,13 @@ def main() -> None:
         print("HTTP (2 workers, wrk on the same machine)...", file=sys.stderr)
         results["http"] = http_load.run(duration=3 if args.quick else 10, repeats=1 if args.quick else 3)
         print(json.dumps(results["http"], indent=2), file=sys.stderr)
+    if args.only in (None, "oauth"):
+        print(
+            "OAuth (issue 11): JWT vs PAT in process; introspection and token endpoint over HTTP...",
+            file=sys.stderr,
+        )
+        results["oauth"] = oauth.run(quick=args.quick, http_too=not args.skip_http)
+        print(json.dumps(results["oauth"], indent=2), file=sys.stderr)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))

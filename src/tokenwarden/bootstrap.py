@@ -204,11 +204,18 @@ def wire(
     )
     bus = make_bus(settings)
 
+    announced = [0]
+
     def announce() -> None:
         """After a local commit of invalidation events: apply our own events, then ring every
-        other node's bell. The one after-commit mechanism (``Database.on_commit``)."""
+        other node's bell. The one after-commit mechanism (``Database.on_commit``). A bell says
+        "sync up to at least seq": a commit whose events an already rung (or ringing) bell
+        covers rings none (a burst of commits would otherwise queue one round trip each)."""
         validator.sync()
-        bus.publish(validator.seq)
+        seq = validator.seq
+        if seq > announced[0]:
+            announced[0] = seq
+            bus.publish(seq)
 
     database.on_commit(announce)
 

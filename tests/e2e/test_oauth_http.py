@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -169,3 +170,34 @@ def test_break_glass_stops_already_issued_access_tokens(server: Server) -> None:
         uow.commit()
     r = server.client.get("/api/v1/validate", headers=server.auth(access))
     assert r.status_code == 401 and r.json()["error"]["message"] == "token is revoked"
+
+
+def test_the_hot_doors_answer_in_front_of_the_framework_stack(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Introspection and validate never enter FastAPI's middleware stack (it cost more than
+    the decision: BENCHMARKS.md, issue 11); what a door does not serve still reaches it."""
+    from fastapi import FastAPI
+
+    client_id, secret = register(server)
+    access = str(token(server, client_id, secret)["access_token"])
+    entered: list[str] = []
+    original = FastAPI.__call__
+
+    async def watched(self: FastAPI, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            entered.append(scope["path"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(FastAPI, "__call__", watched)
+    r = server.client.post("/oauth2/introspect", data={"token": access}, auth=(client_id, secret))
+    assert r.status_code == 200 and r.json()["active"] is True
+    assert r.headers["cache-control"] == "no-store"
+    r = server.client.get("/api/v1/validate?scope=vso.code", headers=server.auth(access))
+    assert r.status_code == 200 and r.json()["kind"] == "access"
+    r = server.client.post("/oauth2/introspect", content=b"x" * (20 * 1024), auth=(client_id, secret))
+    assert r.status_code == 413  # bodies stay bounded in front too
+    assert entered == []
+    r = server.client.post("/api/v1/validate", headers=server.auth(access))
+    assert r.status_code == 405  # not the door's: the framework answers
+    assert entered == ["/api/v1/validate"]

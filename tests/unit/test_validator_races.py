@@ -68,3 +68,51 @@ def test_a_disable_landing_while_the_owner_loads_is_not_lost(
     for _ in range(3):  # and from now on, always refused: the stale state was not cached
         with pytest.raises(InvalidToken):
             v.validate(issued.secret)
+
+
+class SlowReader:
+    """A reader factory whose units of work take a while and are counted."""
+
+    def __init__(self, real: Any, delay: float) -> None:
+        self.real, self.delay, self.opened = real, delay, 0
+
+    def __call__(self) -> Any:
+        import time
+
+        self.opened += 1
+        time.sleep(self.delay)
+        return self.real()
+
+
+def test_syncs_queued_behind_one_coalesce_and_each_sees_the_commits_before_it(container: Container) -> None:
+    """Every commit with events syncs (read-your-writes). Callers queued behind a running sync
+    return after the next one completes, with everything committed before their call applied
+    — a burst of commits costs a couple of reads, not one each (issue 11 benchmarks)."""
+    import threading
+
+    from tokenwarden.domain.events import EventType, InvalidationEvent
+
+    v = container.validator
+    v.sync()
+    slow = SlowReader(v._reader, 0.02)
+    v._reader = slow  # type: ignore[method-assign]
+    failures: list[str] = []
+
+    def commit_then_sync(i: int) -> None:
+        with container.uow() as uow:
+            uow.events.append(InvalidationEvent(EventType.USER_CHANGED, {"user_id": f"u{i}"}))
+            uow.commit()  # the commit hook syncs too; what matters is the call below
+        with container.database.reader() as uow:
+            mine = uow.events.latest_seq()
+        v.sync()
+        if v.seq < mine:
+            failures.append(f"{i}: applied {v.seq} < committed {mine}")
+
+    threads = [threading.Thread(target=commit_then_sync, args=(i,)) for i in range(30)]
+    opened_before = slow.opened
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failures == []
+    assert slow.opened - opened_before < 30  # 30 commit hooks + 30 calls, far fewer reads

@@ -30,9 +30,11 @@ from tokenwarden.http.errors import (
     native_response,
     wrapped_exception,
 )
+from tokenwarden.http.introspect_door import PATH as INTROSPECT_PATH
 from tokenwarden.http.introspect_door import IntrospectDoor, scope_issuer
 from tokenwarden.http.limits import SizeLimits
 from tokenwarden.http.metrics import Metrics
+from tokenwarden.http.validate_door import PATH as VALIDATE_PATH
 from tokenwarden.http.validate_door import ValidateDoor
 from tokenwarden.http.web import pages as web_pages  # issue 11: sign-in and browser sessions
 
@@ -74,6 +76,30 @@ class AdoPathMiddleware:
         await self.app(scope, receive, send)
 
 
+class _App(FastAPI):
+    """FastAPI with the hot doors also in front of its own middleware stack.
+
+    Per request, that stack (error and telemetry middleware, body-limit wrapping, the app's
+    own middleware) cost more than the introspection decision itself (BENCHMARKS.md, issue 11),
+    so requests for the doors' paths go straight to the size limits and the doors; whatever a
+    door does not answer itself falls through to the full stack, where the same doors are
+    middleware too (so a bare ``create_app`` and the served app behave alike).
+    """
+
+    front: ASGIApp | None = None
+    front_paths: frozenset[str] = frozenset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is not None and scope["type"] == "http" and scope["path"] in self.front_paths:
+            await self.front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The full FastAPI stack (the front doors' fall-through)."""
+        await super().__call__(scope, receive, send)
+
+
 def _is_ado(request: Request) -> bool:
     return "/_apis" in request.url.path.lower()
 
@@ -90,7 +116,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         finally:
             container.close()
 
-    app = FastAPI(
+    app = _App(
         title="tokenwarden",
         version=__version__,
         description="Self-hosted token authority: PATs, policies, validation, revocation, audit.",
@@ -146,25 +172,33 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
 
     app.add_middleware(AdoPathMiddleware)
     metrics = app.state.metrics
-    app.add_middleware(
-        ValidateDoor,
-        validator=container.validator,
-        directory=container.directory,
-        count=lambda method, status: metrics.requests.labels(method, str(status)).inc(),
-    )
     settings = container.settings
-    app.add_middleware(
-        IntrospectDoor,
-        introspector=container.introspector,
-        issuer=lambda scope: scope_issuer(scope, settings.issuer),
+    doors: dict[str, Any] = {
+        "validate": {
+            "validator": container.validator,
+            "directory": container.directory,
+            "count": lambda method, status: metrics.requests.labels(method, str(status)).inc(),
+        },
+        "introspect": {
+            "introspector": container.introspector,
+            "issuer": lambda scope: scope_issuer(scope, settings.issuer),
+        },
+        "limits": {
+            "render": _render_error,
+            "max_body": settings.max_body_bytes,
+            "max_upload": settings.max_upload_bytes,
+            "max_headers": settings.max_header_bytes,
+        },
+    }
+    app.add_middleware(ValidateDoor, **doors["validate"])
+    app.add_middleware(IntrospectDoor, **doors["introspect"])
+    app.add_middleware(SizeLimits, **doors["limits"])
+    # The same three, in front of the framework for their paths (see _App).
+    app.front = SizeLimits(
+        IntrospectDoor(ValidateDoor(app.stack, **doors["validate"]), **doors["introspect"]),
+        **doors["limits"],
     )
-    app.add_middleware(
-        SizeLimits,
-        render=_render_error,
-        max_body=settings.max_body_bytes,
-        max_upload=settings.max_upload_bytes,
-        max_headers=settings.max_header_bytes,
-    )
+    app.front_paths = frozenset({VALIDATE_PATH, INTROSPECT_PATH})
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -431,19 +431,28 @@ class OAuthClientService:
             return None if client_secret else client
         if not client_secret or not verify_secret(self._hasher, client, client_secret):
             return None
-        if client.pepper_id != self._hasher.current_id:
-            self._rehash(client, client_secret)
+        self.upgrade_secret(client, client_secret)
         return client
 
-    def get_active(self, client_id: str) -> OAuthClient | None:
-        """A read-only lookup (``/oauth2/authorize``): the client, or None if unknown or disabled."""
+    def get_active(self, client_id: str, uow: UnitOfWork | None = None) -> OAuthClient | None:
+        """The client, or None if unknown or disabled: read through ``uow`` when the caller
+        has one open (a token request), else in a read-only unit of work of its own."""
         if not _plausible_id(client_id):
             return None
-        with reading(self._uow) as uow:
+        if uow is not None:
             client = uow.oauth.get_client(client_id)
+        else:
+            with reading(self._uow) as own:
+                client = own.oauth.get_client(client_id)
         if client is None or client.disabled_at is not None:
             return None
         return client
+
+    def upgrade_secret(self, client: OAuthClient, secret: str) -> None:
+        """Re-hash a verified secret stored under a retired pepper with the current one (call
+        it with no unit of work open: it commits its own)."""
+        if client.pepper_id != self._hasher.current_id:
+            self._rehash(client, secret)
 
     def verify_secret(self, client: OAuthClient, presented: str) -> bool:
         """:func:`verify_secret` with this deployment's peppers."""

@@ -33,7 +33,7 @@ from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.hashing import Pepper, SecretHasher
-from tokenwarden.ports.repositories import UnitOfWorkFactory
+from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.ports.signals import SigningKey
 from tokenwarden.services.common import OPERATOR, audit
 
@@ -222,19 +222,31 @@ class SigningKeys:
 
     # ------------------------------------------------------------------ helpers
     def _load_or_create(self, alg: str) -> tuple[str, Key]:
+        # The periodic re-read is a read: on SQLite a read-write unit of work would queue for the
+        # write lock (behind every token request of every process) while holding self._lock.
+        with self._reader() as uow:
+            found = self._newest_usable(uow, alg)
+        if found is not None:
+            return found
         with self._uow() as uow:
-            for stored in reversed(uow.signals.signing_keys(alg)):  # the newest active key signs
-                try:
-                    pem = self._box.open(stored.pepper_id, stored.private_key, stored.kid.encode())
-                except InvalidInput as exc:
-                    log.warning("signing key %s cannot be opened (%s); skipping it", stored.kid, exc.message)
-                    continue
-                return stored.kid, _ALGORITHMS[alg].load(pem)
+            found = self._newest_usable(uow, alg)  # another node may have made one meanwhile
+            if found is not None:
+                return found
             kid, key, record = self._new_key(alg)
             uow.signals.add_key(record)
             uow.commit()
         log.info("created %s signing key %s", alg, kid)
         return kid, key
+
+    def _newest_usable(self, uow: UnitOfWork, alg: str) -> tuple[str, Key] | None:
+        for stored in reversed(uow.signals.signing_keys(alg)):  # the newest active key signs
+            try:
+                pem = self._box.open(stored.pepper_id, stored.private_key, stored.kid.encode())
+            except InvalidInput as exc:
+                log.warning("signing key %s cannot be opened (%s); skipping it", stored.kid, exc.message)
+                continue
+            return stored.kid, _ALGORITHMS[alg].load(pem)
+        return None
 
     def _new_key(self, alg: str) -> tuple[str, Key, SigningKey]:
         key = _ALGORITHMS[alg].generate()

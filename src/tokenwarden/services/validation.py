@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 _TOKEN_LEN: Final = token_format.TOKEN_LEN
 _JWT_MAX: Final = 4096  # the longest access token (JWT) looked at
 _KIND_VALUES: Final = frozenset(k.value for k in TokenKind)
+# JWTs whose cache key is remembered by text (≈ 0.7 KB each at most: the token's own string).
+JWT_KEY_MEMO_ENTRIES: Final = 50_000
 
 
 class CachedToken:
@@ -144,8 +146,12 @@ class Validator:
         max_entries: int = 1_000_000,
         negative_max_entries: int = 100_000,
         jwt_verifier: Callable[[str], object] | None = None,
+        jwt_key_memo_entries: int = JWT_KEY_MEMO_ENTRIES,
     ) -> None:
         self._jwt_verifier = jwt_verifier
+        # JWT text -> its cache key, for JWTs already verified and found stored (see _jwt_key).
+        self._jwt_keys: dict[str, bytes] = {}
+        self._jwt_keys_max = jwt_key_memo_entries
         self._reader = reader
         self._writer = writer
         self._hasher = hasher
@@ -166,6 +172,8 @@ class Validator:
         self._seq = 0
         self._synced_at = float("-inf")
         self._sync_lock = threading.Lock()
+        self._syncs_begun = 0  # syncs that began (numbered under _sync_lock)
+        self._syncs_done = 0  # the number of the last one that completed
 
     # ---------------------------------------------------------------- hot path
     def validate(
@@ -180,13 +188,18 @@ class Validator:
         The one decision path (the HTTP doors and the services all come here). Written flat on
         purpose: every call and allocation here costs throughput (see BENCHMARKS.md).
         """
-        if len(secret) != _TOKEN_LEN and not (secret.startswith("eyJ") and len(secret) <= _JWT_MAX):
+        n = len(secret)
+        if n == _TOKEN_LEN:
+            jwt = False
+        elif n <= _JWT_MAX and secret.startswith("eyJ"):
+            jwt = True
+        else:
             raise InvalidToken("malformed token")
         now = time.time()
         age = now - self._synced_at
         if not -0.05 <= age <= self._stale_after:  # stale view, or the clock stepped back: re-read
             self.sync_or_fail()
-        h = self._hash(secret)
+        h = (self._jwt_keys.get(secret) or self._jwt_key(secret)) if jwt else self._hash(secret)
         entry = self._tokens.get(h)
         if entry is None:
             entry = self._miss(secret, h)
@@ -267,19 +280,53 @@ class Validator:
     ) -> Caller | None:
         """:meth:`validate` when it can answer from memory; ``None`` when the answer needs I/O (a
         cache miss or a stale view), so an event loop can hand those few calls to a thread."""
-        if len(secret) != _TOKEN_LEN and not (secret.startswith("eyJ") and len(secret) <= _JWT_MAX):
+        n = len(secret)
+        if n == _TOKEN_LEN:
+            h = self._hash(secret)
+        elif n <= _JWT_MAX and secret.startswith("eyJ"):
+            h = self._jwt_keys.get(secret) or self._jwt_key(secret)
+        else:
             raise InvalidToken("malformed token")
-        if not -0.05 <= time.time() - self._synced_at <= self._stale_after:
+        now = time.time()
+        if not -0.05 <= now - self._synced_at <= self._stale_after:
             return None
-        h = self._hash(secret)
         entry = self._tokens.get(h)
         if entry is None:
             if h in self._negative:
                 raise InvalidToken("unknown token")
             return None
-        if entry.user_id not in self._users:
+        user = self._users.get(entry.user_id)
+        if user is None:
             return None
-        return self.validate(secret, needed_scope, org_id, ip)
+        # :meth:`validate` from here on, without hashing the secret a second time.
+        if entry.revoked:
+            raise InvalidToken("token is revoked")
+        org = self.decide(entry, user, now, needed_scope, org_id)
+        self._usage[h] = (now, ip)
+        return Caller(entry, user, h, org)
+
+    def _jwt_key(self, jwt: str) -> bytes:
+        """The cache key of a JWT access token — the keyed hash of the whole token, as stored —
+        remembered by the token's text once it names a stored token.
+
+        A JWT is ten times a PAT's length and hashing it was most of its validation cost. The
+        memo maps the exact text to its hash, a pure function of it (one pepper per process),
+        so it changes no decision: a hit needs the whole presented string equal to one already
+        hashed (a dict compares two strings only once their full 64-bit ``hash()`` — SipHash,
+        randomly keyed per process — matches: only the token itself gets that far, so no timing
+        of the comparison says anything about a stored token), and the key it yields still has
+        to find a live entry in
+        the token cache, which revocation events empty by the stored hash. A JWT differing in any
+        byte (header, claims, signature) misses, is hashed, and goes through signature checks
+        and the database like any other. Only texts that found a stored record are remembered
+        (garbage goes to the negative cache); bounded, emptied when full."""
+        h = self._hash(jwt)
+        if h in self._tokens:
+            memo = self._jwt_keys
+            if len(memo) >= self._jwt_keys_max:
+                memo.clear()
+            memo[jwt] = h
+        return h
 
     # ---------------------------------------------------------------- cache misses
     def _miss(self, secret: str, h: bytes) -> CachedToken:
@@ -426,8 +473,18 @@ class Validator:
 
     # ---------------------------------------------------------------- coherence
     def sync(self) -> int:
-        """Apply every event newer than the last applied one; returns how many were applied."""
+        """Apply every event newer than the last applied one; returns how many were applied.
+
+        Calls that queue while another sync runs coalesce: once a sync that *began* after this
+        call has completed, every event committed before this call is applied, so the call
+        returns at once. (Every commit with events syncs — read-your-writes — and under load
+        the commits of every worker thread queued here for one read each.)"""
+        asked = self._syncs_begun
         with self._sync_lock:
+            if self._syncs_done > asked:
+                return 0
+            self._syncs_begun += 1
+            number = self._syncs_begun
             applied = 0
             with self._reader() as uow:
                 if self._synced_at == float("-inf"):
@@ -448,6 +505,7 @@ class Validator:
                     if len(batch) < 1000:
                         break
             self._synced_at = time.time()
+            self._syncs_done = number
             return applied
 
     def sync_or_fail(self) -> None:
@@ -497,6 +555,7 @@ class Validator:
         }
 
     def _flush(self) -> None:
+        self._jwt_keys.clear()
         self._tokens.clear()
         self._users.clear()
         self._negative.clear()

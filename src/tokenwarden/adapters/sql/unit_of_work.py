@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +51,7 @@ from tokenwarden.ports.repositories import (
 from tokenwarden.ports.signals import SignalRepository
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_LOCK_SECONDS = 30.0  # = SQLite's busy timeout (engine.py)
 
 
 class SqlUnitOfWork:
@@ -70,22 +72,41 @@ class SqlUnitOfWork:
     oauth: OAuthRepository
 
     def __init__(
-        self, engine: Engine, *, readonly: bool = False, hooks: Sequence[Callable[[], object]] = ()
+        self,
+        engine: Engine,
+        *,
+        readonly: bool = False,
+        hooks: Sequence[Callable[[], object]] = (),
+        write_lock: threading.RLock | None = None,
     ) -> None:
         self._engine = engine
         self._readonly = readonly
         self._hooks = hooks
         self._announce = False
         self._conn: Connection | None = None
+        self._write_lock = None if readonly else write_lock
+        self._locked = False
 
     def __enter__(self) -> Self:
+        if self._write_lock is not None:
+            # SQLite has one writer at a time: queue here, not in BEGIN IMMEDIATE, so a waiting
+            # writer holds no pooled connection (a writer needing a second one for a read would
+            # otherwise find the pool empty) and is woken when the lock frees, not by SQLite's
+            # busy handler sleeping up to 100 ms per try. Same bound as the busy timeout.
+            if not self._write_lock.acquire(timeout=WRITE_LOCK_SECONDS):
+                raise Unavailable("database unavailable: timed out waiting to write")
+            self._locked = True
         try:
             conn = self._engine.connect()
             if self._readonly:
                 conn = conn.execution_options(tw_readonly=True)
             conn.begin()
         except SQLAlchemyError as exc:
+            self._unlock()
             raise (translate(exc) or Unavailable(f"database unavailable: {type(exc).__name__}")) from exc
+        except BaseException:
+            self._unlock()
+            raise
         self._conn = conn
         self.orgs = SqlOrgRepository(conn)
         self.users = SqlUserRepository(conn)
@@ -118,6 +139,7 @@ class SqlUnitOfWork:
                 conn.rollback()
         with contextlib.suppress(SQLAlchemyError, OSError):
             conn.close()
+        self._unlock()
         announce, self._announce = self._announce, False
         if announce:  # committed: tell this node and the others, whatever happened afterwards
             run_hooks(self._hooks)
@@ -125,11 +147,17 @@ class SqlUnitOfWork:
         if exc is not None and (translated := translate(exc)) is not None:
             raise translated from exc
 
+    def _unlock(self) -> None:
+        if self._locked and self._write_lock is not None:
+            self._locked = False
+            self._write_lock.release()
+
     def commit(self) -> None:
         """Commit; once the unit of work ends, the database's commit hooks announce the
         invalidation events this transaction appended (one mechanism for every service)."""
         if self._conn is None:
             raise RuntimeError("commit() outside a unit of work")
+        self._events.flush()  # written last: see SqlEventRepository
         self._conn.commit()  # a failure surfaces through __exit__, which translates it
         if self._events.appended:
             self._announce = True
@@ -144,9 +172,11 @@ class SqlDatabase:
         self.url_for_display = display_url(url)
         self.engine = make_engine(url)
         self._hooks: list[Callable[[], object]] = []
+        # One writer at a time per process on SQLite (see SqlUnitOfWork.__enter__).
+        self._write_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else None
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, hooks=self._hooks)
+        return SqlUnitOfWork(self.engine, hooks=self._hooks, write_lock=self._write_lock)
 
     def on_commit(self, hook: Callable[[], object]) -> None:
         """Call ``hook`` after every unit of work that committed invalidation events."""

@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 from tokenwarden.domain.errors import DomainError, InvalidToken
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.services.oauth.server import ClientDirectory
-from tokenwarden.services.validation import Caller, Validator
+from tokenwarden.services.validation import CachedToken, Caller, UserState, Validator
 
 INTROSPECT_SCOPE: Final = "tokenwarden.introspect"
 INACTIVE: Final = {"active": False}
@@ -35,13 +35,19 @@ _TOKEN_USE: Final = {
 }
 _CLIENT_CACHE_SECONDS: Final = 1.0  # = the Validator's staleness bound: no longer than it trusts itself
 _CLIENT_CACHE_MAX: Final = 10_000
+_ANSWER_CACHE_MAX: Final = 10_000  # serialised active answers (≈ 0.7 KB each)
 
 
 @dataclass(frozen=True, slots=True)
 class Introspected:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | None  # None when only ``payload`` is at hand (a remembered answer)
     headers: dict[str, str]
+    payload: bytes | None = None  # the body as JSON, when already serialised
+
+    def content(self) -> bytes:
+        """The body as JSON."""
+        return self.payload if self.payload is not None else json.dumps(self.body).encode()
 
 
 class Introspector:
@@ -50,6 +56,8 @@ class Introspector:
         self._clients = clients
         self._issuer = issuer
         self._client_cache: dict[tuple[str, bytes], tuple[float, str]] = {}
+        # token key -> (entry, owner state, org, issuer, JSON of the active answer): see _active
+        self._answers: dict[bytes, tuple[CachedToken, UserState, str, str, bytes]] = {}
 
     # ------------------------------------------------------------------ caller
     def caller_org_of_client(self, client_id: str, client_secret: str) -> str | None:
@@ -113,7 +121,28 @@ class Introspector:
                 return Introspected(200, dict(INACTIVE), _NO_STORE)
         except DomainError:
             return Introspected(200, dict(INACTIVE), _NO_STORE)
-        return Introspected(200, self._active_body(token, target, issuer), _NO_STORE)
+        return Introspected(200, None, _NO_STORE, self._active(token, target, issuer))
+
+    def _active(self, token: str, caller: Caller, issuer: str) -> bytes:
+        """The JSON of an active answer, remembered per token: it is a function of the cache
+        entry and owner state the Validator just answered with (both replaced, never mutated,
+        when anything about them changes — so they are compared by identity), the organization,
+        the issuer and the token's own claims (the key is the keyed hash of the whole token).
+        Whether the token is active is decided on every call, before this."""
+        hit = self._answers.get(caller.key)
+        if (
+            hit is not None
+            and hit[0] is caller.token
+            and hit[1] is caller.user
+            and hit[2] == caller.org_id
+            and hit[3] == issuer
+        ):
+            return hit[4]
+        payload = json.dumps(self._active_body(token, caller, issuer)).encode()
+        if len(self._answers) >= _ANSWER_CACHE_MAX:
+            self._answers.clear()
+        self._answers[caller.key] = (caller.token, caller.user, caller.org_id, issuer, payload)
+        return payload
 
     def _credentials(
         self, header: str | None, form: dict[str, list[str]], *, in_memory: bool

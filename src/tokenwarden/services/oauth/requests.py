@@ -66,6 +66,7 @@ class TwOAuth2Request(OAuth2Request):
         self.issuer = issuer
         self.uow: Any = None
         self.families_to_revoke: list[tuple[Any, str]] = []  # (the code or token found, reason)
+        self.secrets_to_upgrade: list[tuple[Any, str]] = []  # (client, secret) under a retired pepper
         self.session_id: str | None = None  # the browser session that consented
 
     @property

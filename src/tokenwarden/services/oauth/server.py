@@ -11,12 +11,16 @@ revocation mode of tokenwarden reaches them.
   them by watermark, rule or break-glass on every node at once.
 
 Each token request runs in one unit of work; revocations a request triggers (replay, reuse)
-commit in their own unit of work after it, so a refused request still kills the family.
+commit in their own unit of work after it, so a refused request still kills the family. Inside
+that unit of work the client is read through it, never through a second connection: a request
+holding one pooled connection while it waits for another deadlocks the pool once enough
+requests do so at once (on SQLite the holder also has the write lock every waiter wants).
 """
 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -63,8 +67,14 @@ Response = tuple[int, Any, list[tuple[str, str]]]
 class ClientDirectory(Protocol):
     """What the server needs of the client registry."""
 
-    def get_active(self, client_id: str) -> OAuthClient | None: ...
+    def get_active(self, client_id: str, uow: UnitOfWork | None = None) -> OAuthClient | None: ...
     def authenticate(self, client_id: str, client_secret: str | None) -> OAuthClient | None: ...
+    def verify_secret(self, client: OAuthClient, presented: str) -> bool: ...
+    def upgrade_secret(self, client: OAuthClient, secret: str) -> None: ...
+
+
+# The request whose unit of work is open on this thread (authlib's callbacks get no request).
+_CURRENT: ContextVar[TwOAuth2Request | None] = ContextVar("tokenwarden_oauth_request", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +190,11 @@ class OAuthServer:
         self._minter.ready()
         with self._uow() as uow:
             request.uow = uow
-            status, body, headers = self._server.create_token_response(request)
+            current = _CURRENT.set(request)
+            try:
+                status, body, headers = self._server.create_token_response(request)
+            finally:
+                _CURRENT.reset(current)
             if status == 200:
                 uow.commit()
         self._after(request)
@@ -193,7 +207,11 @@ class OAuthServer:
             return request
         with self._uow() as uow:
             request.uow = uow
-            status, body, headers = self._server.create_endpoint_response("revocation", request)
+            current = _CURRENT.set(request)
+            try:
+                status, body, headers = self._server.create_endpoint_response("revocation", request)
+            finally:
+                _CURRENT.reset(current)
             if status == 200:
                 uow.commit()
         self._after(request)
@@ -234,9 +252,13 @@ class OAuthServer:
         request.session_id = session_id
         with self._uow() as uow:
             request.uow = uow
-            response: Response = self._server.create_authorization_response(
-                request, grant_user=user if allow else None, grant=consent.grant
-            )
+            current = _CURRENT.set(request)
+            try:
+                response: Response = self._server.create_authorization_response(
+                    request, grant_user=user if allow else None, grant=consent.grant
+                )
+            finally:
+                _CURRENT.reset(current)
             if allow:
                 audit(
                     uow,
@@ -260,11 +282,21 @@ class OAuthServer:
     def query_client(self, client_id: str) -> ClientModel | None:
         if not client_id or len(client_id) > 64:
             return None
-        client = self._clients.get_active(client_id)
+        request = _CURRENT.get()  # inside a token or revocation request: read through its uow
+        client = self._clients.get_active(client_id, None if request is None else request.uow)
         return None if client is None else ClientModel(client, self._check_secret)
 
     def _check_secret(self, client: OAuthClient, secret: str) -> bool:
-        return self._clients.authenticate(client.client_id, secret) is not None
+        """The secret against the client record just read (no second read); a secret hashed
+        with a retired pepper is re-hashed once the request's unit of work is over."""
+        request = _CURRENT.get()
+        if request is None:
+            return self._clients.authenticate(client.client_id, secret) is not None
+        if not self._clients.verify_secret(client, secret):
+            return False
+        if client.pepper_id != self._hasher.current_id:
+            request.secrets_to_upgrade.append((client, secret))
+        return True
 
     def save_code(self, code: str, request: TwOAuth2Request) -> None:
         now = self._clock.now()
@@ -507,9 +539,12 @@ class OAuthServer:
         return int(status), body, list(headers)
 
     def _after(self, request: TwOAuth2Request) -> None:
-        """Revoke the families this request found compromised (its own transaction is over)."""
+        """Revoke the families this request found compromised and re-hash secrets of retired
+        peppers (its own transaction is over: a second writer inside it would wait for itself)."""
         for found, reason in request.families_to_revoke:
             self.revoke_family(found, reason, request.http.ip)
+        for client, secret in request.secrets_to_upgrade:
+            self._clients.upgrade_secret(client, secret)
 
     def revoke_family(self, found: TokenRecord | AuthorizationCode, reason: str, ip: str | None) -> int:
         """Revoke every token of the grant ``found`` belongs to; returns how many were live."""
