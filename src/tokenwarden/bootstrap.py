@@ -38,7 +38,7 @@ from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
 from tokenwarden.services.sessions import SessionService
-from tokenwarden.services.signing import AUTH_HEADER_INFO, SecretBox, SigningKeys
+from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.validation import Validator
 from tokenwarden.settings import Settings
@@ -190,7 +190,20 @@ def wire(
     catalog = load_catalog(settings)
     uow: UnitOfWorkFactory = database
     reader = database.reader
-    keys = SigningKeys(uow, hasher, clock, reader=reader)
+    keys = SigningKeys(
+        uow,
+        hasher,
+        clock,
+        reader=reader,
+        rotate_every={  # access-token keys; a retired one stays published until its tokens expire
+            ES256: (
+                timedelta(days=settings.signing_key_rotation_days),
+                timedelta(minutes=settings.access_token_minutes + 5),
+            )
+        }
+        if settings.signing_key_rotation_days
+        else None,
+    )
     clients = OAuthClientService(uow, hasher, catalog, clock)  # issue 11 (part 2): the client registry
     validator = Validator(
         reader,

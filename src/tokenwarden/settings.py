@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         description="a just-rotated refresh token still refreshes this long (two tabs at once)",
     )
     authorization_code_seconds: int = Field(default=120, ge=10, le=600, description="code lifetime")
+    signing_key_rotation_days: int = Field(
+        default=30, ge=0, le=3650, description="rotate the access-token signing key this often (0: never)"
+    )
     access_token_audience: str | None = Field(
         default=None, description="the aud of access tokens; default the issuer"
     )

@@ -344,3 +344,25 @@ def test_a_client_disabled_in_the_store_gets_no_more_tokens(c: Container, bob: U
         uow.commit()
     status, body = refresh(c, client, secret, tokens["refresh_token"])
     assert status in (400, 401) and body["error"] in ("invalid_client", "invalid_grant")
+
+
+def test_the_access_token_key_rotates_on_schedule_and_the_old_one_still_verifies(
+    c: Container, clock: FakeClock
+) -> None:
+    client, secret = register(c, grants=(GrantType.CLIENT_CREDENTIALS,))
+    _, first, _ = c.oauth.token(
+        post({"grant_type": "client_credentials"}, (client.client_id, secret)), ISSUER
+    )
+    old_kid, _ = c.keys.active("ES256")
+    clock.advance(days=31)  # the default schedule: 30 days
+    c.keys._active.clear()  # the periodic re-read (every 30 s) notices the key's age
+    _, second, _ = c.oauth.token(
+        post({"grant_type": "client_credentials"}, (client.client_id, secret)), ISSUER
+    )
+    new_kid, _ = c.keys.active("ES256")
+    assert new_kid != old_kid
+    kids = {k.kid: k.status for k in c.keys.published()}
+    assert kids[old_kid] == "retiring" and kids[new_kid] == "active"
+    header = json.loads(base64.urlsafe_b64decode(second["access_token"].split(".")[0] + "=="))
+    assert header["kid"] == new_kid
+    c.validator.validate(first["access_token"])  # signed by the retired key: still verifies

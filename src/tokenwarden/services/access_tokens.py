@@ -32,8 +32,9 @@ class AccessTokenMinter:
 
     def ready(self) -> None:
         """Load (or create, in its own transaction) the signing key before a token request
-        opens its unit of work: on SQLite a nested write would wait for the outer one."""
-        self._keys.active(ACCESS_TOKEN_ALG)
+        opens its unit of work: on SQLite a nested write would wait for the outer one. A key
+        past its scheduled age is rotated here, for the same reason."""
+        self._keys.rotate_if_due(ACCESS_TOKEN_ALG)
 
     def mint(
         self,

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
@@ -128,9 +128,13 @@ class SigningKeys:
         clock: Clock,
         *,
         reader: UnitOfWorkFactory | None = None,
+        rotate_every: dict[str, tuple[timedelta, timedelta]] | None = None,
     ) -> None:
         self._uow = uow
         self._reader = reader or uow
+        # alg -> (rotate when the active key is this old, keep the old one published this long)
+        self._rotate_every = rotate_every or {}
+        self._due: set[str] = set()
         self._box = SecretBox(hasher, KEYS_INFO)
         self._clock = clock
         self._active: dict[str, tuple[float, str, Key]] = {}
@@ -150,10 +154,24 @@ class SigningKeys:
         with self._lock:
             found = self._active.get(alg)
             if found is None or now - found[0] >= ACTIVE_TTL_SECONDS:
-                kid, key = self._load_or_create(alg)
+                kid, key, created_at = self._load_or_create(alg)
                 found = (now, kid, key)
                 self._active[alg] = found
+                schedule = self._rotate_every.get(alg)
+                if schedule is not None and self._clock.now() - created_at >= schedule[0]:
+                    self._due.add(alg)
             return found[1], found[2]
+
+    def rotate_if_due(self, alg: str) -> str | None:
+        """Rotate ``alg``'s key when the schedule says so (noticed on the periodic re-read); the
+        new kid, or None. Call it outside any unit of work: it writes in its own."""
+        self.active(alg)
+        if alg not in self._due:
+            return None
+        self._due.discard(alg)
+        kid, retired = self.rotate(alg, self._rotate_every[alg][1])
+        log.info("scheduled rotation of %s signing key: %s replaces %s", alg, kid, ", ".join(retired))
+        return kid
 
     def public_key(self, kid: str) -> Key | None:
         """The public key ``kid`` among the published ones (active or retiring); re-read from
@@ -221,7 +239,7 @@ class SigningKeys:
         return {"keys": [dict(k.public_jwk) for k in self.published()]}
 
     # ------------------------------------------------------------------ helpers
-    def _load_or_create(self, alg: str) -> tuple[str, Key]:
+    def _load_or_create(self, alg: str) -> tuple[str, Key, datetime]:
         # The periodic re-read is a read: on SQLite a read-write unit of work would queue for the
         # write lock (behind every token request of every process) while holding self._lock.
         with self._reader() as uow:
@@ -236,16 +254,16 @@ class SigningKeys:
             uow.signals.add_key(record)
             uow.commit()
         log.info("created %s signing key %s", alg, kid)
-        return kid, key
+        return kid, key, record.created_at
 
-    def _newest_usable(self, uow: UnitOfWork, alg: str) -> tuple[str, Key] | None:
+    def _newest_usable(self, uow: UnitOfWork, alg: str) -> tuple[str, Key, datetime] | None:
         for stored in reversed(uow.signals.signing_keys(alg)):  # the newest active key signs
             try:
                 pem = self._box.open(stored.pepper_id, stored.private_key, stored.kid.encode())
             except InvalidInput as exc:
                 log.warning("signing key %s cannot be opened (%s); skipping it", stored.kid, exc.message)
                 continue
-            return stored.kid, _ALGORITHMS[alg].load(pem)
+            return stored.kid, _ALGORITHMS[alg].load(pem), stored.created_at
         return None
 
     def _new_key(self, alg: str) -> tuple[str, Key, SigningKey]:
