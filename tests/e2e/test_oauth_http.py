@@ -155,7 +155,7 @@ def test_token_endpoint_errors_are_rfc6749_bodies(server: Server) -> None:
     assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
 
 
-def test_break_glass_stops_already_issued_access_tokens(server: Server) -> None:
+def test_an_org_watermark_as_break_glass_raises_stops_already_issued_access_tokens(server: Server) -> None:
     client_id, secret = register(server)
     access = str(token(server, client_id, secret)["access_token"])
     c = server.container

@@ -59,7 +59,10 @@ async def authorize(request: Request) -> Response:
         return render_error(request, exc)
     if session is None:
         return signin_redirect(request)
-    http = await http_request(request, with_form=False)
+    try:
+        http = await http_request(request, with_form=False)
+    except ValueError as exc:  # e.g. more query parameters than any authorization request has
+        return render_error(request, InvalidInput(str(exc)))
     user = await anyio.to_thread.run_sync(c.oauth.user, session.user_id)
     if user is None:
         return signin_redirect(request)

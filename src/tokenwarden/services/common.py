@@ -11,6 +11,7 @@ from tokenwarden.domain.audit import AuditEntry
 from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
 from tokenwarden.domain.events import EventType, InvalidationEvent
+from tokenwarden.domain.hashing import SecretHasher
 from tokenwarden.domain.principals import Membership, Organization, Role, User
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.ports.repositories import UnitOfWork
@@ -184,3 +185,14 @@ def member_of(uow: UnitOfWork, org_id: str, upn_or_id: str) -> tuple[User, Membe
     if user is None or m is None:
         raise NotFound(f"user {upn_or_id!r:.80} is not a member of this organization", code="userNotFound")
     return user, m
+
+
+def token_by_secret(uow: UnitOfWork, hasher: SecretHasher, secret: str) -> TokenRecord | None:
+    """The token record of a presented secret of any kind: the current pepper first, then the
+    retired ones (a token not yet re-hashed since a pepper rotation)."""
+    record = uow.tokens.by_hash(hasher.hash(secret))
+    for pepper in hasher.older():
+        if record is not None:
+            break
+        record = uow.tokens.by_hash(hasher.hash_with(pepper, secret))
+    return record

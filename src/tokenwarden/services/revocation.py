@@ -33,6 +33,7 @@ from tokenwarden.services.common import (
     reading,
     require_admin,
     require_member,
+    token_by_secret,
     token_reaches,
 )
 from tokenwarden.services.effective import EffectiveView
@@ -314,7 +315,7 @@ class RevocationService:
         cut-offs apply to it). Audited; the value is never logged, stored or echoed."""
         secret = extract_token(text)
         with self._uow() as uow:
-            record = self._by_secret(uow, secret)
+            record = token_by_secret(uow, self._hasher, secret)
             the_org = self._org_for_lookup(uow, actor, org, record, may_act_in)
             if record is None or the_org is None:
                 raise NotFound(
@@ -418,13 +419,6 @@ class RevocationService:
         return LookupResult(current, found.owner, found.org_id, "direct")
 
     # ------------------------------------------------------------------ helpers
-    def _by_secret(self, uow: UnitOfWork, secret: str) -> TokenRecord | None:
-        record = uow.tokens.by_hash(self._hasher.hash(secret))
-        for pepper in self._hasher.older():
-            if record is not None:
-                break
-            record = uow.tokens.by_hash(self._hasher.hash_with(pepper, secret))
-        return record
 
     @staticmethod
     def _target(

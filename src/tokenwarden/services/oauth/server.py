@@ -48,7 +48,7 @@ from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import ROTATED, TokenKind, TokenRecord
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.access_tokens import AccessTokenMinter
-from tokenwarden.services.common import OPERATOR, Actor, audit, new_id, publish
+from tokenwarden.services.common import Actor, audit, new_id, publish, token_by_secret
 from tokenwarden.services.oauth.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
@@ -368,7 +368,7 @@ class OAuthServer:
         ) or not token_format.looks_like_token(secret):
             return None
         uow: UnitOfWork = request.uow
-        record = self._by_secret(uow, secret)
+        record = token_by_secret(uow, self._hasher, secret)
         if record is None or record.kind is not TokenKind.REFRESH:
             return None
         if request.client is None or record.client_id != request.client.get_client_id():
@@ -499,7 +499,7 @@ class OAuthServer:
         """The token record of any kind with this value (RFC 7009 searches every type)."""
         if not secret or len(secret) > 4096:
             return None
-        record = self._by_secret(request.uow, secret)
+        record = token_by_secret(request.uow, self._hasher, secret)
         return None if record is None else IssuedModel(record)
 
     def revoke_issued(self, record: TokenRecord, request: TwOAuth2Request) -> None:
@@ -525,7 +525,7 @@ class OAuthServer:
         audit(
             uow,
             self._clock,
-            OPERATOR.__class__(None, current.client_id, request.http.ip),
+            Actor(None, current.client_id, request.http.ip),
             AuditEventType.OAUTH_TOKEN_REVOKE,
             org_id=current.org_id,
             target_type=current.kind.value,
@@ -609,14 +609,6 @@ class OAuthServer:
         with self._uow() as uow:
             membership = uow.users.membership(org_id, user_id)
         return membership is not None and membership.is_active
-
-    def _by_secret(self, uow: UnitOfWork, secret: str) -> TokenRecord | None:
-        record = uow.tokens.by_hash(self._hasher.hash(secret))
-        for pepper in self._hasher.older():
-            if record is not None:
-                break
-            record = uow.tokens.by_hash(self._hasher.hash_with(pepper, secret))
-        return record
 
 
 class _AccessDenied(OAuth2Error):
