@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -129,6 +130,39 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=4, ge=1, le=64, description="argon2id lanes")
     password_hash_concurrency: int = Field(
         default=4, ge=1, le=256, description="password hashes computed at once per process (memory bound)"
+    )
+    # ---- issue 12: lifecycle jobs and notifications (docs/notifications.md, docs/jobs.md)
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: email is not sent")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = Field(default=None, description="never logged or shown")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        default="none", description="none | starttls | tls (implicit TLS, usually port 465)"
+    )
+    smtp_from: str = Field(default="tokenwarden@localhost", description="From: of every email")
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_allow: str = Field(
+        default="",
+        description=(
+            "webhook targets allowed although loopback or private: comma-separated CIDRs, addresses "
+            "or host names (link-local and cloud metadata addresses are refused even then)"
+        ),
+    )
+    public_url: str | None = Field(
+        default=None, description="base URL printed in messages (how to extend a token); default the issuer"
+    )
+    scheduler_enabled: bool = Field(default=True, description="run scheduled jobs in `serve`")
+    job_schedules: str = Field(
+        default="",
+        description=(
+            "per-job cron expressions (UTC), e.g. 'expiry-notifications=0 8 * * *; weekly-report=0 8 * * 1'; "
+            "jobs left out keep their default"
+        ),
+    )
+    job_lease_seconds: float = Field(default=60.0, ge=5, le=3600, description="a dead holder's lease expires")
+    expired_notice_days: int = Field(
+        default=7, ge=0, le=365, description="tokens that expired this long ago still get their notice"
     )
 
     @classmethod

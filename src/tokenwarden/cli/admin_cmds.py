@@ -74,9 +74,27 @@ def policy_set(
         int | None,
         typer.Option("--break-glass-approval-minutes", min=1, help="How long a break-glass request waits."),
     ] = None,
+    warning_days: Annotated[
+        str | None,
+        typer.Option("--expiry-warning-days", help="Warn this many days before expiry, e.g. 30,14,7,1."),
+    ] = None,
+    dormant_days: Annotated[
+        int | None,
+        typer.Option("--dormant-revoke-days", min=0, help="Revoke PATs unused this many days (0: off)."),
+    ] = None,
+    security_contact: Annotated[
+        str | None,
+        typer.Option("--security-contact", help='Address that also hears every expiry warning ("" clears).'),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Change an organization's PAT policy (options left out keep their value)."""
+    thresholds: tuple[int, ...] | None = None
+    if warning_days is not None:
+        try:
+            thresholds = tuple(int(d) for d in warning_days.replace(" ", "").split(",") if d)
+        except ValueError:
+            fail(f"--expiry-warning-days takes whole days separated by commas, not {warning_days!r}", code=2)
     changes: dict[str, Any] = {
         k: v
         for k, v in {
@@ -88,6 +106,9 @@ def policy_set(
             "disable_pat_creation": disable_creation,
             "break_glass_two_person": two_person,
             "break_glass_approval_minutes": approval_minutes,
+            "expiry_warning_days": thresholds,
+            "dormant_revoke_days": dormant_days,
+            "security_contact": security_contact,
         }.items()
         if v is not None
     }

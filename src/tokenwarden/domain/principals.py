@@ -71,10 +71,17 @@ class User:
     created_at: datetime
     risk_state: RiskState = RiskState.NONE
     risk_updated_at: datetime | None = None
+    email: str | None = None  # where notices go; None: the UPN
+    notify_digest: bool = False  # one message per job run listing every token, not one per token
 
     @property
     def is_active(self) -> bool:
         return self.status is UserStatus.ACTIVE
+
+    @property
+    def notify_address(self) -> str:
+        """The owner's address for notices: the email, defaulting to the UPN."""
+        return self.email or self.upn
 
     @property
     def descriptor(self) -> str:

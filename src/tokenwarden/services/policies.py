@@ -21,6 +21,9 @@ EDITABLE = (
     "disable_pat_creation",
     "break_glass_two_person",
     "break_glass_approval_minutes",
+    "expiry_warning_days",
+    "dormant_revoke_days",
+    "security_contact",
 )
 
 
@@ -34,6 +37,9 @@ def policy_as_dict(policy: OrgPolicy) -> dict[str, Any]:
         "disablePatCreation": policy.disable_pat_creation,
         "breakGlassTwoPerson": policy.break_glass_two_person,
         "breakGlassApprovalMinutes": policy.break_glass_approval_minutes,
+        "expiryWarningDays": list(policy.expiry_warning_days),
+        "dormantRevokeDays": policy.dormant_revoke_days,
+        "securityContact": policy.security_contact,
     }
 
 
@@ -63,6 +69,12 @@ class PolicyService:
                 changes["creation_allowlist"] = tuple(
                     dict.fromkeys(member_of(uow, the_org.id, n)[0].id for n in names)
                 )
+            if "expiry_warning_days" in changes:
+                changes["expiry_warning_days"] = tuple(changes["expiry_warning_days"] or ())
+            if changes.get("dormant_revoke_days") == 0:  # 0 turns the dormant-token policy off
+                changes["dormant_revoke_days"] = None
+            if changes.get("security_contact") == "":  # "" removes the security contact
+                changes["security_contact"] = None
             updated = current.with_changes(**changes)
             lifts_two_person = current.break_glass_two_person and not updated.break_glass_two_person
             if lifts_two_person and not actor.is_operator:

@@ -79,6 +79,8 @@ users = Table(
     Column("risk_updated_at", UTCDateTime(), nullable=True),
     Column("password_hash", String(256), nullable=True),
     Column("password_changed_at", UTCDateTime(), nullable=True),
+    Column("email", String(320), nullable=True),  # issue 12: where notices go (default: the UPN)
+    Column("notify_digest", Boolean(), nullable=False, server_default=false()),
     Index("ix_users_risk_level", "risk_level"),
 )
 
@@ -140,6 +142,7 @@ tokens = Table(
     Column("user_agent", String(256), nullable=True),
     Column("purpose", String(32), nullable=True),
     Index("ix_tokens_user_kind", "user_id", "kind"),
+    Index("ix_tokens_valid_to", "valid_to"),  # issue 12: the expiry scans
     Index("ix_tokens_family", "family_id"),
     Index("ix_tokens_parent", "parent_id"),
     Index("ix_tokens_org_kind", "org_id", "kind"),
@@ -158,6 +161,10 @@ org_policies = Table(
     Column("disable_pat_creation", Boolean(), nullable=False),
     Column("break_glass_two_person", Boolean(), nullable=False, server_default=false()),
     Column("break_glass_approval_minutes", Integer(), nullable=False, server_default="30"),
+    # issue 12: lifecycle (NULL warning days: the default thresholds)
+    Column("expiry_warning_days", JSON(), nullable=True),
+    Column("dormant_revoke_days", Integer(), nullable=True),
+    Column("security_contact", String(320), nullable=True),
 )
 
 audit_log = Table(
@@ -390,4 +397,104 @@ sign_in_attempts = Table(
     Index("ix_sign_in_attempts_upn", "upn_key", "at"),
     Index("ix_sign_in_attempts_ip", "ip", "at"),
     sqlite_autoincrement=True,
+)
+
+# ---------------------------------------------------------------- issue 12: lifecycle jobs
+token_notices = Table(  # one row per (token, notice) ever decided: the "exactly once" of warnings
+    "token_notices",
+    metadata,
+    Column("token_id", String(36), primary_key=True),
+    Column("notice", String(128), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+token_watchers = Table(
+    "token_watchers",
+    metadata,
+    Column("token_id", String(36), ForeignKey("tokens.id"), primary_key=True),
+    Column("address_key", String(320), primary_key=True),
+    Column("address", String(320), nullable=False),
+    Column("added_by", String(36), nullable=True),
+    Column("added_at", UTCDateTime(), nullable=False),
+)
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Column("org_id", String(36), nullable=True),
+    Column("channel", String(16), nullable=False),
+    Column("destination", String(320), nullable=False),
+    Column("template", String(48), nullable=False),
+    Column("payload", JSON(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Column("last_error", String(512), nullable=True),
+    Column("run_id", String(36), nullable=True),
+    Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+    Index("ix_notification_outbox_org", "org_id", "status", "id"),
+    Index("ix_notification_outbox_run", "run_id"),
+    sqlite_autoincrement=True,
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("url", Text(), nullable=False),
+    Column("secret", LargeBinary(), nullable=False),  # sealed by SecretBox under the pepper
+    Column("events", JSON(), nullable=False),
+    Column("description", String(256), nullable=True),
+    Column("created_by", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime(), nullable=True),
+    Index("ix_webhooks_org", "org_id"),
+)
+
+job_state = Table(  # the lease of each job (one holder at a time) and its last scheduled slot
+    "job_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("run_id", String(36), nullable=True),
+    Column("last_slot", UTCDateTime(), nullable=True),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("node", String(128), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("counts", JSON(), nullable=False),
+    Column("error", Text(), nullable=True),
+    Column("slot", UTCDateTime(), nullable=True),
+    Column("org_id", String(36), nullable=True),
+    Index("ix_job_runs_name_started", "name", "started_at"),
+)
+
+policy_enforcements = Table(
+    "policy_enforcements",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("created_by", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("grace_until", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | applied | cancelled
+    Column("applied_at", UTCDateTime(), nullable=True),
+    Column("counts", JSON(), nullable=False),
+    Index("ix_policy_enforcements_org", "org_id", "status"),
 )

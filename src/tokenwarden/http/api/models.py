@@ -60,6 +60,18 @@ class PolicyPatch(Body):
     disable_pat_creation: bool | None = Field(default=None, alias="disablePatCreation")
     break_glass_two_person: bool | None = Field(default=None, alias="breakGlassTwoPerson")
     break_glass_approval_minutes: int | None = Field(default=None, alias="breakGlassApprovalMinutes")
+    expiry_warning_days: list[int] | None = Field(default=None, alias="expiryWarningDays", max_length=8)
+    dormant_revoke_days: int | None = Field(
+        default=None,
+        alias="dormantRevokeDays",
+        description="revoke unused PATs; 0: off",
+    )
+    security_contact: str | None = Field(
+        default=None,
+        alias="securityContact",
+        max_length=320,
+        description='"" clears',
+    )
 
 
 class RuleCreate(Body):

@@ -142,6 +142,8 @@ def _user_values(user: User) -> dict[str, Any]:
         "created_at": user.created_at,
         "risk_state": user.risk_state.value,
         "risk_updated_at": user.risk_updated_at,
+        "email": user.email,
+        "notify_digest": user.notify_digest,
     }
 
 
@@ -156,6 +158,8 @@ def _user(row: Row[Any]) -> User:
         created_at=row.created_at,
         risk_state=RiskState(row.risk_state),
         risk_updated_at=row.risk_updated_at,
+        email=row.email,
+        notify_digest=bool(row.notify_digest),
     )
 
 

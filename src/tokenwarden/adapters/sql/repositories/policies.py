@@ -12,7 +12,7 @@ from sqlalchemy import (
 )
 
 from tokenwarden.adapters.sql import tables as t
-from tokenwarden.domain.policies import OrgPolicy
+from tokenwarden.domain.policies import DEFAULT_WARNING_DAYS, OrgPolicy
 
 
 class SqlPolicyRepository:
@@ -33,6 +33,11 @@ class SqlPolicyRepository:
             creation_allowlist=tuple(row.creation_allowlist),
             require_external_identity=row.require_external_identity,
             disable_pat_creation=row.disable_pat_creation,
+            expiry_warning_days=(
+                tuple(row.expiry_warning_days) if row.expiry_warning_days else DEFAULT_WARNING_DAYS
+            ),
+            dormant_revoke_days=row.dormant_revoke_days,
+            security_contact=row.security_contact,
         )
 
     def save(self, policy: OrgPolicy) -> None:
@@ -45,6 +50,9 @@ class SqlPolicyRepository:
             "disable_pat_creation": policy.disable_pat_creation,
             "break_glass_two_person": policy.break_glass_two_person,
             "break_glass_approval_minutes": policy.break_glass_approval_minutes,
+            "expiry_warning_days": list(policy.expiry_warning_days),
+            "dormant_revoke_days": policy.dormant_revoke_days,
+            "security_contact": policy.security_contact,
         }
         changed = self._c.execute(
             update(t.org_policies).where(t.org_policies.c.org_id == policy.org_id).values(**values)
