@@ -20,6 +20,12 @@ from tokenwarden.adapters.memory.directory import (
     MemoryUserRepository,
 )
 from tokenwarden.adapters.memory.events import MemoryEventRepository
+from tokenwarden.adapters.memory.lifecycle import (
+    MemoryJobRepository,
+    MemoryLifecycleRepository,
+    MemoryOutboxRepository,
+    MemoryWebhookRepository,
+)
 from tokenwarden.adapters.memory.oauth import MemoryOAuthRepository
 from tokenwarden.adapters.memory.policies import MemoryPolicyRepository
 from tokenwarden.adapters.memory.rules import MemoryRuleRepository
@@ -27,6 +33,12 @@ from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
 from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
+from tokenwarden.ports.lifecycle import (
+    JobRepository,
+    LifecycleRepository,
+    OutboxRepository,
+    WebhookRepository,
+)
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
@@ -61,6 +73,10 @@ class MemoryUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    jobs: JobRepository
+    outbox: OutboxRepository
+    webhooks: WebhookRepository
+    lifecycle: LifecycleRepository
 
     def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
@@ -85,6 +101,10 @@ class MemoryUnitOfWork:
         self.signals = MemorySignalRepository(s, j)
         self.invitations = MemoryInvitationRepository(s, j)
         self.oauth = MemoryOAuthRepository(s, j)
+        self.jobs = MemoryJobRepository(s, j)
+        self.outbox = MemoryOutboxRepository(s, j)
+        self.webhooks = MemoryWebhookRepository(s, j)
+        self.lifecycle = MemoryLifecycleRepository(s, j)
         return self
 
     def __exit__(

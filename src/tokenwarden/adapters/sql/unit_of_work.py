@@ -32,7 +32,19 @@ from tokenwarden.adapters.sql.repositories import (
     SqlUserRepository,
     SqlWatermarkRepository,
 )
+from tokenwarden.adapters.sql.repositories.lifecycle import (
+    SqlJobRepository,
+    SqlLifecycleRepository,
+    SqlOutboxRepository,
+    SqlWebhookRepository,
+)
 from tokenwarden.domain.errors import Unavailable
+from tokenwarden.ports.lifecycle import (
+    JobRepository,
+    LifecycleRepository,
+    OutboxRepository,
+    WebhookRepository,
+)
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
@@ -70,6 +82,10 @@ class SqlUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    jobs: JobRepository
+    outbox: OutboxRepository
+    webhooks: WebhookRepository
+    lifecycle: LifecycleRepository
 
     def __init__(
         self,
@@ -121,6 +137,10 @@ class SqlUnitOfWork:
         self.signals = SqlSignalRepository(conn)
         self.invitations = SqlInvitationRepository(conn)
         self.oauth = SqlOAuthRepository(conn)
+        self.jobs = SqlJobRepository(conn)
+        self.outbox = SqlOutboxRepository(conn)
+        self.webhooks = SqlWebhookRepository(conn)
+        self.lifecycle = SqlLifecycleRepository(conn)
         return self
 
     def __exit__(
