@@ -34,7 +34,9 @@ def test_lease_is_exclusive_until_it_expires_or_is_released(db: Database) -> Non
     with db() as uow:
         # node-a died: once its lease has run out, node-b takes it over
         later = T0 + timedelta(seconds=61)
-        assert uow.jobs.try_lease("expiry-notifications", "node-b", "r2", later, later + timedelta(seconds=60))
+        assert uow.jobs.try_lease(
+            "expiry-notifications", "node-b", "r2", later, later + timedelta(seconds=60)
+        )
         assert not uow.jobs.renew("expiry-notifications", "node-a", later + timedelta(seconds=90))
         assert uow.jobs.renew("expiry-notifications", "node-b", later + timedelta(seconds=90))
         uow.jobs.release("expiry-notifications", "node-a", slot=T0)  # not the holder: no effect
@@ -51,7 +53,9 @@ def test_runs_history_newest_first_and_interrupt(db: Database) -> None:
         uow.jobs.start_run(JobRun("r1", "weekly-report", "schedule", "node-a", T0))
         uow.jobs.start_run(JobRun("r2", "weekly-report", "manual", "node-b", T0 + timedelta(minutes=1)))
         uow.jobs.start_run(JobRun("r3", "expiry-notifications", "startup", "node-b", T0))
-        uow.jobs.finish_run("r2", status="completed", at=T0 + timedelta(minutes=2), counts={"sent": 3}, error=None)
+        uow.jobs.finish_run(
+            "r2", status="completed", at=T0 + timedelta(minutes=2), counts={"sent": 3}, error=None
+        )
         assert uow.jobs.interrupt("weekly-report", except_run="r2", at=T0 + timedelta(minutes=3)) == 1
         uow.commit()
     with db.reader() as uow:
@@ -113,7 +117,9 @@ def test_notices_are_claimed_once(db: Database) -> None:
     with db() as uow:
         won = uow.lifecycle.claim_notices([("t1", "expiry:30"), ("t2", "expiry:30"), ("t1", "expiry:30")], T0)
         assert won == {("t1", "expiry:30"), ("t2", "expiry:30")}
-        assert uow.lifecycle.claim_notices([("t1", "expiry:30"), ("t1", "expiry:14")], T0) == {("t1", "expiry:14")}
+        assert uow.lifecycle.claim_notices([("t1", "expiry:30"), ("t1", "expiry:14")], T0) == {
+            ("t1", "expiry:14")
+        }
         uow.commit()
     with db.reader() as uow:
         assert set(uow.lifecycle.notices_of(["t1"])["t1"]) == {"expiry:30", "expiry:14"}
@@ -122,7 +128,8 @@ def test_notices_are_claimed_once(db: Database) -> None:
 def test_expiring_is_a_window_with_a_cursor(db: Database) -> None:
     org, user = make_org(), make_user("ana@example.com")
     tokens = [
-        replace(make_token(user, org), valid_to=T0 + timedelta(days=d), display_name=f"d{d}") for d in (1, 5, 9, 40)
+        replace(make_token(user, org), valid_to=T0 + timedelta(days=d), display_name=f"d{d}")
+        for d in (1, 5, 9, 40)
     ]
     revoked = replace(make_token(user, org), valid_to=T0 + timedelta(days=2), revoked_at=T0)
     session = replace(make_token(user, org, kind=TokenKind.SESSION), valid_to=T0 + timedelta(days=3))
@@ -133,7 +140,7 @@ def test_expiring_is_a_window_with_a_cursor(db: Database) -> None:
             uow.tokens.add(tok)
         uow.commit()
     with db.reader() as uow:
-        window = dict(start=T0, end=T0 + timedelta(days=30))
+        window = {"start": T0, "end": T0 + timedelta(days=30)}
         page1 = uow.lifecycle.expiring([TokenKind.PAT], **window, limit=2)  # type: ignore[arg-type]
         assert [x.display_name for x in page1] == ["d1", "d5"]
         last = page1[-1]
@@ -147,7 +154,9 @@ def test_expiring_is_a_window_with_a_cursor(db: Database) -> None:
 
 def test_idle_tokens_by_last_use_or_creation(db: Database) -> None:
     org, user = make_org(), make_user("ana@example.com")
-    used = replace(make_token(user, org), last_used_at=T0 + timedelta(days=50), valid_to=T0 + timedelta(days=300))
+    used = replace(
+        make_token(user, org), last_used_at=T0 + timedelta(days=50), valid_to=T0 + timedelta(days=300)
+    )
     never = replace(make_token(user, org), valid_to=T0 + timedelta(days=300))
     expired = replace(make_token(user, org), valid_to=T0 + timedelta(days=10))
     with db() as uow:

@@ -16,7 +16,7 @@ EVENT_TYPES: Final[dict[str, str]] = {
     EXPIRY_WARNING: "token.expiring",
     TOKEN_EXPIRED: "token.expired",
     DORMANT_WARNING: "token.dormant",
-    DORMANT_REVOKED: "token.revoked",
+    DORMANT_REVOKED: "token.dormant_revoked",
     POLICY_VIOLATION: "token.policy_violation",
     POLICY_ENFORCED: "token.policy_enforced",
     WEEKLY_REPORT: "report.weekly",

@@ -20,17 +20,10 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from tokenwarden.domain.notices import EVENT_TYPES
 from tokenwarden.ports.notify import EmailMessage
 
-EVENT_TYPES: Final[dict[str, str]] = {
-    "expiry-warning": "token.expiring",
-    "token-expired": "token.expired",
-    "dormant-warning": "token.dormant",
-    "dormant-revoked": "token.dormant_revoked",
-    "policy-violation": "token.policy_violation",
-    "policy-enforced": "token.policy_enforced",
-    "weekly-report": "report.weekly",
-}
+# the template names and their webhook event types live in domain/notices.py
 TEMPLATES: Final = frozenset(EVENT_TYPES)
 MAX_SUBJECT: Final = 200
 

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage as MimeMessage
 from email.utils import formatdate, parseaddr
 from typing import Final, Literal
@@ -99,16 +99,19 @@ class SmtpEmailSender:
         return f"SmtpEmailSender({self._host}:{self._port}, security={self._security}, {auth})"
 
     # ------------------------------------------------------------------ public
-    def send_batch(self, messages: Sequence[EmailMessage]) -> list[SendResult]:
+    def send_batch(
+        self, messages: Sequence[EmailMessage], on_result: Callable[[int, SendResult], None] | None = None
+    ) -> list[SendResult]:
         if not messages:
             return []
+        results = _Results(on_result)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._send_all(messages))
+            return asyncio.run(self._send_all(messages, results))
         # Called from inside an event loop (not the worker's case): run on a thread of our own.
         box: list[list[SendResult]] = []
-        thread = threading.Thread(target=lambda: box.append(asyncio.run(self._send_all(messages))))
+        thread = threading.Thread(target=lambda: box.append(asyncio.run(self._send_all(messages, results))))
         thread.start()
         thread.join()
         return box[0] if box else [_failure("SMTP send failed unexpectedly", retryable=True)] * len(messages)
@@ -178,13 +181,13 @@ class SmtpEmailSender:
             raise _ConnectFailed(f"SMTP connection to {where} failed: {type(exc).__name__}") from None
         return smtp
 
-    async def _send_all(self, messages: Sequence[EmailMessage]) -> list[SendResult]:
-        results: list[SendResult] = []
+    async def _send_all(self, messages: Sequence[EmailMessage], results: _Results) -> list[SendResult]:
         try:
             smtp = await self._connect()
         except _ConnectFailed as exc:
             log.warning("%s; %d message(s) left for a retry", exc.reason, len(messages))
-            return [_failure(exc.reason, retryable=True)] * len(messages)
+            results.extend([_failure(exc.reason, retryable=True)] * len(messages))
+            return results
         reconnects = 1
         index = 0
         try:
@@ -243,6 +246,23 @@ class SmtpEmailSender:
         except aiosmtplib.SMTPException as exc:
             return _failure(f"SMTP error: {type(exc).__name__}", retryable=True)
         return SendResult(ok=True, retryable=False)
+
+
+class _Results(list[SendResult]):
+    """The batch's results, each reported to ``on_result`` the moment it is known."""
+
+    def __init__(self, on_result: Callable[[int, SendResult], None] | None) -> None:
+        super().__init__()
+        self._on_result = on_result
+
+    def append(self, result: SendResult) -> None:
+        super().append(result)
+        if self._on_result is not None:
+            self._on_result(len(self) - 1, result)
+
+    def extend(self, results: Iterable[SendResult]) -> None:
+        for result in results:
+            self.append(result)
 
 
 def _failure(error: str, *, retryable: bool) -> SendResult:
