@@ -45,7 +45,7 @@ from tokenwarden.services.notifications import NotificationAdmin
 from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.oauth_clients import OAuthClientService
-from tokenwarden.services.outbox_delivery import OutboxDelivery
+from tokenwarden.services.outbox_delivery import Backoff, OutboxDelivery
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
@@ -383,6 +383,11 @@ def wire_lifecycle(
         webhook=HttpWebhookSender(settings.webhook_timeout_seconds, allow),
         webhooks=webhooks,
         node=node,
+        claim_seconds=settings.notify_claim_seconds,
+        backoff=Backoff(
+            base=timedelta(seconds=settings.notify_retry_seconds),
+            max_age=timedelta(hours=settings.notify_give_up_hours),
+        ),
     )
     base_url = settings.public_url or settings.issuer
     glob = GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled)

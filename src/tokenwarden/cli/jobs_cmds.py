@@ -74,6 +74,8 @@ def _print_run(data: dict[str, Any]) -> None:
     counts = dict(data["counts"])
     messages = counts.pop("messages", {}) or {}
     errors = counts.pop("deliveryErrors", []) or []
+    waiting_all = int(counts.pop("outboxWaiting", 0) or 0)
+    dead_all = int(counts.pop("outboxDead", 0) or 0)
     table(
         f"{data['job']} — {data['status']}",
         ["count", "value"],
@@ -81,11 +83,15 @@ def _print_run(data: dict[str, Any]) -> None:
     )
     waiting = int(messages.get("pending", 0)) + int(messages.get("sending", 0))
     if waiting:
-        out.print(f"[yellow]{waiting} message(s) could not be delivered yet and wait for a retry[/]")
-    if messages.get("dead"):
         out.print(
-            f"[red]{messages['dead']} message(s) were refused for good: `tokenwarden notify dead-letters`[/]"
+            f"[yellow]{waiting} message(s) of this run could not be delivered yet: they wait for a retry[/]"
         )
+    if waiting_all > waiting:
+        out.print(
+            f"[yellow]{waiting_all} message(s) in the outbox in all wait for a retry (notify outbox)[/]"
+        )
+    if dead_all:
+        out.print(f"[red]{dead_all} message(s) were given up: see `tokenwarden notify dead-letters`[/]")
     for e in errors:
         out.print(f"  delivery error: {e}")
     if data["error"]:

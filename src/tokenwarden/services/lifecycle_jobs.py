@@ -32,7 +32,8 @@ WEBHOOK_SECRET_INFO: Final = b"tokenwarden webhook secrets"
 
 def delivering(body: JobBody, delivery: OutboxDelivery, uow: UnitOfWorkFactory) -> JobBody:
     """``body``, then deliver what is due; the run's counts gain ``messages`` (its own, by
-    status) and ``deliveryErrors`` (a few distinct errors of its messages still waiting)."""
+    status), ``outboxWaiting`` / ``outboxDead`` (every message of the scope that still waits
+    or was given up, earlier runs' included) and ``deliveryErrors`` (a few distinct errors)."""
 
     def run(ctx: JobContext) -> dict[str, Any]:
         counts = dict(body(ctx))
@@ -40,9 +41,16 @@ def delivering(body: JobBody, delivery: OutboxDelivery, uow: UnitOfWorkFactory) 
         delivery.deliver_due(stop=lambda: ctx._lost.is_set())
         with reading(uow) as u:
             counts["messages"] = u.outbox.counts(run_id=ctx.run_id)
-            failing = u.outbox.find(run_id=ctx.run_id, status="pending", limit=50)
+            backlog = u.outbox.counts(org_id=ctx.org_id)  # older runs' messages too
+            counts["outboxWaiting"] = backlog.get("pending", 0) + backlog.get("sending", 0)
+            counts["outboxDead"] = backlog.get("dead", 0)
+            failing = u.outbox.find(org_id=ctx.org_id, status="pending", limit=50)
             failing += u.outbox.find(run_id=ctx.run_id, status="dead", limit=50)
         errors = list(dict.fromkeys(m.last_error for m in failing if m.last_error))[:5]
+        if "email" not in delivery.channels and any(m.channel == "email" for m in failing):
+            errors.insert(
+                0, "email is not configured (TOKENWARDEN_SMTP_HOST): email messages wait in the outbox"
+            )
         counts["deliveryErrors"] = errors
         return counts
 

@@ -168,15 +168,22 @@ def render_email(template: str, payload: Mapping[str, Any], *, message_id: str) 
 
 
 def email_for(to: str, template: str, payload: Mapping[str, Any], message_id: str) -> EmailMessage:
-    """The ``EmailMessage`` a channel sends for one outbox row."""
+    """The ``EmailMessage`` a channel sends for one outbox row. Headers name the event, the
+    tokens (their ids, never secrets) and the warning thresholds, for mail filters and tests."""
     rendered = render_email(template, payload, message_id=message_id)
+    headers = {"Auto-Submitted": "auto-generated", "X-Tokenwarden-Event": EVENT_TYPES[template]}
+    tokens = [t for t in payload.get("tokens") or [] if isinstance(t, Mapping)]
+    if tokens:
+        headers["X-Tokenwarden-Tokens"] = ", ".join(str(t.get("id")) for t in tokens)[:900]
+        if any(t.get("threshold") is not None for t in tokens):
+            headers["X-Tokenwarden-Thresholds"] = ", ".join(str(t.get("threshold")) for t in tokens)[:900]
     return EmailMessage(
         to=to,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
         message_id=message_id,
-        headers={"Auto-Submitted": "auto-generated", "X-Tokenwarden-Event": EVENT_TYPES[template]},
+        headers=headers,
         inline_images=dict(rendered.inline_images),
     )
 

@@ -103,6 +103,12 @@ class OutboxDelivery:
         self._claim = timedelta(seconds=claim_seconds)
         self._backoff = backoff or Backoff()
 
+    @property
+    def channels(self) -> list[str]:
+        """The channels this node can deliver through; messages of others wait (an operator
+        may configure SMTP later: nothing is lost meanwhile)."""
+        return [name for name, sender in (("email", self._email), ("webhook", self._webhook)) if sender]
+
     def deliver_due(
         self, *, max_batches: int | None = None, stop: Callable[[], bool] | None = None
     ) -> DeliveryReport:
@@ -115,7 +121,7 @@ class OutboxDelivery:
             claimer = f"{self._node}:{secrets.token_hex(4)}"
             now = self._clock.now()
             with self._uow() as uow:
-                claimed = uow.outbox.claim_due(now, now + self._claim, claimer, self._batch)
+                claimed = uow.outbox.claim_due(now, now + self._claim, claimer, self._batch, self.channels)
                 uow.commit()
             if not claimed:
                 break
@@ -141,8 +147,8 @@ class OutboxDelivery:
         return report
 
     def _deliver_emails(self, emails: list[OutboxMessage], claimer: str, report: DeliveryReport) -> None:
-        if self._email is None:
-            for m in emails:  # not configured: wait (an operator may add SMTP settings later)
+        if self._email is None:  # not claimed when unconfigured (``channels``); defensive
+            for m in emails:
                 self._postpone(m, claimer, "email is not configured (TOKENWARDEN_SMTP_HOST)", report)
             return
         rendered: list[EmailMessage] = []

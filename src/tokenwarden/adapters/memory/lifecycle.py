@@ -101,8 +101,18 @@ class MemoryOutboxRepository(_LifecycleRepo):
             added += 1
         return added
 
-    def claim_due(self, now: datetime, until: datetime, claimer: str, limit: int) -> list[OutboxMessage]:
-        due = sorted((m for m in self._t.outbox.values() if _due(m, now)), key=lambda m: m.id or 0)[:limit]
+    def claim_due(
+        self,
+        now: datetime,
+        until: datetime,
+        claimer: str,
+        limit: int,
+        channels: Sequence[str] | None = None,
+    ) -> list[OutboxMessage]:
+        wanted = [
+            m for m in self._t.outbox.values() if _due(m, now) and (channels is None or m.channel in channels)
+        ]
+        due = sorted(wanted, key=lambda m: m.id or 0)[:limit]
         claimed = [replace(m, status="sending", claimed_by=claimer, claimed_until=until) for m in due]
         for m in claimed:
             _set(self._t.outbox, m.id or 0, m, self.j)

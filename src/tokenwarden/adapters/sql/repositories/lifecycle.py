@@ -186,12 +186,21 @@ class SqlOutboxRepository:
         ]
         return _insert_ignoring_conflicts(self._c, t.notification_outbox, rows, ["dedupe_key"])
 
-    def claim_due(self, now: datetime, until: datetime, claimer: str, limit: int) -> list[OutboxMessage]:
+    def claim_due(
+        self,
+        now: datetime,
+        until: datetime,
+        claimer: str,
+        limit: int,
+        channels: Sequence[str] | None = None,
+    ) -> list[OutboxMessage]:
         o = t.notification_outbox.c
         due = or_(
             and_(o.status == "pending", o.next_attempt_at <= now),
             and_(o.status == "sending", o.claimed_until < now),
         )
+        if channels is not None:
+            due = and_(due, o.channel.in_(list(channels)))
         ids = [r[0] for r in self._c.execute(select(o.id).where(due).order_by(o.id).limit(limit))]
         if not ids:
             return []
