@@ -35,6 +35,7 @@ from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.expiry import ExpiryNotifier
 from tokenwarden.services.job_runner import JobRunner, JobSpec, parse_schedules
+from tokenwarden.services.jobs_admin import JobsAdmin
 from tokenwarden.services.lifecycle_jobs import (
     DEFAULT_SCHEDULES,
     EXPIRY_NOTIFICATIONS,
@@ -92,6 +93,7 @@ class Container:
     delivery: OutboxDelivery
     webhooks: WebhookService
     notifications: NotificationAdmin
+    jobs_admin: JobsAdmin
     # ----
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
@@ -306,6 +308,7 @@ def wire(
         delivery=delivery,
         webhooks=webhooks,
         notifications=NotificationAdmin(uow, clock),
+        jobs_admin=JobsAdmin(jobs, uow, clock),
         accounts=accounts,
         sessions=sessions,
         bus=bus,
