@@ -37,6 +37,7 @@ class Notice:
     token: TokenRecord
     key: str
     entry: dict[str, Any]
+    mark: tuple[datetime, int] | None = None  # expiry notices: (validTo, threshold; 0 = expired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class NoticeWriter:
         self._users: dict[str, User | None] = {}
         self._orgs: dict[str, dict[str, str]] = {}
         self._policies: dict[str, OrgPolicy] = {}
+        self._hook_ids: dict[tuple[str, str], list[str]] = {}
 
     def user(self, user_id: str) -> User | None:
         if user_id not in self._users:
@@ -121,8 +123,9 @@ class NoticeWriter:
         """Claim each (token, key); for the ones this transaction won, enqueue the messages."""
         if not notices:
             return Enqueued([], 0)
+        marks = {(n.token.authorization_id, n.key): n.mark for n in notices if n.mark is not None}
         won = self._uow.lifecycle.claim_notices(
-            [(n.token.authorization_id, n.key) for n in notices], self._now
+            [(n.token.authorization_id, n.key) for n in notices], self._now, marks
         )
         fresh = [n for n in notices if (n.token.authorization_id, n.key) in won]
         if not fresh:
@@ -190,7 +193,10 @@ class NoticeWriter:
         return Enqueued(fresh, written)
 
     def _hooks(self, org_id: str, template: str) -> list[str]:
-        return subscribed(self._uow, org_id, template)
+        key = (org_id, template)
+        if key not in self._hook_ids:
+            self._hook_ids[key] = subscribed(self._uow, org_id, template)
+        return self._hook_ids[key]
 
     def _payload(
         self,
