@@ -35,11 +35,13 @@ from tokenwarden.services.oauth_clients import OAuthClientService
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
+from tokenwarden.services.policy_enforcement import PolicyEnforcementService
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
 from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
+from tokenwarden.services.token_care import TokenCareService
 from tokenwarden.services.validation import Validator
 from tokenwarden.settings import Settings
 
@@ -72,6 +74,10 @@ class Container:
     # ---- issue 11 part 1: local accounts, sign-in, browser sessions
     accounts: AccountService
     sessions: SessionService
+    # ----
+    # ---- issue 12 (wt-lifecycle): policy enforcement, owner self-service
+    enforcement: PolicyEnforcementService
+    token_care: TokenCareService
     # ----
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
@@ -319,6 +325,11 @@ def wire(
         ),
         # issue 11 (part 2): the OAuth client registry
         clients=clients,
+        # issue 12 (wt-lifecycle)
+        enforcement=PolicyEnforcementService(
+            uow, clock, catalog, base_url=settings.public_url or settings.issuer
+        ),
+        token_care=TokenCareService(uow, clock, pats),
     )
 
 
