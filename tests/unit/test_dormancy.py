@@ -191,3 +191,18 @@ def test_owner_email_watchers_and_security_contact_hear_the_warning(
         "team@example.org",
         "soc@example.org",
     }
+
+
+def test_a_token_that_expires_before_its_revocation_would_is_not_warned(
+    container: Container, clock: FakeClock, job: DormancyJob, bob: User
+) -> None:
+    pat = container.pats.create(
+        actor_of(bob),
+        org="acme",
+        user=bob.id,
+        display_name="s",
+        scope="vso.code",
+        lifetime=timedelta(days=25),
+    )
+    clock.current = pat.record.created_at + timedelta(days=24)
+    assert job.run(ctx())["warned"] == 0  # its expiry warnings speak for it

@@ -129,6 +129,8 @@ class DormancyJob:
             warned_at = recorded.get(record.authorization_id, {}).get(warning_key(record))
             if warned_at is None:
                 revoke_at = max(activity + timedelta(days=days), now + WARNING)
+                if record.valid_to <= revoke_at:
+                    continue  # it expires first: the expiry warnings speak for it
                 entry = token_entry(record, owner, now, revokeAt=iso_z(revoke_at), dormantDays=days)
                 warn.append(Notice(record, warning_key(record), entry))
             elif now - activity >= timedelta(days=days) and now - warned_at >= WARNING:

@@ -18,6 +18,7 @@ they are valid here: each organization governs its own tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -183,7 +184,9 @@ class _Engine:
             if len(page) < self._chunk:
                 return told
 
-    def apply(self, e: PolicyEnforcement, run_id: str | None, check: Any = None) -> PolicyEnforcement:
+    def apply(
+        self, e: PolicyEnforcement, run_id: str | None, check: Callable[[], None] | None = None
+    ) -> PolicyEnforcement:
         """Apply a pending enforcement whose grace has ended, page by page (each page its own
         transaction; repeating a page changes nothing), then mark it applied."""
         counts = {"tokens": int(e.counts.get("tokens", 0)), "shortened": 0, "revoked": 0, "unchanged": 0}
