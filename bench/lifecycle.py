@@ -32,7 +32,7 @@ def _seed(url: str, tokens: int, users: int = 1000) -> None:
 
     engine = create_engine(url)
     now = datetime.now(UTC).replace(tzinfo=None)
-    rnd = random.Random(12)  # noqa: S311 - benchmark data
+    rnd = random.Random(12)
     with engine.begin() as conn:
         org_id = conn.execute(select(t.orgs.c.id)).scalar_one()
         uids = [str(uuid.uuid4()) for _ in range(users)]
@@ -53,7 +53,9 @@ def _seed(url: str, tokens: int, users: int = 1000) -> None:
                 for i, uid in enumerate(uids)
             ],
         )
-        conn.execute(insert(t.memberships), [{"org_id": org_id, "user_id": u, "role": "member"} for u in uids])
+        conn.execute(
+            insert(t.memberships), [{"org_id": org_id, "user_id": u, "role": "member"} for u in uids]
+        )
         batch = 50_000
         for start in range(0, tokens, batch):
             conn.execute(
@@ -129,7 +131,11 @@ def scan(tokens: int, repeats: int = 3) -> dict[str, Any]:
     return {
         "tokens": tokens,
         "seconds_to_seed": round(seeded, 1),
-        "first_run": {"seconds": round(first_s, 2), "warned": counts.get("warned"), "expired": counts.get("expired")},
+        "first_run": {
+            "seconds": round(first_s, 2),
+            "warned": counts.get("warned"),
+            "expired": counts.get("expired"),
+        },
         "steady_run_seconds_median": round(statistics.median(steady), 3),
         "ceiling_window_count_seconds": round(statistics.median(window), 4),
         "full_table_count_seconds": round(statistics.median(full), 4),
@@ -164,7 +170,11 @@ def enqueue(n: int = 10_000, repeats: int = 3) -> dict[str, Any]:
             with c.uow() as uow:
                 writer = NoticeWriter(uow, now, run_id=f"bench-{r}", base_url=None)
                 notices = [
-                    Notice(rec, f"expiry:7:{rec.valid_to.isoformat()}", token_entry(rec, writer.user(rec.user_id), now))
+                    Notice(
+                        rec,
+                        f"expiry:7:{rec.valid_to.isoformat()}",
+                        token_entry(rec, writer.user(rec.user_id), now),
+                    )
                     for rec in records
                 ]
                 result = writer.write(EXPIRY_WARNING, notices)
@@ -188,7 +198,9 @@ def enqueue(n: int = 10_000, repeats: int = 3) -> dict[str, Any]:
             ]
             with engine.begin() as conn:
                 conn.execute(text("CREATE TABLE scratch AS SELECT * FROM notification_outbox WHERE 0"))
-                scratch = t.notification_outbox.to_metadata(__import__("sqlalchemy").MetaData(), name="scratch")
+                scratch = t.notification_outbox.to_metadata(
+                    __import__("sqlalchemy").MetaData(), name="scratch"
+                )
                 t0 = time.perf_counter()
                 conn.execute(insert(scratch), rows)
                 ceilings.append(n / (time.perf_counter() - t0))
@@ -264,7 +276,9 @@ def deliver(n: int = 10_000) -> dict[str, Any]:
             with c.uow() as uow:
                 uow.outbox.enqueue(
                     [
-                        OutboxMessage(f"k{i}", "email", f"u{i}@example.com", "expiry-warning", payload, now, now)
+                        OutboxMessage(
+                            f"k{i}", "email", f"u{i}@example.com", "expiry-warning", payload, now, now
+                        )
                         for i in range(n)
                     ]
                 )
