@@ -169,6 +169,7 @@ def enqueue(n: int = 10_000, repeats: int = 3) -> dict[str, Any]:
             t0 = time.perf_counter()
             with c.uow() as uow:
                 writer = NoticeWriter(uow, now, run_id=f"bench-{r}", base_url=None)
+                writer.preload([rec.user_id for rec in records])
                 notices = [
                     Notice(
                         rec,

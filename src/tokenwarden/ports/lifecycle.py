@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from tokenwarden.domain.principals import User
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 
 # ---------------------------------------------------------------- jobs
@@ -254,6 +255,10 @@ class LifecycleRepository(Protocol):
     ) -> list[tuple[datetime, str, str]]:
         """(valid_to, id, org id) of what :meth:`expiring` would return: the light first pass of
         a scan, so tokens already told cost no record and no owner lookup."""
+        ...
+
+    def owners(self, user_ids: Sequence[str]) -> dict[str, User]:
+        """The users with these ids, in one query (the owners of a page of tokens)."""
         ...
 
     def records(self, token_ids: Sequence[str]) -> list[TokenRecord]:

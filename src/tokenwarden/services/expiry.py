@@ -138,6 +138,7 @@ class ExpiryNotifier:
         writer = NoticeWriter(uow, now, run_id=ctx.run_id, base_url=self._base_url)
         notices: list[Notice] = []
         dead: dict[tuple[str, str], tuple[datetime, int]] = {}
+        writer.preload([r.user_id for r in page])
         for record in page:
             if view.one(record).revoked_at is not None:
                 # dead by a watermark, a rule or its owner's membership: nothing to warn about,

@@ -103,6 +103,14 @@ class NoticeWriter:
         self._policies: dict[str, OrgPolicy] = {}
         self._hook_ids: dict[tuple[str, str], list[str]] = {}
 
+    def preload(self, user_ids: Sequence[str]) -> None:
+        """Load many owners in one query (a page of tokens) before :meth:`user` is asked."""
+        missing = [u for u in dict.fromkeys(user_ids) if u not in self._users]
+        if missing:
+            found = self._uow.lifecycle.owners(missing)
+            for u in missing:
+                self._users[u] = found.get(u)
+
     def user(self, user_id: str) -> User | None:
         if user_id not in self._users:
             self._users[user_id] = self._uow.users.get(user_id)
@@ -130,6 +138,7 @@ class NoticeWriter:
         fresh = [n for n in notices if (n.token.authorization_id, n.key) in won]
         if not fresh:
             return Enqueued([], 0)
+        self.preload([n.token.user_id for n in fresh])
         watchers = self._uow.lifecycle.watchers([n.token.authorization_id for n in fresh])
         single: list[OutboxMessage] = []
         digests: dict[tuple[str, str, str], list[Notice]] = defaultdict(list)  # (org, address, role)

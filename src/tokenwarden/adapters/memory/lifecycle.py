@@ -9,6 +9,7 @@ from typing import Any
 
 from tokenwarden.adapters.memory._base import LifecycleTables, _Repo, _set
 from tokenwarden.domain.errors import Conflict
+from tokenwarden.domain.principals import User
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
 
@@ -305,6 +306,9 @@ class MemoryLifecycleRepository(_LifecycleRepo):
     ) -> list[tuple[datetime, str, str]]:
         found = self.expiring(kinds, start=start, end=end, after=after, limit=limit)
         return [(tok.valid_to, tok.authorization_id, tok.org_id) for tok in found]
+
+    def owners(self, user_ids: Sequence[str]) -> dict[str, User]:
+        return {u: self.s.users[u] for u in dict.fromkeys(user_ids) if u in self.s.users}
 
     def records(self, token_ids: Sequence[str]) -> list[TokenRecord]:
         return [self.s.tokens[i] for i in dict.fromkeys(token_ids) if i in self.s.tokens]

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from tokenwarden.adapters.sql import tables as t
-from tokenwarden.adapters.sql.repositories._rows import _insert_unique, _token
+from tokenwarden.adapters.sql.repositories._rows import _insert_unique, _token, _user
+from tokenwarden.domain.principals import User
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
 
@@ -480,6 +481,14 @@ class SqlLifecycleRepository:
         if after is not None:
             q = q.where(or_(c.valid_to > after[0], and_(c.valid_to == after[0], c.id > after[1])))
         return [(r[0], r[1], r[2]) for r in self._c.execute(q.order_by(c.valid_to, c.id).limit(limit))]
+
+    def owners(self, user_ids: Sequence[str]) -> dict[str, User]:
+        ids = list(dict.fromkeys(user_ids))
+        out: dict[str, User] = {}
+        for start in range(0, len(ids), _CHUNK):
+            for r in self._c.execute(select(t.users).where(t.users.c.id.in_(ids[start : start + _CHUNK]))):
+                out[r.id] = _user(r)
+        return out
 
     def records(self, token_ids: Sequence[str]) -> list[TokenRecord]:
         ids = list(dict.fromkeys(token_ids))
