@@ -121,3 +121,22 @@ def test_set_contact_self_admin_operator_only(
     with pytest.raises(InvalidInput):
         container.token_care.set_contact(actor_of(bob), bob.upn, "not-an-email", None)
     assert len(events(container, AuditEventType.USER_UPDATE)) == 1  # the admin's (in acme)
+
+
+def test_an_admin_cannot_redirect_notices_of_a_member_of_another_org(
+    container: Container, admin: Actor, bob: User
+) -> None:
+    from tokenwarden.domain.errors import Forbidden
+
+    container.directory.add_org("Globex", "boss@globex.test")
+    container.directory.add_user(OPERATOR, "Globex", bob.upn)  # bob belongs to both now
+    with pytest.raises(Forbidden) as caught:
+        container.token_care.set_contact(admin, bob.upn, "attacker@evil.test", None, org="acme")
+    assert caught.value.code == "contactOwnedByUser"
+    with pytest.raises(Forbidden):
+        container.token_care.set_contact(admin, bob.upn, "attacker@evil.test", None)
+    # bob himself still can
+    assert (
+        container.token_care.set_contact(actor_of(bob), bob.upn, "bob@mail.test", None).email
+        == "bob@mail.test"
+    )

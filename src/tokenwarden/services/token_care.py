@@ -8,7 +8,7 @@ from typing import Final
 
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
-from tokenwarden.domain.errors import InvalidInput, NotFound
+from tokenwarden.domain.errors import Forbidden, InvalidInput, NotFound
 from tokenwarden.domain.policies import HARD_MAX_LIFETIME_DAYS, check_email
 from tokenwarden.domain.principals import Role, User
 from tokenwarden.domain.tokens import TokenRecord, TokenState
@@ -140,11 +140,18 @@ class TokenCareService:
 
     @staticmethod
     def _contact_target(uow: UnitOfWork, actor: Actor, user: str, org: str | None) -> tuple[User, str | None]:
-        """The user whose contact the actor may change, and the organization it acts in."""
+        """The user whose contact the actor may change, and the organization it acts in.
+
+        Another user's address may be changed by an administrator only when every organization
+        the user belongs to is one the administrator runs: notices about an identity's tokens in
+        another organization must not be redirected by this one (the tenancy rule)."""
         if org is not None:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-            return member_of(uow, the_org.id, user)[0], the_org.id
+            member = member_of(uow, the_org.id, user)[0]
+            if not actor.is_operator and member.id != actor.user_id:
+                _check_admin_of_all(uow, actor, member)
+            return member, the_org.id
         found = uow.users.by_upn(user) or uow.users.get(user)
         missing = NotFound(f"user {user!r:.80} not found", code="userNotFound")
         if found is None:
@@ -154,5 +161,17 @@ class TokenCareService:
         for m in uow.users.memberships_of(found.id):  # an administrator of one of their orgs
             mine = uow.users.membership(m.org_id, actor.user_id or "")
             if mine is not None and mine.role is Role.ADMIN and mine.is_active and actor.reaches(m.org_id):
+                _check_admin_of_all(uow, actor, found)
                 return found, m.org_id
         raise missing
+
+
+def _check_admin_of_all(uow: UnitOfWork, actor: Actor, user: User) -> None:
+    for m in uow.users.memberships_of(user.id):
+        mine = uow.users.membership(m.org_id, actor.user_id or "")
+        if mine is None or mine.role is not Role.ADMIN or not mine.is_active or not actor.reaches(m.org_id):
+            raise Forbidden(
+                "the user also belongs to an organization you do not administer: only they (or the "
+                "operator) can change where their notices go",
+                code="contactOwnedByUser",
+            )
