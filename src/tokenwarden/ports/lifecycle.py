@@ -143,11 +143,18 @@ class OutboxRepository(Protocol):
         """Newest first."""
         ...
 
+    def recent_errors(self, *, org_id: str | None = None, limit: int = 5) -> list[str]:
+        """A few distinct errors of messages still waiting or given up (no order: a hint for the
+        operator that must stay cheap over a large backlog)."""
+        ...
+
     def replay(self, message_id: int, at: datetime) -> bool:
         """A dead message becomes pending again, due at once, with its attempts reset."""
         ...
 
-    def counts(self, *, org_id: str | None = None, run_id: str | None = None) -> dict[str, int]:
+    def counts(
+        self, *, org_id: str | None = None, run_id: str | None = None, channel: str | None = None
+    ) -> dict[str, int]:
         """status -> number of messages."""
         ...
 

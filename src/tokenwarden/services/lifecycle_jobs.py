@@ -44,10 +44,11 @@ def delivering(body: JobBody, delivery: OutboxDelivery, uow: UnitOfWorkFactory) 
             backlog = u.outbox.counts(org_id=ctx.org_id)  # older runs' messages too
             counts["outboxWaiting"] = backlog.get("pending", 0) + backlog.get("sending", 0)
             counts["outboxDead"] = backlog.get("dead", 0)
-            failing = u.outbox.find(org_id=ctx.org_id, status="pending", limit=50)
-            failing += u.outbox.find(run_id=ctx.run_id, status="dead", limit=50)
-        errors = list(dict.fromkeys(m.last_error for m in failing if m.last_error))[:5]
-        if "email" not in delivery.channels and any(m.channel == "email" for m in failing):
+            errors = u.outbox.recent_errors(org_id=ctx.org_id)
+            waiting_email = "email" not in delivery.channels and bool(
+                u.outbox.counts(org_id=ctx.org_id, channel="email").get("pending")
+            )
+        if waiting_email:
             errors.insert(
                 0, "email is not configured (TOKENWARDEN_SMTP_HOST): email messages wait in the outbox"
             )

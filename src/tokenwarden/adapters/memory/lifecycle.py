@@ -170,6 +170,14 @@ class MemoryOutboxRepository(_LifecycleRepo):
         ]
         return sorted(found, key=lambda m: m.id or 0, reverse=True)[:limit]
 
+    def recent_errors(self, *, org_id: str | None = None, limit: int = 5) -> list[str]:
+        found: list[str] = []
+        for m in self._t.outbox.values():
+            ok = m.status in ("pending", "dead") and m.last_error and (org_id is None or m.org_id == org_id)
+            if ok and m.last_error not in found:
+                found.append(m.last_error or "")
+        return found[:limit]
+
     def replay(self, message_id: int, at: datetime) -> bool:
         m = self._t.outbox.get(message_id)
         if m is None or m.status != "dead":
@@ -180,10 +188,16 @@ class MemoryOutboxRepository(_LifecycleRepo):
         _set(self._t.outbox, message_id, again, self.j)
         return True
 
-    def counts(self, *, org_id: str | None = None, run_id: str | None = None) -> dict[str, int]:
+    def counts(
+        self, *, org_id: str | None = None, run_id: str | None = None, channel: str | None = None
+    ) -> dict[str, int]:
         out: dict[str, int] = {}
         for m in self._t.outbox.values():
-            if (org_id is None or m.org_id == org_id) and (run_id is None or m.run_id == run_id):
+            if (
+                (org_id is None or m.org_id == org_id)
+                and (run_id is None or m.run_id == run_id)
+                and (channel is None or m.channel == channel)
+            ):
                 out[m.status] = out.get(m.status, 0) + 1
         return out
 

@@ -278,6 +278,19 @@ class SqlOutboxRepository:
             q = q.where(o.run_id == run_id)
         return [_message(r) for r in self._c.execute(q.order_by(o.id.desc()).limit(limit))]
 
+    def recent_errors(self, *, org_id: str | None = None, limit: int = 5) -> list[str]:
+        o = t.notification_outbox.c
+        q = select(o.last_error).where(o.status.in_(["pending", "dead"]), o.last_error.is_not(None))
+        if org_id is not None:
+            q = q.where(o.org_id == org_id)
+        found: list[str] = []
+        for (error,) in self._c.execute(q.limit(200)):
+            if error not in found:
+                found.append(error)
+                if len(found) == limit:
+                    break
+        return found
+
     def replay(self, message_id: int, at: datetime) -> bool:
         o = t.notification_outbox.c
         return bool(
@@ -288,13 +301,17 @@ class SqlOutboxRepository:
             ).rowcount
         )
 
-    def counts(self, *, org_id: str | None = None, run_id: str | None = None) -> dict[str, int]:
+    def counts(
+        self, *, org_id: str | None = None, run_id: str | None = None, channel: str | None = None
+    ) -> dict[str, int]:
         o = t.notification_outbox.c
         q = select(o.status, func.count()).group_by(o.status)
         if org_id is not None:
             q = q.where(o.org_id == org_id)
         if run_id is not None:
             q = q.where(o.run_id == run_id)
+        if channel is not None:
+            q = q.where(o.channel == channel)
         return {status: int(n) for status, n in self._c.execute(q)}
 
 
