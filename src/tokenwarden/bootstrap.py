@@ -35,12 +35,14 @@ from tokenwarden.services.oauth_clients import OAuthClientService
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
+from tokenwarden.services.policy_check import PolicyCheckService
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
 from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.validation import Validator
+from tokenwarden.services.weekly_report import WeeklyReportService
 from tokenwarden.settings import Settings
 
 
@@ -73,6 +75,9 @@ class Container:
     accounts: AccountService
     sessions: SessionService
     # ----
+    # issue 12: policy violations and the weekly report
+    policy_check: PolicyCheckService
+    weekly_report: WeeklyReportService
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -285,6 +290,8 @@ def wire(
         pats=pats,
         directory=DirectoryService(uow, clock, pats),
         policies=PolicyService(uow, clock),
+        policy_check=PolicyCheckService(uow, clock, catalog),
+        weekly_report=WeeklyReportService(uow, clock, catalog),
         audit=AuditService(uow),
         rules=RuleService(uow, catalog, clock),
         revocation=RevocationService(uow, hasher, clock, catalog),

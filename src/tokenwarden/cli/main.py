@@ -16,6 +16,7 @@ from tokenwarden.bootstrap import build
 from tokenwarden.cli import (
     admin_cmds,
     keys_cmds,
+    report_cmds,  # issue 12: report weekly
     revoke_cmds,
     rule_cmds,
     session_cmds,  # issue 11: user passwd, sessions list|revoke
@@ -53,6 +54,7 @@ rule_cmds.register(app)
 keys_cmds.register(app)
 register_client_cmds(app)  # issue 11 (part 2): `tokenwarden client ...`
 session_cmds.register(app, user_app)  # issue 11
+report_cmds.register(app)  # issue 12
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

@@ -15,6 +15,7 @@ from tokenwarden.domain.principals import Invitation, Membership, Organization, 
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.oauth import OAuthRepository
+from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.signals import SignalRepository
 
 
@@ -353,6 +354,7 @@ class UnitOfWork(Protocol):
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    reports: ReportRepository  # issue 12: weekly report, policy violations
 
     def __enter__(self) -> Self: ...
     def __exit__(

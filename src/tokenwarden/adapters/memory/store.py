@@ -22,12 +22,14 @@ from tokenwarden.adapters.memory.directory import (
 from tokenwarden.adapters.memory.events import MemoryEventRepository
 from tokenwarden.adapters.memory.oauth import MemoryOAuthRepository
 from tokenwarden.adapters.memory.policies import MemoryPolicyRepository
+from tokenwarden.adapters.memory.reports import MemoryReportRepository
 from tokenwarden.adapters.memory.rules import MemoryRuleRepository
 from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
 from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
 from tokenwarden.ports.oauth import OAuthRepository
+from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
@@ -61,6 +63,7 @@ class MemoryUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    reports: ReportRepository
 
     def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
@@ -85,6 +88,7 @@ class MemoryUnitOfWork:
         self.signals = MemorySignalRepository(s, j)
         self.invitations = MemoryInvitationRepository(s, j)
         self.oauth = MemoryOAuthRepository(s, j)
+        self.reports = MemoryReportRepository(s, j)
         return self
 
     def __exit__(

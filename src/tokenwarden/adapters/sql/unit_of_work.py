@@ -26,6 +26,7 @@ from tokenwarden.adapters.sql.repositories import (
     SqlOAuthRepository,
     SqlOrgRepository,
     SqlPolicyRepository,
+    SqlReportRepository,
     SqlRuleRepository,
     SqlSignalRepository,
     SqlTokenRepository,
@@ -34,6 +35,7 @@ from tokenwarden.adapters.sql.repositories import (
 )
 from tokenwarden.domain.errors import Unavailable
 from tokenwarden.ports.oauth import OAuthRepository
+from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
@@ -70,6 +72,7 @@ class SqlUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    reports: ReportRepository
 
     def __init__(
         self,
@@ -121,6 +124,7 @@ class SqlUnitOfWork:
         self.signals = SqlSignalRepository(conn)
         self.invitations = SqlInvitationRepository(conn)
         self.oauth = SqlOAuthRepository(conn)
+        self.reports = SqlReportRepository(conn)
         return self
 
     def __exit__(
