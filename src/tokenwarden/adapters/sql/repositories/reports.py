@@ -141,7 +141,7 @@ class SqlReportRepository:
 
 def _live(c: Any, scope: ReportScope, at: datetime) -> list[Any]:
     """The token is really live at ``at`` (see ``ports.reports``)."""
-    m, u = t.memberships.c, t.users.c
+    m, u = t.memberships.c, t.users.alias("owner").c  # an alias: top_owners joins users itself
     conds: list[Any] = [
         c.org_id == scope.org_id,
         c.kind.in_([k.value for k in scope.kinds]),
@@ -175,7 +175,9 @@ def _killed(c: Any, scope: ReportScope, at: Any) -> Any:
         w.valid_from < at,
         or_(by_user, by_member, by_org, by_client),
     )
-    parts: list[Any] = [and_(c.revoked_at < at, c.revoked_at < c.valid_to), marked]
+    # is_not(None) first: a NULL comparison would make the NOT of this unknown, not true
+    direct = and_(c.revoked_at.is_not(None), c.revoked_at < at, c.revoked_at < c.valid_to)
+    parts: list[Any] = [direct, marked]
     rules = [r for r in scope.rules if not isinstance(at, datetime) or r.created_at < at]
     if len(rules) <= EXACT_RULES:  # each rule with its own instant: it killed only unexpired tokens
         for r in rules:
