@@ -4,6 +4,7 @@ week's activity, and that nothing of another organization is ever counted (issue
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -163,11 +164,15 @@ def test_the_weeks_activity(db: Database, world: World) -> None:
     assert before == {"created": 0, "revoked": 0, "expired": 0}
 
 
-def test_top_owners_and_expiry_histogram(db: Database, world: World) -> None:
+def test_top_owners_and_expiry_buckets(db: Database, world: World) -> None:
     bounds = [NOW + i * 7 * DAY for i in range(6)]
     with db() as uow:
         top = uow.reports.top_owners(world.scope(), NOW, 10)
-        per_week = uow.reports.expiring_histogram(world.scope(), NOW, bounds)
+        weeks = {
+            str(i): LiveFilter(expires_from=lo, expires_before=hi)
+            for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
+        }
+        per_week = list(uow.reports.count_live(world.scope(), NOW, weeks).values())
         one = uow.reports.top_owners(world.scope(), NOW, 1)
     assert top == [(world.alice.id, "alice@acme.test", 5), (world.bob.id, "bob@acme.test", 1)]
     assert one == top[:1]
@@ -212,7 +217,13 @@ def test_lifetime_boundary_is_exact_to_the_microsecond(db: Database, world: Worl
 def test_empty_filters_and_bounds(db: Database, world: World) -> None:
     with db() as uow:
         assert uow.reports.count_live(world.scope(), NOW, {}) == {}
-        assert uow.reports.expiring_histogram(world.scope(), NOW, [NOW]) == []
+        pats_only = LiveFilter(kind=TokenKind.PAT, scope="app_token", lifetime_over=300 * DAY, match_any=True)
+        assert uow.reports.count_live(world.scope(), NOW, {"n": pats_only}) == {
+            "n": 4
+        }  # full, long, after_cut, dormant
+        assert uow.reports.count_live(world.scope(), NOW, {"s": LiveFilter(kind=TokenKind.SERVICE)}) == {
+            "s": 1
+        }
         empty = ReportScope("no-such-org", KINDS)
         assert uow.reports.count_live(empty, NOW, {"live": LiveFilter()}) == {"live": 0}
         assert uow.reports.activity(empty, NOW - 7 * DAY, NOW) == {"created": 0, "revoked": 0, "expired": 0}

@@ -11,7 +11,7 @@ past week counts with today's cuts. Tokens belong to the organization that issue
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -36,18 +36,21 @@ class LiveFilter:
     """Conditions on live tokens; the given ones combine with AND (with ``match_any``: OR).
     A filter with no condition matches every live token."""
 
+    expires_from: datetime | None = None  # valid_to >= this
     expires_before: datetime | None = None  # valid_to < this
     scope: str | None = None  # carries this scope literally
     lifetime_over: timedelta | None = None  # valid_to - valid_from > this
     unused_since: datetime | None = None  # last use (creation when never used) <= this
     match_any: bool = False
+    kind: TokenKind | None = None  # only tokens of this kind (always ANDed)
 
 
 class ReportRepository(Protocol):
     def count_live(
         self, scope: ReportScope, at: datetime, filters: Mapping[str, LiveFilter]
     ) -> dict[str, int]:
-        """name -> live tokens at ``at`` matching that filter, every filter in one pass."""
+        """name -> live tokens at ``at`` matching that filter: every filter in one pass over the
+        organization's tokens (a report asks for all its counts at once)."""
         ...
 
     def find_live(
@@ -65,9 +68,4 @@ class ReportRepository(Protocol):
 
     def top_owners(self, scope: ReportScope, at: datetime, limit: int) -> list[tuple[str, str, int]]:
         """(user id, UPN, live tokens at ``at``), most tokens first, then by UPN."""
-        ...
-
-    def expiring_histogram(self, scope: ReportScope, at: datetime, bounds: Sequence[datetime]) -> list[int]:
-        """For each ``[bounds[i], bounds[i + 1])``: live tokens at ``at`` whose valid_to is in it
-        (one fewer count than bounds)."""
         ...

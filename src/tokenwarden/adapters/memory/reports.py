@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 
 from tokenwarden.adapters.memory._base import _cut_by_watermark, _Repo
@@ -48,14 +47,6 @@ class MemoryReportRepository(_Repo):
             counts[x.user_id] = counts.get(x.user_id, 0) + 1
         rows = [(uid, self.s.users[uid].upn, n) for uid, n in counts.items()]
         return sorted(rows, key=lambda r: (-r[2], r[1]))[:limit]
-
-    def expiring_histogram(self, scope: ReportScope, at: datetime, bounds: Sequence[datetime]) -> list[int]:
-        counts = [0] * max(len(bounds) - 1, 0)
-        for x in self._live(scope, at):
-            for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-                if lo <= x.valid_to < hi:
-                    counts[i] += 1
-        return counts
 
     # ------------------------------------------------------------------ helpers
     def _mine(self, scope: ReportScope) -> Iterator[TokenRecord]:
@@ -110,7 +101,11 @@ def _catches(rule: RevocationRule, x: TokenRecord) -> bool:
 
 
 def _matches(x: TokenRecord, f: LiveFilter) -> bool:
+    if f.kind is not None and x.kind is not f.kind:
+        return False
     conds: list[bool] = []
+    if f.expires_from is not None:
+        conds.append(x.valid_to >= f.expires_from)
     if f.expires_before is not None:
         conds.append(x.valid_to < f.expires_before)
     if f.scope is not None:

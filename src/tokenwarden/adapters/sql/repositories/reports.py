@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,7 +52,14 @@ class SqlReportRepository:
         self, scope: ReportScope, at: datetime, where: LiveFilter, limit: int | None = None
     ) -> list[TokenRecord]:
         c = t.tokens.c
-        stmt = select(t.tokens).where(*_live(c, scope, at), self._where(where)).order_by(c.valid_to, c.id)
+        live = _live(c, scope, at)
+        if self._c.dialect.name == "sqlite":
+            # SQLite keeps no statistics and would read every token of the organization by
+            # (org_id, kind), then sort; org_id || '' takes that index out of the running, so it
+            # walks ix_tokens_valid_to in order and stops at the limit (0.4 ms, not 0.6 s, for
+            # 100 of 300,000 tokens). PostgreSQL chooses between the two by its statistics.
+            live[0] = c.org_id + "" == scope.org_id
+        stmt = select(t.tokens).where(*live, self._where(where)).order_by(c.valid_to, c.id)
         if limit is not None:
             stmt = stmt.limit(limit)
         return [_token(r) for r in self._c.execute(stmt)]
@@ -88,23 +94,11 @@ class SqlReportRepository:
         )
         return [(str(r[0]), str(r[1]), int(r[2])) for r in self._c.execute(stmt)]
 
-    def expiring_histogram(self, scope: ReportScope, at: datetime, bounds: Sequence[datetime]) -> list[int]:
-        if len(bounds) < 2:
-            return []
-        c = t.tokens.c
-        spans = list(itertools.pairwise(bounds))
-        cols = [
-            func.coalesce(func.sum(case((and_(c.valid_to >= lo, c.valid_to < hi), 1), else_=0)), 0)
-            for lo, hi in spans
-        ]
-        row = self._c.execute(
-            select(*cols).where(*_live(c, scope, at), c.valid_to >= bounds[0], c.valid_to < bounds[-1])
-        ).one()
-        return [int(v) for v in row]
-
     def _where(self, f: LiveFilter) -> Any:
         c = t.tokens.c
         conds: list[Any] = []
+        if f.expires_from is not None:
+            conds.append(c.valid_to >= f.expires_from)
         if f.expires_before is not None:
             conds.append(c.valid_to < f.expires_before)
         if f.scope is not None:
@@ -113,9 +107,8 @@ class SqlReportRepository:
             conds.append(self._longer_than(f.lifetime_over))
         if f.unused_since is not None:
             conds.append(func.coalesce(c.last_used_at, c.created_at) <= f.unused_since)
-        if not conds:
-            return true()
-        return or_(*conds) if f.match_any else and_(*conds)
+        where = (or_(*conds) if f.match_any else and_(*conds)) if conds else true()
+        return where if f.kind is None else and_(c.kind == f.kind.value, where)
 
     def _longer_than(self, span: timedelta) -> Any:
         """valid_to - valid_from > span, exact to the microsecond on both backends."""
