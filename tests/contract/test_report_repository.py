@@ -217,13 +217,11 @@ def test_lifetime_boundary_is_exact_to_the_microsecond(db: Database, world: Worl
 def test_empty_filters_and_bounds(db: Database, world: World) -> None:
     with db() as uow:
         assert uow.reports.count_live(world.scope(), NOW, {}) == {}
+        # OR within a filter, its kind always ANDed: full, long, after_cut and dormant
         pats_only = LiveFilter(kind=TokenKind.PAT, scope="app_token", lifetime_over=300 * DAY, match_any=True)
-        assert uow.reports.count_live(world.scope(), NOW, {"n": pats_only}) == {
-            "n": 4
-        }  # full, long, after_cut, dormant
-        assert uow.reports.count_live(world.scope(), NOW, {"s": LiveFilter(kind=TokenKind.SERVICE)}) == {
-            "s": 1
-        }
+        assert uow.reports.count_live(world.scope(), NOW, {"n": pats_only}) == {"n": 4}
+        by_kind = {"p": LiveFilter(kind=TokenKind.PAT), "s": LiveFilter(kind=TokenKind.SERVICE)}
+        assert uow.reports.count_live(world.scope(), NOW, by_kind) == {"p": 5, "s": 1}
         empty = ReportScope("no-such-org", KINDS)
         assert uow.reports.count_live(empty, NOW, {"live": LiveFilter()}) == {"live": 0}
         assert uow.reports.activity(empty, NOW - 7 * DAY, NOW) == {"created": 0, "revoked": 0, "expired": 0}
