@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from tokenwarden.adapters.bus.memory import MemoryBus
 from tokenwarden.adapters.bus.postgres import PostgresBus
 from tokenwarden.adapters.bus.redis import RedisBus
+from tokenwarden.adapters.notify.smtp import SmtpEmailSender
+from tokenwarden.adapters.notify.webhook import HttpWebhookSender
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.domain.clock import Clock, SystemClock
 from tokenwarden.domain.errors import InvalidInput
@@ -20,6 +23,7 @@ from tokenwarden.domain.policies import GlobalPolicy
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.sessions import SessionWindow
 from tokenwarden.jobs.background import BackgroundSync
+from tokenwarden.jobs.lifecycle import LifecycleWorker
 from tokenwarden.jobs.ssf_delivery import SsfDeliveryWorker
 from tokenwarden.ports.bus import InvalidationBus
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
@@ -29,9 +33,19 @@ from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.expiry import ExpiryNotifier
+from tokenwarden.services.job_runner import JobRunner, JobSpec, parse_schedules
+from tokenwarden.services.lifecycle_jobs import (
+    DEFAULT_SCHEDULES,
+    EXPIRY_NOTIFICATIONS,
+    WEBHOOK_SECRET_INFO,
+    delivering,
+)
+from tokenwarden.services.notifications import NotificationAdmin
 from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.oauth_clients import OAuthClientService
+from tokenwarden.services.outbox_delivery import Backoff, OutboxDelivery
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
@@ -42,6 +56,7 @@ from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.validation import Validator
+from tokenwarden.services.webhooks import WebhookService
 from tokenwarden.services.weekly_report import WeeklyReportService
 from tokenwarden.settings import Settings
 
@@ -74,6 +89,11 @@ class Container:
     # ---- issue 11 part 1: local accounts, sign-in, browser sessions
     accounts: AccountService
     sessions: SessionService
+    # ---- issue 12: lifecycle jobs and notifications
+    jobs: JobRunner
+    delivery: OutboxDelivery
+    webhooks: WebhookService
+    notifications: NotificationAdmin
     # ----
     # issue 12: policy violations and the weekly report
     policy_check: PolicyCheckService
@@ -81,6 +101,7 @@ class Container:
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
+    lifecycle_worker: LifecycleWorker | None = field(default=None)
 
     def start_background(self) -> None:
         """Start event sync and usage flushing (servers only)."""
@@ -104,8 +125,15 @@ class Container:
         if self.ssf_worker is None:
             self.ssf_worker = SsfDeliveryWorker(self.ssf)
         self.ssf_worker.start()
+        if self.lifecycle_worker is None:
+            self.lifecycle_worker = LifecycleWorker(
+                self.jobs, self.delivery, self.clock, scheduler=self.settings.scheduler_enabled
+            )
+        self.lifecycle_worker.start()
 
     def close(self) -> None:
+        if self.lifecycle_worker is not None:
+            self.lifecycle_worker.stop()
         if self.ssf_worker is not None:
             self.ssf_worker.stop()
         if self.background is not None:
@@ -275,8 +303,14 @@ def wire(
         ),
         min_password_length=settings.password_min_length,
     )
+    # ---- issue 12: lifecycle jobs and notifications
+    jobs, delivery, webhooks = wire_lifecycle(settings, uow, clock, catalog, hasher)
     # ----
     return Container(
+        jobs=jobs,
+        delivery=delivery,
+        webhooks=webhooks,
+        notifications=NotificationAdmin(uow, clock),
         accounts=accounts,
         sessions=sessions,
         bus=bus,
@@ -327,6 +361,64 @@ def wire(
         # issue 11 (part 2): the OAuth client registry
         clients=clients,
     )
+
+
+def wire_lifecycle(
+    settings: Settings, uow: UnitOfWorkFactory, clock: Clock, catalog: ScopeCatalog, hasher: SecretHasher
+) -> tuple[JobRunner, OutboxDelivery, WebhookService]:
+    """The scheduled side: channels from the SMTP/webhook settings, the outbox worker, the jobs."""
+    allow = PushAllowList.parse(settings.webhook_allow)
+    webhooks = WebhookService(uow, clock, SecretBox(hasher, WEBHOOK_SECRET_INFO), allow)
+    email = (
+        SmtpEmailSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            security=settings.smtp_security,
+            sender=settings.smtp_from,
+            timeout=settings.smtp_timeout_seconds,
+        )
+        if settings.smtp_host
+        else None
+    )
+    node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    delivery = OutboxDelivery(
+        uow,
+        clock,
+        email=email,
+        webhook=HttpWebhookSender(settings.webhook_timeout_seconds, allow),
+        webhooks=webhooks,
+        node=node,
+        claim_seconds=settings.notify_claim_seconds,
+        backoff=Backoff(
+            base=timedelta(seconds=settings.notify_retry_seconds),
+            max_age=timedelta(hours=settings.notify_give_up_hours),
+        ),
+    )
+    base_url = settings.public_url or settings.issuer
+    glob = GlobalPolicy(pat_creation_disabled=settings.pat_creation_disabled)
+    expiry = ExpiryNotifier(
+        uow,
+        clock,
+        catalog,
+        glob,
+        expired_lookback=timedelta(days=settings.expired_notice_days),
+        base_url=base_url,
+    )
+    bodies = {
+        EXPIRY_NOTIFICATIONS: (
+            "warn owners, watchers and the security contact before tokens expire; record expiry",
+            expiry.run,
+        ),
+    }
+    schedules = parse_schedules(settings.job_schedules, list(bodies))
+    specs = [
+        JobSpec(name, text, delivering(body, delivery, uow), schedules.get(name, DEFAULT_SCHEDULES[name]))
+        for name, (text, body) in bodies.items()
+    ]
+    jobs = JobRunner(uow, clock, specs, node=node, lease_seconds=settings.job_lease_seconds)
+    return jobs, delivery, webhooks
 
 
 def _single_writer(database: Database) -> bool:

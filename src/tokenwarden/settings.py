@@ -149,6 +149,15 @@ class Settings(BaseSettings):
             "or host names (link-local and cloud metadata addresses are refused even then)"
         ),
     )
+    notify_retry_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="first retry of a failed delivery; doubles up to an hour"
+    )
+    notify_give_up_hours: float = Field(
+        default=72.0, gt=0, le=24 * 30, description="a message failing this long goes to the dead letters"
+    )
+    notify_claim_seconds: float = Field(
+        default=300.0, ge=5, le=3600, description="a delivery claimed by a node that died is retried after"
+    )
     public_url: str | None = Field(
         default=None, description="base URL printed in messages (how to extend a token); default the issuer"
     )

@@ -14,6 +14,7 @@ import pytest
 from tests.e2e.conftest import Server, run_cli
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.services.common import OPERATOR
+from tokenwarden.services.weekly_report import run_weekly_report
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -57,8 +58,8 @@ def test_violations_and_weekly_report_over_http(any_server: Server) -> None:
     report = r.json()
     assert report["counts"]["live"] == 3  # + the initial admin token
     assert report["counts"]["created"] == 3 and report["counts"]["violations"] == 1
-    assert report["counts"]["longLived"] == 1 and report["longLived"][0]["authorizationId"] == long_id
-    assert [x["authorizationId"] for x in report["expiringSoon"]] == [short_id]
+    assert report["counts"]["longLived"] == 1 and report["longLived"][0]["id"] == long_id
+    assert [x["id"] for x in report["expiringSoon"]] == [short_id]
     assert long_secret not in r.text and "secret" not in r.text.lower()
 
     # a watermark (revoke every token of bob) kills both without touching revoked_at
@@ -138,9 +139,9 @@ def test_cli_policy_check_and_weekly_report(
 
     report = json.loads(cli("report", "weekly", "--org", "Acme", "--json"))
     assert report["counts"]["live"] == 3 and report["counts"]["violations"] == 1
-    assert [v["authorizationId"] for v in report["violations"]] == [made[0]["authorizationId"]]
+    assert [v["id"] for v in report["violations"]] == [made[0]["authorizationId"]]
     rows = list(csv.DictReader(io.StringIO(cli("report", "weekly", "--org", "Acme", "--csv"))))
-    sections = {(r["section"], r["authorizationId"]) for r in rows}
+    sections = {(r["section"], r["id"]) for r in rows}
     assert ("longLived", made[0]["authorizationId"]) in sections
     assert ("violations", made[0]["authorizationId"]) in sections
     assert ("expiringSoon", made[1]["authorizationId"]) in sections
@@ -155,3 +156,23 @@ def test_cli_policy_check_and_weekly_report(
     assert both.returncode == 2
     bad = run_cli(["report", "weekly", "--org", "Acme", "--end", "soon"], env, tmp_path)
     assert bad.returncode == 2 and "--end" in bad.stderr
+
+
+def test_weekly_emails_enqueue_once_per_week_on_a_real_database(any_server: Server) -> None:
+    s = any_server
+    s.add_member("bob@acme.test", role="admin")
+    s.pat_for("bob@acme.test", scope="vso.code", days=365)
+    c = s.container
+    first = run_weekly_report(c.uow, c.clock, c.catalog, base_url="https://tw.example")
+    again = run_weekly_report(c.uow, c.clock, c.catalog, org_id=s.org, base_url="https://tw.example")
+    assert first == {"orgs": 1, "enqueued": 2} and again == {"orgs": 1, "enqueued": 0}
+    with c.uow() as uow:
+        messages = uow.outbox.find(org_id=s.org_id)
+    assert sorted(m.destination for m in messages) == ["admin@acme.test", "bob@acme.test"]
+    week = c.clock.now().isocalendar()
+    assert {m.dedupe_key.rsplit(":", 1)[0] for m in messages} == {
+        f"weekly-report:{s.org_id}:{week.year}-W{week.week:02d}"
+    }
+    report = messages[0].payload["report"]
+    assert report["counts"]["live"] == 2 and report["counts"]["longLived"] == 1
+    assert messages[0].payload["recipient"]["role"] == "admin"

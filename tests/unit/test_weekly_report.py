@@ -3,21 +3,17 @@ organization scoping, the lists, and the outbox messages for the administrators.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from types import TracebackType
-from typing import Any
 
 import pytest
 
 from tests.unit.conftest import FakeClock, actor_of
 from tokenwarden.bootstrap import Container
 from tokenwarden.domain.errors import Forbidden, InvalidInput
-from tokenwarden.domain.principals import Role, User
-from tokenwarden.ports.lifecycle import OutboxMessage
-from tokenwarden.ports.repositories import UnitOfWork
+from tokenwarden.domain.principals import Role, User, UserStatus
 from tokenwarden.services.common import OPERATOR, Actor
 from tokenwarden.services.directory import InitResult
+from tokenwarden.services.messages import render_email
 from tokenwarden.services.weekly_report import report_csv, run_weekly_report, weekly_report_messages
 
 
@@ -42,13 +38,11 @@ def test_counts_and_lists_of_a_week(container: Container, admin: Actor, bob: Use
     counts = report["counts"]
     # + the initial admin token (app_token, 90 days)
     assert counts["live"] == 4 and counts["created"] == 4
-    assert counts["expiringNext30Days"] == 1 and [r["authorizationId"] for r in report["expiringSoon"]] == [
-        soon
-    ]
+    assert counts["expiringNext30Days"] == 1 and [r["id"] for r in report["expiringSoon"]] == [soon]
     assert report["expiringSoon"][0]["daysLeft"] == 19
     assert report["expiringSoon"][0]["owner"] == "bob@acme.test"
-    assert counts["longLived"] == 1 and [r["authorizationId"] for r in report["longLived"]] == [long_]
-    assert counts["fullScope"] == 2 and full in {r["authorizationId"] for r in report["fullScope"]}
+    assert counts["longLived"] == 1 and [r["id"] for r in report["longLived"]] == [long_]
+    assert counts["fullScope"] == 2 and full in {r["id"] for r in report["fullScope"]}
     assert counts["dormant"] == 0 and counts["violations"] == 0 and counts["revoked"] == 0
     assert report["topUsers"] == [
         {"upn": "bob@acme.test", "tokens": 3},
@@ -98,7 +92,7 @@ def test_violations_follow_the_policy(container: Container, admin: Actor, bob: U
     container.policies.update(OPERATOR, "acme", max_lifetime_days=90)
     report = container.weekly_report.build(admin, "acme")
     assert report["counts"]["violations"] == 1
-    assert [v["authorizationId"] for v in report["violations"]] == [long_]
+    assert [v["id"] for v in report["violations"]] == [long_]
     assert report["violations"][0]["violations"][0]["code"] == "lifetime"
 
 
@@ -141,7 +135,7 @@ def test_csv_has_a_section_column_and_neutralises_formulas(
     )
     text = report_csv(container.weekly_report.build(admin, "acme"))
     lines = text.splitlines()
-    assert lines[0].startswith("section,authorizationId,kind,displayName,owner")
+    assert lines[0].startswith("section,id,kind,displayName,owner")
     assert any(line.startswith("expiringSoon,") and "'=HYPERLINK(1)" in line for line in lines)
     assert any(line.startswith("fullScope,") for line in lines)  # the admin's app_token PAT
 
@@ -195,57 +189,54 @@ def test_messages_one_per_address_with_a_weekly_dedupe_key() -> None:
     assert later[0].dedupe_key == "weekly-report:o1:2026-W49:b@x.test"  # Sunday 6 Dec is still W49
 
 
-class FakeOutbox:
-    """Stands in for the outbox adapter (on main soon): unique dedupe keys, set-based."""
-
-    def __init__(self) -> None:
-        self.messages: dict[str, OutboxMessage] = {}
-
-    def enqueue(self, messages: Sequence[OutboxMessage]) -> int:
-        new = [m for m in messages if m.dedupe_key not in self.messages]
-        self.messages.update((m.dedupe_key, m) for m in new)
-        return len(new)
-
-
-class WithOutbox:
-    def __init__(self, container: Container, outbox: FakeOutbox) -> None:
-        self._container = container
-        self._outbox = outbox
-
-    def __call__(self) -> Any:
-        outer = self
-
-        class Uow:
-            def __enter__(self) -> UnitOfWork:
-                self.inner = outer._container.uow()
-                uow = self.inner.__enter__()
-                uow.outbox = outer._outbox  # type: ignore[attr-defined]
-                return uow
-
-            def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-                self.inner.__exit__(*exc)  # type: ignore[arg-type]
-
-        return Uow()
-
-
 def test_run_enqueues_once_per_admin_per_week(
     container: Container, init: InitResult, bob: User, clock: FakeClock
 ) -> None:
     container.directory.set_role(OPERATOR, "acme", "bob@acme.test", Role.ADMIN)
     container.directory.add_org("beta", "boss@beta.test")
-    outbox = FakeOutbox()
-    factory = WithOutbox(container, outbox)
-    first = run_weekly_report(factory, clock, container.catalog, base_url="https://tw.example")
+    first = run_weekly_report(
+        container.uow, clock, container.catalog, base_url="https://tw.example", run_id="r1"
+    )
     assert first == {"orgs": 2, "enqueued": 3}
-    assert sorted(m.destination for m in outbox.messages.values()) == [
-        "admin@acme.test",
-        "bob@acme.test",
-        "boss@beta.test",
-    ]
+    with container.uow() as uow:
+        messages = uow.outbox.find(limit=10)
+    assert sorted(m.destination for m in messages) == ["admin@acme.test", "bob@acme.test", "boss@beta.test"]
+    assert {(m.template, m.channel, m.run_id, m.status) for m in messages} == {
+        ("weekly-report", "email", "r1", "pending")
+    }
     clock.advance(minutes=5)  # a restart, a second node: the same week again
-    assert run_weekly_report(factory, clock, container.catalog, base_url=None) == {"orgs": 2, "enqueued": 0}
-    only = run_weekly_report(factory, clock, container.catalog, org_id=init.org.id, base_url=None)
+    assert run_weekly_report(container.uow, clock, container.catalog, base_url=None) == {
+        "orgs": 2,
+        "enqueued": 0,
+    }
+    only = run_weekly_report(container.uow, clock, container.catalog, org_id=init.org.id, base_url=None)
     assert only == {"orgs": 1, "enqueued": 0}
-    acme = [m for m in outbox.messages.values() if m.org_id == init.org.id]
+    acme = [m for m in messages if m.org_id == init.org.id]
+    assert len(acme) == 2
     assert all(m.payload["report"]["org"]["name"] == "acme" for m in acme)
     assert all(m.payload["report"]["counts"]["live"] == 1 for m in acme)  # beta's tokens not in acme's
+    clock.advance(days=7)  # next week: new keys
+    assert run_weekly_report(container.uow, clock, container.catalog, base_url=None)["enqueued"] == 3
+
+
+def test_a_disabled_admin_gets_no_report(
+    container: Container, init: InitResult, bob: User, clock: FakeClock
+) -> None:
+    container.directory.set_role(OPERATOR, "acme", "bob@acme.test", Role.ADMIN)
+    container.directory.set_status(OPERATOR, "acme", "bob@acme.test", UserStatus.DISABLED)
+    assert (
+        run_weekly_report(container.uow, clock, container.catalog, org_id="acme", base_url=None)["enqueued"]
+        == 1
+    )
+
+
+def test_the_enqueued_report_renders(container: Container, admin: Actor, bob: User) -> None:
+    pat(container, "bob@acme.test", 365)
+    container.policies.update(OPERATOR, "acme", max_lifetime_days=90)
+    report = container.weekly_report.build(admin, "acme")
+    [message] = weekly_report_messages(
+        report, org_id="o", org_name="acme", admins=[("a@x.test", "a")], now=NOW, base_url=None
+    )
+    rendered = render_email("weekly-report", message.payload, message_id="m")
+    assert "lifetime 365 days exceeds the organization's maximum of 90 days" in rendered.text
+    assert "lifetime 365 days exceeds" in rendered.html and "'code'" not in rendered.text

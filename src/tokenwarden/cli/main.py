@@ -15,6 +15,7 @@ from tokenwarden import __version__
 from tokenwarden.bootstrap import build
 from tokenwarden.cli import (
     admin_cmds,
+    jobs_cmds,  # issue 12: jobs run|status, notify, webhook
     keys_cmds,
     report_cmds,  # issue 12: report weekly
     revoke_cmds,
@@ -55,6 +56,7 @@ keys_cmds.register(app)
 register_client_cmds(app)  # issue 11 (part 2): `tokenwarden client ...`
 session_cmds.register(app, user_app)  # issue 11
 report_cmds.register(app)  # issue 12
+jobs_cmds.register(app)  # issue 12
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

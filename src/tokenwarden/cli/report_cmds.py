@@ -17,7 +17,7 @@ from tokenwarden.services.weekly_report import report_csv
 
 report_app = typer.Typer(help="Reports on an organization's tokens.", no_args_is_help=True)
 
-_LIST_COLUMNS = ["authorizationId", "kind", "displayName", "owner", "validTo"]
+_LIST_COLUMNS = ["id", "kind", "displayName", "owner", "validTo"]
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,14 @@ class AuditEventType(StrEnum):
     SIGN_IN_THROTTLED = "Session.SignInThrottled"
     SIGN_OUT = "Session.SignOut"
     SESSION_REVOKE = "Session.Revoke"
+    # ---- issue 12: lifecycle jobs
+    PAT_EXPIRED = "Token.PatExpiredEvent"
+    WEBHOOK_CREATE = "Notifications.WebhookCreateEvent"
+    WEBHOOK_DELETE = "Notifications.WebhookDeleteEvent"
+    NOTIFICATION_REPLAY = "Notifications.ReplayEvent"
+    JOB_RUN = "Jobs.RunRequestedEvent"
+    POLICY_ENFORCE = "Policy.EnforcementEvent"
+    TOKEN_WATCHERS_CHANGE = "Token.WatchersChangeEvent"
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,10 +106,17 @@ class OutboxRepository(Protocol):
         """Insert the messages whose dedupe key is new (set-based); return how many were."""
         ...
 
-    def claim_due(self, now: datetime, until: datetime, claimer: str, limit: int) -> list[OutboxMessage]:
+    def claim_due(
+        self,
+        now: datetime,
+        until: datetime,
+        claimer: str,
+        limit: int,
+        channels: Sequence[str] | None = None,
+    ) -> list[OutboxMessage]:
         """Up to ``limit`` messages due at ``now`` (pending with next_attempt_at reached, or
-        ``sending`` with an expired claim), marked ``sending`` by ``claimer`` until ``until``,
-        oldest first. Two claimers never get the same message."""
+        ``sending`` with an expired claim) of ``channels`` (None: all), marked ``sending`` by
+        ``claimer`` until ``until``, oldest first. Two claimers never get the same message."""
         ...
 
     def mark_sent(self, message_id: int, claimer: str, at: datetime) -> bool:

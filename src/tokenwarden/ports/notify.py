@@ -7,7 +7,7 @@ delivery, so one bad recipient cannot stop a batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,9 +50,13 @@ class SendResult:
 
 
 class EmailSender(Protocol):
-    def send_batch(self, messages: Sequence[EmailMessage]) -> list[SendResult]:
+    def send_batch(
+        self, messages: Sequence[EmailMessage], on_result: Callable[[int, SendResult], None] | None = None
+    ) -> list[SendResult]:
         """Send over one connection (reused for the whole batch); one result per message, in order.
-        A server that cannot be reached gives every message a retryable failure."""
+        ``on_result(index, result)`` is called as soon as each message has its answer, before
+        the next is sent (so the caller can record it at once). A server that cannot be
+        reached gives every message a retryable failure."""
         ...
 
 

@@ -14,6 +14,12 @@ from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Invitation, Membership, Organization, User, UserStatus
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.ports.lifecycle import (
+    JobRepository,
+    LifecycleRepository,
+    OutboxRepository,
+    WebhookRepository,
+)
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.signals import SignalRepository
@@ -355,6 +361,11 @@ class UnitOfWork(Protocol):
     invitations: InvitationRepository
     oauth: OAuthRepository
     reports: ReportRepository  # issue 12: weekly report, policy violations
+    # issue 12: lifecycle jobs
+    jobs: JobRepository
+    outbox: OutboxRepository
+    webhooks: WebhookRepository
+    lifecycle: LifecycleRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

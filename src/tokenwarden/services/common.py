@@ -74,6 +74,7 @@ class Actor:
 
 
 OPERATOR = Actor(user_id=None, upn="operator@localhost")
+SYSTEM = Actor(user_id=None, upn="tokenwarden-system")  # scheduled jobs (expiry, dormancy, policy)
 
 
 def reading(uow: Callable[[], UnitOfWork]) -> UnitOfWork:

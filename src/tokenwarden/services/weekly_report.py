@@ -15,10 +15,10 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final
 
 from tokenwarden.domain.clock import Clock, ensure_utc, iso_z
 from tokenwarden.domain.errors import InvalidInput
@@ -27,7 +27,7 @@ from tokenwarden.domain.principals import IdentitySource, Organization, Role
 from tokenwarden.domain.scopes import FULL_ACCESS, ScopeCatalog
 from tokenwarden.domain.spreadsheet import safe_cell
 from tokenwarden.domain.tokens import TokenKind, TokenRecord, TokenState
-from tokenwarden.ports.lifecycle import OutboxMessage, OutboxRepository
+from tokenwarden.ports.lifecycle import OutboxMessage
 from tokenwarden.ports.reports import LiveFilter
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, get_org, reading, require_admin
@@ -144,7 +144,8 @@ def build_report(uow: UnitOfWork, catalog: ScopeCatalog, org: Organization, end:
         "longLived": rows("longLived"),
         "dormant": rows("dormant"),
         "violations": [
-            violation_json(v) for v in find_violations(uow, catalog, org.id, policy, end, LIST_LIMIT)
+            {"id": v.token.authorization_id, **violation_json(v)}
+            for v in find_violations(uow, catalog, org.id, policy, end, LIST_LIMIT)
         ],
         "topUsers": [
             {"upn": upn, "tokens": n} for _, upn, n in uow.reports.top_owners(scope, end, TOP_USERS)
@@ -158,7 +159,7 @@ def build_report(uow: UnitOfWork, catalog: ScopeCatalog, org: Organization, end:
 
 def _row(r: TokenRecord, owner: str | None, end: datetime) -> dict[str, Any]:
     return {
-        "authorizationId": r.authorization_id,
+        "id": r.authorization_id,  # the authorizationId
         "kind": r.kind.value,
         "displayName": r.display_name,
         "owner": owner,
@@ -181,6 +182,7 @@ def weekly_report_messages(
     admins: Sequence[tuple[str, str]],
     now: datetime,
     base_url: str | None,
+    run_id: str | None = None,
 ) -> list[OutboxMessage]:
     """One email per administrator (``admins``: (address, UPN)); addresses compare
     case-insensitively. The dedupe key names the ISO week of ``now``: a restart or a second
@@ -205,12 +207,9 @@ def weekly_report_messages(
             created_at=now,
             next_attempt_at=now,
             org_id=org_id,
+            run_id=run_id,
         )
     return list(messages.values())
-
-
-class _WithOutbox(Protocol):
-    outbox: OutboxRepository
 
 
 def run_weekly_report(
@@ -220,26 +219,33 @@ def run_weekly_report(
     *,
     org_id: str | None = None,
     base_url: str | None,
+    run_id: str | None = None,
+    check: Callable[[], None] | None = None,
 ) -> dict[str, int]:
     """Build each organization's report (all, or ``org_id``) in a read, then enqueue one email
     per active administrator (their ``User.notify_address``) in a short write; return
-    ``{"orgs": n, "enqueued": m}`` (messages already enqueued this week are not counted)."""
+    ``{"orgs": n, "enqueued": m}`` (messages already enqueued this week are not counted).
+
+    As a job body: ``run_id`` tags the messages (the run's delivery counts find them) and
+    ``check`` is called before each organization (``JobContext.check``: stop once the lease is
+    lost)."""
     now = clock.now()
     with reading(uow_factory) as uow:
         orgs = [get_org(uow, org_id)] if org_id is not None else uow.orgs.all()
     enqueued = 0
     for org in orgs:
+        if check is not None:
+            check()
         with reading(uow_factory) as uow:
             report = build_report(uow, catalog, org, now)
             admins = _admins(uow, org.id)
         messages = weekly_report_messages(
-            report, org_id=org.id, org_name=org.name, admins=admins, now=now, base_url=base_url
+            report, org_id=org.id, org_name=org.name, admins=admins, now=now, base_url=base_url, run_id=run_id
         )
         if not messages:
             continue
         with uow_factory() as uow:
-            # the outbox port lands with the lifecycle adapters (issue 12)
-            enqueued += cast(_WithOutbox, uow).outbox.enqueue(messages)
+            enqueued += uow.outbox.enqueue(messages)
             uow.commit()
     return {"orgs": len(orgs), "enqueued": enqueued}
 
@@ -263,7 +269,7 @@ def _admins(uow: UnitOfWork, org_id: str) -> list[tuple[str, str]]:
 SECTIONS: Final = ("expiringSoon", "fullScope", "longLived", "dormant", "violations")
 CSV_COLUMNS: Final = (
     "section",
-    "authorizationId",
+    "id",
     "kind",
     "displayName",
     "owner",

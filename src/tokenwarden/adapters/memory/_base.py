@@ -22,6 +22,7 @@ from tokenwarden.domain.principals import (
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, mark_names_for
+from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
 from tokenwarden.ports.repositories import (
     BreakGlassRequest,
     BulkJob,
@@ -58,6 +59,7 @@ class MemoryStore:
     bulk_items: dict[tuple[str, int], BulkJobItem] = field(default_factory=dict)
     signal_tables: SignalTables = field(default_factory=lambda: SignalTables())
     oauth_tables: OAuthTables = field(default_factory=lambda: OAuthTables())
+    lifecycle_tables: LifecycleTables = field(default_factory=lambda: LifecycleTables())
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -122,3 +124,18 @@ class SignalTables:
     subjects: dict[tuple[str, str], StreamSubject] = field(default_factory=dict)
     deliveries: dict[int, Delivery] = field(default_factory=dict)
     next_delivery_id: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass
+class LifecycleTables:
+    """The lifecycle tables of the memory store (issue 12)."""
+
+    leases: dict[str, JobLease] = field(default_factory=dict)
+    runs: dict[str, JobRun] = field(default_factory=dict)
+    outbox: dict[int, OutboxMessage] = field(default_factory=dict)
+    outbox_keys: dict[str, int] = field(default_factory=dict)
+    next_outbox_id: list[int] = field(default_factory=lambda: [0])
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
+    notices: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    watchers: dict[tuple[str, str], str] = field(default_factory=dict)  # (token, key) -> address
+    enforcements: dict[str, PolicyEnforcement] = field(default_factory=dict)

@@ -20,6 +20,12 @@ from tokenwarden.adapters.memory.directory import (
     MemoryUserRepository,
 )
 from tokenwarden.adapters.memory.events import MemoryEventRepository
+from tokenwarden.adapters.memory.lifecycle import (
+    MemoryJobRepository,
+    MemoryLifecycleRepository,
+    MemoryOutboxRepository,
+    MemoryWebhookRepository,
+)
 from tokenwarden.adapters.memory.oauth import MemoryOAuthRepository
 from tokenwarden.adapters.memory.policies import MemoryPolicyRepository
 from tokenwarden.adapters.memory.reports import MemoryReportRepository
@@ -28,6 +34,12 @@ from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
 from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
+from tokenwarden.ports.lifecycle import (
+    JobRepository,
+    LifecycleRepository,
+    OutboxRepository,
+    WebhookRepository,
+)
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
@@ -64,6 +76,10 @@ class MemoryUnitOfWork:
     invitations: InvitationRepository
     oauth: OAuthRepository
     reports: ReportRepository
+    jobs: JobRepository
+    outbox: OutboxRepository
+    webhooks: WebhookRepository
+    lifecycle: LifecycleRepository
 
     def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
@@ -89,6 +105,10 @@ class MemoryUnitOfWork:
         self.invitations = MemoryInvitationRepository(s, j)
         self.oauth = MemoryOAuthRepository(s, j)
         self.reports = MemoryReportRepository(s, j)
+        self.jobs = MemoryJobRepository(s, j)
+        self.outbox = MemoryOutboxRepository(s, j)
+        self.webhooks = MemoryWebhookRepository(s, j)
+        self.lifecycle = MemoryLifecycleRepository(s, j)
         return self
 
     def __exit__(

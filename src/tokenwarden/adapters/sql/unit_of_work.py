@@ -33,7 +33,19 @@ from tokenwarden.adapters.sql.repositories import (
     SqlUserRepository,
     SqlWatermarkRepository,
 )
+from tokenwarden.adapters.sql.repositories.lifecycle import (
+    SqlJobRepository,
+    SqlLifecycleRepository,
+    SqlOutboxRepository,
+    SqlWebhookRepository,
+)
 from tokenwarden.domain.errors import Unavailable
+from tokenwarden.ports.lifecycle import (
+    JobRepository,
+    LifecycleRepository,
+    OutboxRepository,
+    WebhookRepository,
+)
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
@@ -73,6 +85,10 @@ class SqlUnitOfWork:
     invitations: InvitationRepository
     oauth: OAuthRepository
     reports: ReportRepository
+    jobs: JobRepository
+    outbox: OutboxRepository
+    webhooks: WebhookRepository
+    lifecycle: LifecycleRepository
 
     def __init__(
         self,
@@ -125,6 +141,10 @@ class SqlUnitOfWork:
         self.invitations = SqlInvitationRepository(conn)
         self.oauth = SqlOAuthRepository(conn)
         self.reports = SqlReportRepository(conn)
+        self.jobs = SqlJobRepository(conn)
+        self.outbox = SqlOutboxRepository(conn)
+        self.webhooks = SqlWebhookRepository(conn)
+        self.lifecycle = SqlLifecycleRepository(conn)
         return self
 
     def __exit__(

@@ -83,8 +83,37 @@ def health(request: Request) -> JSONResponse:
         "database": db_ok,
         "eventSeq": c.validator.seq,
         "secondsSinceSync": round(c.validator.seconds_since_sync(), 3),
+        "jobs": _job_health(c) if db_ok else None,
     }
     return JSONResponse(body, status_code=200 if db_ok else 503)
+
+
+def _job_health(c: Any) -> list[dict[str, Any]] | None:
+    """Each job's last run: when, how it ended, its counts (installation-wide totals: /health is
+    the operator's probe; errors stay in `tokenwarden jobs status`)."""
+    try:
+        jobs = c.jobs.status(limit=1)
+    except DomainError:
+        return None
+    out = []
+    for job in jobs:
+        last = job["runs"][0] if job["runs"] else None
+        out.append(
+            {
+                "name": job["name"],
+                "nextRun": job["nextRun"],
+                "running": job["running"],
+                "lastRun": None
+                if last is None
+                else {
+                    "startedAt": last["startedAt"],
+                    "finishedAt": last["finishedAt"],
+                    "status": last["status"],
+                    "failed": last["error"] is not None,
+                },
+            }
+        )
+    return out
 
 
 @router.get("/metrics")
