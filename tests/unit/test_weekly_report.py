@@ -240,3 +240,17 @@ def test_the_enqueued_report_renders(container: Container, admin: Actor, bob: Us
     rendered = render_email("weekly-report", message.payload, message_id="m")
     assert "lifetime 365 days exceeds the organization's maximum of 90 days" in rendered.text
     assert "lifetime 365 days exceeds" in rendered.html and "'code'" not in rendered.text
+
+
+def test_a_past_week_sees_a_token_revoked_since_as_live(
+    container: Container, admin: Actor, bob: User, clock: FakeClock
+) -> None:
+    soon = pat(container, "bob@acme.test", 20)
+    clock.advance(days=2)
+    container.pats.revoke(OPERATOR, soon, "no longer needed")
+    clock.advance(seconds=1)  # the week is [end - 7 days, end): end itself belongs to the next
+    past = container.weekly_report.build(admin, "acme", end=clock.now() - timedelta(days=1))
+    assert past["counts"]["live"] == 2 and past["counts"]["revoked"] == 0
+    assert [r["id"] for r in past["expiringSoon"]] == [soon]  # the list agrees with the count
+    now = container.weekly_report.build(admin, "acme")
+    assert now["counts"]["live"] == 1 and now["counts"]["revoked"] == 1 and now["expiringSoon"] == []

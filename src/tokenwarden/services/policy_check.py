@@ -75,8 +75,9 @@ def find_violations(
     view = EffectiveView(uow, catalog, org_id)
     owners: dict[str, str | None] = {}
     found: list[TokenViolation] = []
-    for record in candidates:
-        if view.one(record).state(at) is not TokenState.ACTIVE:
+    for candidate in candidates:
+        record = as_of(view, candidate, at)
+        if record is None:
             continue
         breaches = violations(policy, record, now=at)
         if not breaches:
@@ -86,6 +87,16 @@ def find_violations(
             owners[record.user_id] = user.upn if user else None
         found.append(TokenViolation(record, owners[record.user_id], tuple(breaches)))
     return found
+
+
+def as_of(view: EffectiveView, record: TokenRecord, at: datetime) -> TokenRecord | None:
+    """``record`` as it stood at ``at`` by :class:`EffectiveView` (a revocation after ``at``
+    not yet happened), or None if it was not active then — the check a listing makes of the
+    candidates the set-based query found."""
+    seen = view.one(record)
+    if seen.revoked_at is not None and seen.revoked_at > at:
+        seen = seen.with_changes(revoked_at=None, revoked_by=None, revoke_reason=None)
+    return seen if seen.state(at) is TokenState.ACTIVE else None
 
 
 def violation_json(found: TokenViolation) -> dict[str, Any]:

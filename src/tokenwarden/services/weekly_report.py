@@ -26,13 +26,19 @@ from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import IdentitySource, Organization, Role
 from tokenwarden.domain.scopes import FULL_ACCESS, ScopeCatalog
 from tokenwarden.domain.spreadsheet import safe_cell
-from tokenwarden.domain.tokens import TokenKind, TokenRecord, TokenState
+from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.lifecycle import OutboxMessage
 from tokenwarden.ports.reports import LiveFilter
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, get_org, reading, require_admin
 from tokenwarden.services.effective import EffectiveView
-from tokenwarden.services.policy_check import find_violations, report_scope, violation_filter, violation_json
+from tokenwarden.services.policy_check import (
+    as_of,
+    find_violations,
+    report_scope,
+    violation_filter,
+    violation_json,
+)
 
 KINDS: Final = (TokenKind.PAT, TokenKind.SERVICE)
 WEEK: Final = timedelta(days=7)
@@ -107,7 +113,7 @@ def build_report(uow: UnitOfWork, catalog: ScopeCatalog, org: Organization, end:
         found = uow.reports.find_live(scope, end, lists[name], LIST_LIMIT)
         out = []
         for r in found:
-            if view.one(r).state(end) is not TokenState.ACTIVE:  # belt and braces: the listings' view
+            if as_of(view, r, end) is None:  # belt and braces: the listings' own view
                 continue
             row = _row(r, owner(r.user_id), end)
             if name == "expiringSoon":
