@@ -33,11 +33,15 @@ from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.dormancy import DormancyJob
 from tokenwarden.services.expiry import ExpiryNotifier
 from tokenwarden.services.job_runner import JobRunner, JobSpec, parse_schedules
+from tokenwarden.services.jobs_admin import JobsAdmin
 from tokenwarden.services.lifecycle_jobs import (
     DEFAULT_SCHEDULES,
+    DORMANT_TOKENS,
     EXPIRY_NOTIFICATIONS,
+    POLICY_ENFORCEMENT,
     WEBHOOK_SECRET_INFO,
     delivering,
 )
@@ -50,11 +54,13 @@ from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.policy_check import PolicyCheckService
+from tokenwarden.services.policy_enforcement import PolicyEnforcementJob, PolicyEnforcementService
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
 from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
+from tokenwarden.services.token_care import TokenCareService
 from tokenwarden.services.validation import Validator
 from tokenwarden.services.webhooks import WebhookService
 from tokenwarden.services.weekly_report import WeeklyReportService
@@ -94,6 +100,11 @@ class Container:
     delivery: OutboxDelivery
     webhooks: WebhookService
     notifications: NotificationAdmin
+    jobs_admin: JobsAdmin
+    # ----
+    # ---- issue 12 (wt-lifecycle): policy enforcement, owner self-service
+    enforcement: PolicyEnforcementService
+    token_care: TokenCareService
     # ----
     # issue 12: policy violations and the weekly report
     policy_check: PolicyCheckService
@@ -311,6 +322,7 @@ def wire(
         delivery=delivery,
         webhooks=webhooks,
         notifications=NotificationAdmin(uow, clock),
+        jobs_admin=JobsAdmin(jobs, uow, clock),
         accounts=accounts,
         sessions=sessions,
         bus=bus,
@@ -360,6 +372,11 @@ def wire(
         ),
         # issue 11 (part 2): the OAuth client registry
         clients=clients,
+        # issue 12 (wt-lifecycle)
+        enforcement=PolicyEnforcementService(
+            uow, clock, catalog, base_url=settings.public_url or settings.issuer
+        ),
+        token_care=TokenCareService(uow, clock, pats),
     )
 
 
@@ -410,6 +427,14 @@ def wire_lifecycle(
         EXPIRY_NOTIFICATIONS: (
             "warn owners, watchers and the security contact before tokens expire; record expiry",
             expiry.run,
+        ),
+        DORMANT_TOKENS: (
+            "warn about, then revoke, tokens unused past the organization's dormancy limit",
+            DormancyJob(uow, clock, catalog, base_url=base_url).run,
+        ),
+        POLICY_ENFORCEMENT: (
+            "apply policy enforcements whose grace period has ended",
+            PolicyEnforcementJob(uow, clock, catalog, base_url=base_url).run,
         ),
     }
     schedules = parse_schedules(settings.job_schedules, list(bodies))

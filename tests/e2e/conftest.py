@@ -71,6 +71,9 @@ def make_settings(tmp_path: Path, database_url: str | None = None) -> Settings:
         data_dir=tmp_path / "data",
         database_url=database_url or f"sqlite:///{tmp_path / 'data' / 'tw.db'}",
         usage_flush_seconds=0.2,
+        # The scheduler's start-up runs would write in the background of every test; the
+        # lifecycle tests turn it on where they test it.
+        scheduler_enabled=False,
     )
 
 

@@ -274,3 +274,64 @@ def test_two_schedulers_racing_on_postgres(
         assert len(notices) == 9
     finally:
         database.dispose()
+
+
+def test_bad_settings_and_names_fail_clearly(tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+    env = env_for(tmp_path, inbox[1])
+    assert run_cli(["init", "--org", "Acme", "--admin", OWNER], env, tmp_path).returncode == 0
+    bad = {**env, "TOKENWARDEN_JOB_SCHEDULES": "expiry-notifications=61 * * * *"}
+    r = run_cli(["jobs", "status"], bad, tmp_path)
+    assert r.returncode == 1 and "not a cron expression" in r.stderr and "invalidCron" in r.stderr
+    r = run_cli(["jobs", "run", "nope"], env, tmp_path)
+    assert r.returncode == 1 and "no job named 'nope'" in r.stderr
+
+
+def test_smtp_password_never_shown(tmp_path: Path) -> None:
+    password = "Hunter2-smtp-Passw0rd"
+    env = env_for(tmp_path, free_port(), TOKENWARDEN_SMTP_USERNAME="tw", TOKENWARDEN_SMTP_PASSWORD=password)
+    seed(env, tmp_path)
+    outputs = [
+        jobs_run(env, tmp_path),
+        run_cli(["jobs", "run", "expiry-notifications"], env, tmp_path),
+        run_cli(["jobs", "status", "--json"], env, tmp_path),
+        run_cli(["notify", "outbox", "--json"], env, tmp_path),
+        run_cli(["notify", "deliver"], {**env, "TOKENWARDEN_LOG_LEVEL": "debug"}, tmp_path),
+    ]
+    for r in outputs:
+        assert r.returncode == 0, r.stderr
+        assert password not in r.stdout and password not in r.stderr
+    assert password.encode() not in (tmp_path / "data" / "tokenwarden.db").read_bytes()
+
+
+def test_server_runs_jobs_at_start_up_and_health_shows_them(tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+    import httpx
+
+    box, port = inbox
+    env = env_for(tmp_path, port)
+    ids = seed(env, tmp_path)
+    http_port = free_port()
+    exe = Path(sys.executable).parent / "tokenwarden"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(http_port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        job: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=2).json()
+                job = next(j for j in health["jobs"] if j["name"] == "expiry-notifications")
+                if job["lastRun"] and job["lastRun"]["status"] == "completed":
+                    break
+            except (httpx.HTTPError, StopIteration):
+                pass
+            time.sleep(0.2)
+        assert job["lastRun"]["trigger"] == "startup" and job["lastRun"]["counts"]["warned"] == 7, job
+        assert box.tokens(ids) == expected_messages()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

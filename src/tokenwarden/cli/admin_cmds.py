@@ -205,3 +205,37 @@ def audit_query(
         )
         more = f"; older: --before-id {rows[-1]['id']}" if rows and len(rows) == limit else ""
         out.print(f"{len(rows)} entries, newest first{more}")
+
+
+# ---------------------------------------------------------------------- issue 12: enforcement
+@policy_app.command("enforce")
+def policy_enforce(
+    grace: Annotated[
+        int, typer.Option("--grace", help="Days owners get before their tokens change (0..90; 0: at once).")
+    ],
+    org: OrgOpt = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Apply today's policy to existing PATs: owners of violating ones are told now; when the
+    grace ends, too-long lifetimes are shortened and full-scope tokens revoked."""
+    from tokenwarden.services.policy_enforcement import enforcement_json
+
+    try:
+        data = enforcement_json(_container().enforcement.enforce(OPERATOR, org, grace))
+    except DomainError as exc:
+        if json_out:
+            emit_json({"error": {"code": exc.code, "message": exc.message}})
+        fail(f"{exc.message} ({exc.code})")
+        return
+    if json_out:
+        emit_json(data)
+        return
+    told = data["counts"].get("tokens", 0)
+    if data["status"] == "applied":
+        c = data["counts"]
+        out.print(
+            f"enforced at once: {told} token(s) told, {c.get('shortened', 0)} shortened, "
+            f"{c.get('revoked', 0)} revoked"
+        )
+    else:
+        out.print(f"enforcement {data['id']}: {told} token(s) told; they change after {data['graceUntil']}")

@@ -17,6 +17,7 @@ from tokenwarden.cli import (
     admin_cmds,
     jobs_cmds,  # issue 12: jobs run|status, notify, webhook
     keys_cmds,
+    lifecycle_cmds,
     report_cmds,  # issue 12: report weekly
     revoke_cmds,
     rule_cmds,
@@ -412,6 +413,9 @@ def pat_revoke(
         emit_json(pat_dict(record, c.clock.now()))
     else:
         out.print(f"revoked {record.authorization_id} ({record.display_name})")
+
+
+lifecycle_cmds.register(pat_app, user_app, pat_dict)  # issue 12: extend, regenerate, watchers, email
 
 
 def main() -> None:

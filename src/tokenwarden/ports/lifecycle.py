@@ -8,11 +8,12 @@ Exactly-once warnings rest on two unique keys, both written in the transaction t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from tokenwarden.domain.principals import User
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 
 # ---------------------------------------------------------------- jobs
@@ -195,9 +196,35 @@ class PolicyEnforcement:
 
 
 class LifecycleRepository(Protocol):
-    def claim_notices(self, keys: Sequence[tuple[str, str]], at: datetime) -> set[tuple[str, str]]:
+    def claim_notices(
+        self,
+        keys: Sequence[tuple[str, str]],
+        at: datetime,
+        marks: Mapping[tuple[str, str], tuple[datetime, int]] | None = None,
+    ) -> set[tuple[str, str]]:
         """Record (token id, notice) pairs not recorded before; return the newly recorded ones
-        (the caller's claim: a racing transaction gets the others)."""
+        (the caller's claim: a racing transaction gets the others). ``marks`` gives expiry
+        notices their (validTo, threshold; 0 for "expired"), which :meth:`due_expiry` reads."""
+        ...
+
+    def due_expiry(
+        self,
+        kinds: Sequence[TokenKind],
+        *,
+        now: datetime,
+        thresholds: Sequence[int],
+        org_ids: Sequence[str] | None = None,
+        exclude_org_ids: Sequence[str] = (),
+        expired_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[TokenRecord]:
+        """Unrevoked tokens that are due an expiry notice nobody recorded yet, by (valid_to, id)
+        after ``after``: with ``thresholds`` (days, any order), those expiring within the largest
+        and not yet told at their most urgent threshold or a more urgent one for this validTo;
+        with ``expired_since``, those that expired in [expired_since, now) without an
+        "expired" notice. Limited to ``org_ids`` (None: all) minus ``exclude_org_ids``. Set-based:
+        a run where everyone was already told reads no token."""
         ...
 
     def notices_of(self, token_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
@@ -215,6 +242,27 @@ class LifecycleRepository(Protocol):
     ) -> list[TokenRecord]:
         """Unrevoked tokens of ``kinds`` with ``start <= valid_to < end`` ordered by (valid_to,
         id), after the ``after`` cursor: an index range scan, never the whole table."""
+        ...
+
+    def expiring_ids(
+        self,
+        kinds: Sequence[TokenKind],
+        *,
+        start: datetime,
+        end: datetime,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[datetime, str, str]]:
+        """(valid_to, id, org id) of what :meth:`expiring` would return: the light first pass of
+        a scan, so tokens already told cost no record and no owner lookup."""
+        ...
+
+    def owners(self, user_ids: Sequence[str]) -> dict[str, User]:
+        """The users with these ids, in one query (the owners of a page of tokens)."""
+        ...
+
+    def records(self, token_ids: Sequence[str]) -> list[TokenRecord]:
+        """The tokens with these ids (any kind), in no particular order."""
         ...
 
     def idle(

@@ -19,12 +19,12 @@ from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock, iso_z
 from tokenwarden.domain.errors import PolicyViolation
 from tokenwarden.domain.notices import EXPIRY_WARNING, TOKEN_EXPIRED
-from tokenwarden.domain.policies import HARD_MAX_LIFETIME_DAYS, GlobalPolicy, OrgPolicy, check_may_create
+from tokenwarden.domain.policies import GlobalPolicy, OrgPolicy, check_may_create
 from tokenwarden.domain.principals import User
 from tokenwarden.domain.scopes import FULL_ACCESS, ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import SYSTEM, audit
+from tokenwarden.services.common import SYSTEM, audit, reading
 from tokenwarden.services.effective import EffectiveView
 from tokenwarden.services.job_runner import JobContext
 from tokenwarden.services.notices import Notice, NoticeWriter, token_entry
@@ -83,47 +83,52 @@ class ExpiryNotifier:
     def run(self, ctx: JobContext) -> dict[str, Any]:
         now = self._clock.now()
         counts = {"scanned": 0, "warned": 0, "expired": 0, "enqueued": 0}
-        horizon = self._horizon()
-        for window, template in (
-            ((now, now + timedelta(days=horizon)), EXPIRY_WARNING),
-            ((now - self._lookback, now), TOKEN_EXPIRED),
-        ):
-            for chunk_counts in self._pages(ctx, now, window, template):
+        with reading(self._uow) as uow:
+            orgs = [o.id for o in uow.orgs.all()] if ctx.org_id is None else [ctx.org_id]
+            thresholds = {o: (uow.policies.get(o) or OrgPolicy(o)).expiry_warning_days for o in orgs}
+        by_set: dict[tuple[int, ...], list[str]] = {}
+        for org_id, days in thresholds.items():
+            by_set.setdefault(days, []).append(org_id)
+        # the most common threshold set is read for "every organization but the others" (no
+        # long IN list); each other set for its organizations
+        groups = sorted(by_set.items(), key=lambda kv: -len(kv[1]))
+        scans: list[dict[str, Any]] = []
+        for i, (days, org_ids) in enumerate(groups):
+            others = [o for _, ids in groups[:i] + groups[i + 1 :] for o in ids]
+            broad = i == 0 and ctx.org_id is None
+            scans.append(
+                {
+                    "thresholds": days,
+                    "org_ids": None if broad else org_ids,
+                    "exclude_org_ids": others if broad else (),
+                }
+            )
+        expired = {"thresholds": (), "expired_since": now - self._lookback}
+        expired.update({"org_ids": None} if ctx.org_id is None else {"org_ids": [ctx.org_id]})
+        for template, scan in [*((EXPIRY_WARNING, x) for x in scans), (TOKEN_EXPIRED, expired)]:
+            for chunk_counts in self._pages(ctx, now, template, scan):
                 for key, value in chunk_counts.items():
                     counts[key] += value
         return counts
 
-    def _horizon(self) -> int:
-        """The largest threshold of any organization: the warning window to scan."""
-        with self._uow() as uow:
-            orgs = uow.orgs.all()
-            largest = max(
-                (max((uow.policies.get(o.id) or OrgPolicy(o.id)).expiry_warning_days) for o in orgs),
-                default=30,
-            )
-        return min(largest, HARD_MAX_LIFETIME_DAYS)
-
     def _pages(
-        self, ctx: JobContext, now: datetime, window: tuple[datetime, datetime], template: str
+        self, ctx: JobContext, now: datetime, template: str, scan: dict[str, Any]
     ) -> Iterator[dict[str, int]]:
+        """Page through the tokens due a notice nobody recorded yet (set-based, by the index on
+        valid_to and the notices' primary key): a run where everyone was already told reads no
+        token. Tokens dead in effect are skipped (and come back in the next run's scan, cheaply)."""
         after: tuple[datetime, str] | None = None
         while True:
             ctx.check()
             with self._uow() as uow:
-                page = uow.lifecycle.expiring(
-                    WARNED_KINDS, start=window[0], end=window[1], after=after, limit=self._chunk
-                )
+                page = uow.lifecycle.due_expiry(WARNED_KINDS, now=now, after=after, limit=self._chunk, **scan)
                 if not page:
                     return
-                last, full = page[-1], len(page) == self._chunk
-                after = (last.valid_to, last.authorization_id)
-                if ctx.org_id is not None:
-                    page = [r for r in page if r.org_id == ctx.org_id]
-                counts = self._handle(uow, ctx, now, page, template)
+                after = (page[-1].valid_to, page[-1].authorization_id)
+                counts = {"scanned": len(page), **self._handle(uow, ctx, now, page, template)}
                 uow.commit()
-            counts["scanned"] = counts.get("scanned", 0) + len(page)
             yield counts
-            if not full:
+            if len(page) < self._chunk:
                 return
 
     def _handle(
@@ -132,9 +137,19 @@ class ExpiryNotifier:
         view = EffectiveView(uow, self._catalog)
         writer = NoticeWriter(uow, now, run_id=ctx.run_id, base_url=self._base_url)
         notices: list[Notice] = []
+        dead: dict[tuple[str, str], tuple[datetime, int]] = {}
+        writer.preload([r.user_id for r in page])
         for record in page:
             if view.one(record).revoked_at is not None:
-                continue  # dead by a watermark, a rule or its owner's membership: nothing to warn about
+                # dead by a watermark, a rule or its owner's membership: nothing to warn about,
+                # and recorded so (threshold 1 / 0 covers every warning / the expired notice of
+                # this validTo) that later scans skip it in SQL instead of judging it again
+                mark = 0 if template == TOKEN_EXPIRED else 1
+                dead[(record.authorization_id, f"dead:{mark}:{iso_z(record.valid_to)}")] = (
+                    record.valid_to,
+                    mark,
+                )
+                continue
             owner = writer.user(record.user_id)
             if template == EXPIRY_WARNING:
                 policy = writer.policy(record.org_id)
@@ -149,11 +164,15 @@ class ExpiryNotifier:
                     threshold=threshold,
                     renewalBlocked=renewal_blocked(policy, self._global, owner, record),
                 )
-                notices.append(Notice(record, f"expiry:{threshold}:{iso_z(record.valid_to)}", entry))
+                key = f"expiry:{threshold}:{iso_z(record.valid_to)}"
+                notices.append(Notice(record, key, entry, mark=(record.valid_to, threshold)))
             else:
+                entry = token_entry(record, owner, now)
                 notices.append(
-                    Notice(record, f"expired:{iso_z(record.valid_to)}", token_entry(record, owner, now))
+                    Notice(record, f"expired:{iso_z(record.valid_to)}", entry, mark=(record.valid_to, 0))
                 )
+        if dead:
+            uow.lifecycle.claim_notices(list(dead), now, dead)
         result = writer.write(template, notices)
         if template == TOKEN_EXPIRED:
             for n in result.fresh:

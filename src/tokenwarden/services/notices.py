@@ -37,6 +37,7 @@ class Notice:
     token: TokenRecord
     key: str
     entry: dict[str, Any]
+    mark: tuple[datetime, int] | None = None  # expiry notices: (validTo, threshold; 0 = expired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,15 @@ class NoticeWriter:
         self._users: dict[str, User | None] = {}
         self._orgs: dict[str, dict[str, str]] = {}
         self._policies: dict[str, OrgPolicy] = {}
+        self._hook_ids: dict[tuple[str, str], list[str]] = {}
+
+    def preload(self, user_ids: Sequence[str]) -> None:
+        """Load many owners in one query (a page of tokens) before :meth:`user` is asked."""
+        missing = [u for u in dict.fromkeys(user_ids) if u not in self._users]
+        if missing:
+            found = self._uow.lifecycle.owners(missing)
+            for u in missing:
+                self._users[u] = found.get(u)
 
     def user(self, user_id: str) -> User | None:
         if user_id not in self._users:
@@ -121,12 +131,14 @@ class NoticeWriter:
         """Claim each (token, key); for the ones this transaction won, enqueue the messages."""
         if not notices:
             return Enqueued([], 0)
+        marks = {(n.token.authorization_id, n.key): n.mark for n in notices if n.mark is not None}
         won = self._uow.lifecycle.claim_notices(
-            [(n.token.authorization_id, n.key) for n in notices], self._now
+            [(n.token.authorization_id, n.key) for n in notices], self._now, marks
         )
         fresh = [n for n in notices if (n.token.authorization_id, n.key) in won]
         if not fresh:
             return Enqueued([], 0)
+        self.preload([n.token.user_id for n in fresh])
         watchers = self._uow.lifecycle.watchers([n.token.authorization_id for n in fresh])
         single: list[OutboxMessage] = []
         digests: dict[tuple[str, str, str], list[Notice]] = defaultdict(list)  # (org, address, role)
@@ -190,7 +202,10 @@ class NoticeWriter:
         return Enqueued(fresh, written)
 
     def _hooks(self, org_id: str, template: str) -> list[str]:
-        return subscribed(self._uow, org_id, template)
+        key = (org_id, template)
+        if key not in self._hook_ids:
+            self._hook_ids[key] = subscribed(self._uow, org_id, template)
+        return self._hook_ids[key]
 
     def _payload(
         self,

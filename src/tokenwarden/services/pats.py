@@ -428,34 +428,16 @@ class PatService:
         publish_event: bool = True,
     ) -> TokenRecord:
         by = RevokedBy.OWNER if actor.user_id == record.user_id else RevokedBy.ADMIN
-        revoked = record.with_changes(
-            revoked_at=self._clock.now(),
-            revoked_by=actor.user_id or "operator",
-            revoke_reason=(reason or f"revoked by {by.value}")[:512],
-        )
-        uow.tokens.update(revoked)
-        if publish_event:
-            publish(uow, EventType.TOKEN_REVOKED, hashes=[record.secret_hash.hex()])
-        emit_credential_change(
-            uow,
-            self._clock,
-            user=get_user(uow, record.user_id),
-            record=revoked,
-            change_type="revoke",
-            initiating_entity=initiated_by(actor, record.user_id),
-            reason_admin=revoked.revoke_reason,
-        )
-        audit(
+        return revoke_record(
             uow,
             self._clock,
             actor,
-            AuditEventType.PAT_REVOKE,
-            org_id=record.org_id,
-            target_type="pat",
-            target_id=record.authorization_id,
-            details={**_describe(record), "revokedBy": by.value, "reason": revoked.revoke_reason},
+            record,
+            reason=reason or f"revoked by {by.value}",
+            revoked_by=actor.user_id or "operator",
+            details={"revokedBy": by.value},
+            publish_event=publish_event,
         )
-        return revoked
 
     # ------------------------------------------------------------------ admin views
     def list_for_admin(self, actor: Actor, org: str, user: str) -> tuple[User, list[TokenRecord]]:
@@ -491,31 +473,80 @@ class PatService:
     def _visible(
         self, uow: UnitOfWork, actor: Actor, auth_id: str, *, admin_ok: bool, org_id: str | None = None
     ) -> TokenRecord:
-        """The PAT if the actor may act on it: its owner, or (``admin_ok``) an active admin of the
-        organization that issued it; through a token that reaches that organization; and, with
-        ``org_id``, only a PAT valid there. Anything else answers as if it did not exist."""
-        record = uow.tokens.get(auth_id)
-        missing = NotFound(f"no PAT with authorizationId {auth_id}", code="authorizationNotFound")
-        if record is None or record.kind is not TokenKind.PAT:
-            raise missing
-        if org_id is not None and not token_reaches(uow, record, org_id):
-            raise missing
-        if actor.is_operator:
-            return record
-        if not _may_see(actor, record):
-            raise missing
-        if record.user_id == actor.user_id:
-            return record
-        if admin_ok and actor.user_id is not None:
-            m = uow.users.membership(record.org_id, actor.user_id)
-            if m is not None and m.role is Role.ADMIN and m.is_active:
-                return record
-        raise missing
+        return visible_pat(uow, actor, auth_id, admin_ok=admin_ok, org_id=org_id)
 
     def _check_actor_may_manage(self, uow: UnitOfWork, actor: Actor, owner: User, org_id: str) -> None:
         if actor.is_operator or actor.user_id == owner.id:
             return
         require_admin(uow, actor, org_id)
+
+
+def visible_pat(
+    uow: UnitOfWork, actor: Actor, auth_id: str, *, admin_ok: bool, org_id: str | None = None
+) -> TokenRecord:
+    """The PAT if the actor may act on it: its owner, or (``admin_ok``) an active admin of the
+    organization that issued it; through a token that reaches that organization; and, with
+    ``org_id``, only a PAT valid there. Anything else answers as if it did not exist."""
+    record = uow.tokens.get(auth_id)
+    missing = NotFound(f"no PAT with authorizationId {auth_id}", code="authorizationNotFound")
+    if record is None or record.kind is not TokenKind.PAT:
+        raise missing
+    if org_id is not None and not token_reaches(uow, record, org_id):
+        raise missing
+    if actor.is_operator:
+        return record
+    if not _may_see(actor, record):
+        raise missing
+    if record.user_id == actor.user_id:
+        return record
+    if admin_ok and actor.user_id is not None:
+        m = uow.users.membership(record.org_id, actor.user_id)
+        if m is not None and m.role is Role.ADMIN and m.is_active:
+            return record
+    raise missing
+
+
+def revoke_record(
+    uow: UnitOfWork,
+    clock: Clock,
+    actor: Actor,
+    record: TokenRecord,
+    *,
+    reason: str,
+    revoked_by: str,
+    event_type: AuditEventType = AuditEventType.PAT_REVOKE,
+    initiating_entity: str | None = None,
+    details: dict[str, object] | None = None,
+    publish_event: bool = True,
+) -> TokenRecord:
+    """Revoke one PAT or service token inside the caller's unit of work: the record, the
+    invalidation event every node applies (unless the caller publishes one for a batch with
+    ``publish_event=False``), the CAEP credential change and the audit entry. Returns the
+    revoked record."""
+    revoked = record.with_changes(revoked_at=clock.now(), revoked_by=revoked_by, revoke_reason=reason[:512])
+    uow.tokens.update(revoked)
+    if publish_event:
+        publish(uow, EventType.TOKEN_REVOKED, hashes=[record.secret_hash.hex()])
+    emit_credential_change(
+        uow,
+        clock,
+        user=get_user(uow, record.user_id),
+        record=revoked,
+        change_type="revoke",
+        initiating_entity=initiating_entity or initiated_by(actor, record.user_id),
+        reason_admin=revoked.revoke_reason,
+    )
+    audit(
+        uow,
+        clock,
+        actor,
+        event_type,
+        org_id=record.org_id,
+        target_type=record.kind.value,
+        target_id=record.authorization_id,
+        details={**_describe(record), **(details or {}), "reason": revoked.revoke_reason},
+    )
+    return revoked
 
 
 def _may_see(actor: Actor, record: TokenRecord) -> bool:

@@ -137,5 +137,6 @@ class LifecycleTables:
     next_outbox_id: list[int] = field(default_factory=lambda: [0])
     webhooks: dict[str, Webhook] = field(default_factory=dict)
     notices: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    notice_marks: dict[tuple[str, str], tuple[datetime, int]] = field(default_factory=dict)
     watchers: dict[tuple[str, str], str] = field(default_factory=dict)  # (token, key) -> address
     enforcements: dict[str, PolicyEnforcement] = field(default_factory=dict)

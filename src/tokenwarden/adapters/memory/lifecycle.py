@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tokenwarden.adapters.memory._base import LifecycleTables, _Repo, _set
 from tokenwarden.domain.errors import Conflict
+from tokenwarden.domain.principals import User
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
 
@@ -214,13 +215,58 @@ class MemoryWebhookRepository(_LifecycleRepo):
 
 
 class MemoryLifecycleRepository(_LifecycleRepo):
-    def claim_notices(self, keys: Sequence[tuple[str, str]], at: datetime) -> set[tuple[str, str]]:
+    def claim_notices(
+        self,
+        keys: Sequence[tuple[str, str]],
+        at: datetime,
+        marks: Mapping[tuple[str, str], tuple[datetime, int]] | None = None,
+    ) -> set[tuple[str, str]]:
         won: set[tuple[str, str]] = set()
         for key in dict.fromkeys(keys):
             if key not in self._t.notices:
                 _set(self._t.notices, key, at, self.j)
+                if marks and key in marks:
+                    _set(self._t.notice_marks, key, marks[key], self.j)
                 won.add(key)
         return won
+
+    def due_expiry(
+        self,
+        kinds: Sequence[TokenKind],
+        *,
+        now: datetime,
+        thresholds: Sequence[int],
+        org_ids: Sequence[str] | None = None,
+        exclude_org_ids: Sequence[str] = (),
+        expired_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[TokenRecord]:
+        told: dict[tuple[str, datetime], set[int]] = {}
+        for (tid, _notice), (valid_to, threshold) in self._t.notice_marks.items():
+            told.setdefault((tid, valid_to), set()).add(threshold)
+        days = sorted(set(thresholds))
+
+        def due(tok: TokenRecord) -> bool:
+            marks = told.get((tok.authorization_id, tok.valid_to), set())
+            if expired_since is not None:
+                return expired_since <= tok.valid_to <= now and 0 not in marks
+            if not days or not now < tok.valid_to <= now + timedelta(days=days[-1]):
+                return False
+            current = next(d for d in days if tok.valid_to <= now + timedelta(days=d))
+            return not any(0 < m <= current for m in marks)
+
+        found = [
+            tok
+            for tok in self.s.tokens.values()
+            if tok.kind in kinds
+            and tok.revoked_at is None
+            and (org_ids is None or tok.org_id in org_ids)
+            and tok.org_id not in exclude_org_ids
+            and (after is None or (tok.valid_to, tok.authorization_id) > after)
+            and due(tok)
+        ]
+        return sorted(found, key=lambda tok: (tok.valid_to, tok.authorization_id))[:limit]
 
     def notices_of(self, token_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
         wanted = set(token_ids)
@@ -248,6 +294,24 @@ class MemoryLifecycleRepository(_LifecycleRepo):
             and (after is None or (tok.valid_to, tok.authorization_id) > after)
         ]
         return sorted(found, key=lambda tok: (tok.valid_to, tok.authorization_id))[:limit]
+
+    def expiring_ids(
+        self,
+        kinds: Sequence[TokenKind],
+        *,
+        start: datetime,
+        end: datetime,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[datetime, str, str]]:
+        found = self.expiring(kinds, start=start, end=end, after=after, limit=limit)
+        return [(tok.valid_to, tok.authorization_id, tok.org_id) for tok in found]
+
+    def owners(self, user_ids: Sequence[str]) -> dict[str, User]:
+        return {u: self.s.users[u] for u in dict.fromkeys(user_ids) if u in self.s.users}
+
+    def records(self, token_ids: Sequence[str]) -> list[TokenRecord]:
+        return [self.s.tokens[i] for i in dict.fromkeys(token_ids) if i in self.s.tokens]
 
     def idle(
         self,

@@ -406,6 +406,10 @@ token_notices = Table(  # one row per (token, notice) ever decided: the "exactly
     Column("token_id", String(36), primary_key=True),
     Column("notice", String(128), primary_key=True),
     Column("at", UTCDateTime(), nullable=False),
+    # expiry notices: the validTo they were for and the threshold (0: "expired"), so a scan can
+    # skip tokens already told in SQL (an extended token has another validTo: it is due again)
+    Column("valid_to", UTCDateTime(), nullable=True),
+    Column("threshold", Integer(), nullable=True),
 )
 
 token_watchers = Table(

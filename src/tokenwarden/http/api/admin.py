@@ -105,7 +105,8 @@ def get_user(request: Request, org: str, user: str) -> dict[str, Any]:
 
 @router.patch("/users/{user}")
 def patch_user(request: Request, org: str, user: str, body: UserPatch) -> dict[str, Any]:
-    """Change a member's role or status (disabling kills every token of the user at once)."""
+    """Change a member's role, status (disabling kills every token of the user at once) or the
+    address their notices go to (``email``; "" = the UPN)."""
     _, _, actor = org_caller(request, org, ADMIN)
     d = container(request).directory
     if body.risk_level is not None:
@@ -114,6 +115,8 @@ def patch_user(request: Request, org: str, user: str, body: UserPatch) -> dict[s
         d.set_role(actor, org, user, body.role)
     if body.status is not None:
         d.set_status(actor, org, user, body.status)
+    if body.email is not None:
+        container(request).token_care.set_contact(actor, user, body.email, None, org=org)
     found, role = d.get_member(actor, org, user)
     return user_json(found, role)
 

@@ -7,25 +7,21 @@ organization would tell one tenant about the others), and triggers runs limited 
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
-from tokenwarden.domain.audit import AuditEventType
-from tokenwarden.domain.errors import DomainError, InvalidInput, NotFound, Unavailable
+from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.principals import Role
 from tokenwarden.http.api.models import Body
 from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container, org_caller
-from tokenwarden.services.common import audit
 from tokenwarden.services.notifications import message_dict
 from tokenwarden.services.webhooks import webhook_dict
 
 router = APIRouter(tags=["lifecycle jobs"])
 ADMIN = "vso.tokenadministration"
-START_WAIT_SECONDS = 10.0
 
 
 class WebhookCreate(Body):
@@ -57,25 +53,12 @@ def _admin_org(request: Request, org: str | None) -> tuple[Any, Any]:
     return the_org, actor
 
 
-def _visible_run(run: dict[str, Any], org_id: str) -> dict[str, Any]:
-    if run["org"] == org_id:
-        return run
-    return {
-        **run,
-        "counts": None,
-        "error": "see `tokenwarden jobs status`" if run["error"] else None,
-        "org": None,
-    }
-
-
 @router.get("/api/v1/jobs")
 def list_jobs(request: Request, org: str | None = Query(default=None, max_length=256)) -> dict[str, Any]:
-    """Every job: schedule, next run, whether it runs now, and its recent runs."""
-    the_org, _ = _admin_org(request, org)
-    jobs = container(request).jobs.status(limit=10)
-    for job in jobs:
-        job["runs"] = [_visible_run(r, the_org.id) for r in job["runs"]]
-        job["runningOn"] = None  # node names are the operator's business
+    """Every job: schedule, next run, whether it runs now, and its recent runs (counts and
+    errors only of the caller's organization's runs)."""
+    the_org, actor = _admin_org(request, org)
+    jobs = container(request).jobs_admin.status(actor, the_org.id)
     return {"count": len(jobs), "value": jobs}
 
 
@@ -85,46 +68,10 @@ def run_job(
 ) -> dict[str, Any]:
     """Start a run of the job for the caller's organization now; 409 ``jobRunning`` while
     another run holds the job. Follow it with ``GET /api/v1/jobs/{name}/runs/{id}``."""
-    c = container(request)
-    c.jobs.spec(name)
+    container(request).jobs.spec(name)
     the_org, actor = _admin_org(request, org)
-    started = threading.Event()
-    box: dict[str, Any] = {}
-
-    def on_started(run_id: str) -> None:
-        box["id"] = run_id
-        started.set()
-
-    def work() -> None:
-        try:
-            c.jobs.run(name, trigger="manual", org_id=the_org.id, on_started=on_started)
-        except DomainError as exc:
-            box["error"] = exc
-        except Exception as exc:  # recorded by the runner when it got that far
-            box["error"] = exc
-        finally:
-            started.set()
-
-    threading.Thread(target=work, name=f"tw-job-{name}", daemon=True).start()
-    started.wait(START_WAIT_SECONDS)
-    if "id" not in box:
-        exc = box.get("error")
-        if isinstance(exc, DomainError):
-            raise exc
-        raise Unavailable("the job could not be started: see the server log")
-    with c.uow() as uow:
-        audit(
-            uow,
-            c.clock,
-            actor,
-            AuditEventType.JOB_RUN,
-            org_id=the_org.id,
-            target_type="job",
-            target_id=name,
-            details={"runId": box["id"]},
-        )
-        uow.commit()
-    return {"id": box["id"], "job": name, "org": the_org.id, "status": "running"}
+    run_id = container(request).jobs_admin.start(actor, the_org.id, name)
+    return {"id": run_id, "job": name, "org": the_org.id, "status": "running"}
 
 
 @router.get("/api/v1/jobs/{name}/runs/{run_id}")
@@ -132,16 +79,9 @@ def get_run(
     request: Request, name: str, run_id: str, org: str | None = Query(default=None, max_length=256)
 ) -> dict[str, Any]:
     """One run of the caller's organization (its counts, messages and errors)."""
-    c = container(request)
-    c.jobs.spec(name)
-    the_org, _ = _admin_org(request, org)
-    for job in c.jobs.status(limit=100):
-        if job["name"] != name:
-            continue
-        for run in job["runs"]:
-            if run["id"] == run_id and run["org"] == the_org.id:
-                return dict(run)
-    raise NotFound(f"no run {run_id!r:.60} of {name} for this organization", code="jobRunNotFound")
+    container(request).jobs.spec(name)
+    the_org, actor = _admin_org(request, org)
+    return container(request).jobs_admin.run_of(actor, the_org.id, name, run_id)
 
 
 # ---------------------------------------------------------------- webhooks

@@ -49,6 +49,7 @@ class UserPatch(Body):
     role: Role | None = None
     status: UserStatus | None = None
     risk_level: RiskLevel | None = Field(default=None, alias="riskLevel")
+    email: str | None = Field(default=None, max_length=320, description='notices go here; "" = the UPN')
 
 
 class PolicyPatch(Body):

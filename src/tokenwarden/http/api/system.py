@@ -89,8 +89,8 @@ def health(request: Request) -> JSONResponse:
 
 
 def _job_health(c: Any) -> list[dict[str, Any]] | None:
-    """Each job's last run: when, how it ended, its counts (installation-wide totals: /health is
-    the operator's probe; errors stay in `tokenwarden jobs status`)."""
+    """Each job's last run: when, how it ended, its counts (installation-wide totals, no names:
+    /health is the operator's probe; error texts stay in `tokenwarden jobs status`)."""
     try:
         jobs = c.jobs.status(limit=1)
     except DomainError:
@@ -109,6 +109,8 @@ def _job_health(c: Any) -> list[dict[str, Any]] | None:
                     "startedAt": last["startedAt"],
                     "finishedAt": last["finishedAt"],
                     "status": last["status"],
+                    "trigger": last["trigger"],
+                    "counts": {k: v for k, v in (last["counts"] or {}).items() if k != "deliveryErrors"},
                     "failed": last["error"] is not None,
                 },
             }

@@ -3,17 +3,19 @@ notices and watchers, policy enforcements."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import ColumnElement
 
 from tokenwarden.adapters.sql import tables as t
-from tokenwarden.adapters.sql.repositories._rows import _insert_unique, _token
+from tokenwarden.adapters.sql.repositories._rows import _insert_unique, _token, _user
+from tokenwarden.domain.principals import User
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
 
@@ -30,16 +32,21 @@ def _insert_ignoring_conflicts(
 ) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; the number of rows inserted (counted by RETURNING:
     the drivers' rowcount is not reliable for a multi-row insert that skipped some)."""
-    inserted = 0
-    first_key = table.c[key[0]]
-    for start in range(0, len(rows), _CHUNK):
-        stmt = (
-            _upsert(conn)(table)
-            .values(rows[start : start + _CHUNK])
-            .on_conflict_do_nothing(index_elements=key)
-        )
-        inserted += len(conn.execute(stmt.returning(first_key)).all())
-    return inserted
+    return len(_insert_returning(conn, table, rows, key, [table.c[key[0]]]))
+
+
+def _insert_returning(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], key: list[str], returning: list[Any]
+) -> list[Any]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING, as one executemany: SQLAlchemy batches it into
+    cached multi-row statements ("insertmanyvalues"), so 10,000 rows cost a few round trips
+    and no per-call statement compilation. Returns the rows actually inserted."""
+    if not rows:
+        return []
+    stmt = _upsert(conn)(table).on_conflict_do_nothing(index_elements=key).returning(*returning)
+    if len(rows) == 1:
+        return list(conn.execute(stmt.values(rows[0])).all())
+    return list(conn.execute(stmt, rows).all())
 
 
 # ---------------------------------------------------------------- jobs
@@ -365,19 +372,63 @@ class SqlLifecycleRepository:
     def __init__(self, conn: Connection) -> None:
         self._c = conn
 
-    def claim_notices(self, keys: Sequence[tuple[str, str]], at: datetime) -> set[tuple[str, str]]:
-        rows = [{"token_id": tid, "notice": notice, "at": at} for tid, notice in dict.fromkeys(keys)]
-        won: set[tuple[str, str]] = set()
-        n = t.token_notices.c
-        for start in range(0, len(rows), _CHUNK):
-            # RETURNING after DO NOTHING yields exactly the rows this statement inserted: a pair
-            # another transaction recorded first (committed, or waited for) is not ours
-            stmt = _upsert(self._c)(t.token_notices).values(rows[start : start + _CHUNK])
-            stmt = stmt.on_conflict_do_nothing(index_elements=["token_id", "notice"]).returning(
-                n.token_id, n.notice
+    def claim_notices(
+        self,
+        keys: Sequence[tuple[str, str]],
+        at: datetime,
+        marks: Mapping[tuple[str, str], tuple[datetime, int]] | None = None,
+    ) -> set[tuple[str, str]]:
+        marks = marks or {}
+        rows = []
+        for tid, notice in dict.fromkeys(keys):
+            valid_to, threshold = marks.get((tid, notice), (None, None))
+            rows.append(
+                {"token_id": tid, "notice": notice, "at": at, "valid_to": valid_to, "threshold": threshold}
             )
-            won.update((r.token_id, r.notice) for r in self._c.execute(stmt))
+        n = t.token_notices.c
+        # RETURNING after DO NOTHING yields exactly the rows this statement inserted: a pair
+        # another transaction recorded first (committed, or waited for) is not ours
+        inserted = _insert_returning(
+            self._c, t.token_notices, rows, ["token_id", "notice"], [n.token_id, n.notice]
+        )
+        won = {(r.token_id, r.notice) for r in inserted}
         return won
+
+    def due_expiry(
+        self,
+        kinds: Sequence[TokenKind],
+        *,
+        now: datetime,
+        thresholds: Sequence[int],
+        org_ids: Sequence[str] | None = None,
+        exclude_org_ids: Sequence[str] = (),
+        expired_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[TokenRecord]:
+        c, n = t.tokens.c, t.token_notices.c
+        same = and_(n.token_id == c.id, n.valid_to == c.valid_to)
+        where: list[ColumnElement[bool]] = [c.kind.in_([k.value for k in kinds]), c.revoked_at.is_(None)]
+        if expired_since is not None:
+            where += [c.valid_to >= expired_since, c.valid_to <= now, ~exists().where(same, n.threshold == 0)]
+        else:
+            days = sorted(set(thresholds))
+            if not days:
+                return []
+            current = case(*((c.valid_to <= now + timedelta(days=d), d) for d in days))
+            where += [
+                c.valid_to > now,
+                c.valid_to <= now + timedelta(days=days[-1]),
+                ~exists().where(same, n.threshold > 0, n.threshold <= current),
+            ]
+        if org_ids is not None:
+            where.append(c.org_id.in_(list(org_ids)))
+        if exclude_org_ids:
+            where.append(c.org_id.not_in(list(exclude_org_ids)))
+        if after is not None:
+            where.append(or_(c.valid_to > after[0], and_(c.valid_to == after[0], c.id > after[1])))
+        q = select(t.tokens).where(*where).order_by(c.valid_to, c.id).limit(limit)
+        return [_token(r) for r in self._c.execute(q)]
 
     def notices_of(self, token_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
         n = t.token_notices.c
@@ -410,6 +461,46 @@ class SqlLifecycleRepository:
             q = q.where(or_(c.valid_to > after[0], and_(c.valid_to == after[0], c.id > after[1])))
         q = q.order_by(c.valid_to, c.id).limit(limit)
         return [_token(r) for r in self._c.execute(q)]
+
+    def expiring_ids(
+        self,
+        kinds: Sequence[TokenKind],
+        *,
+        start: datetime,
+        end: datetime,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[datetime, str, str]]:
+        c = t.tokens.c
+        q = select(c.valid_to, c.id, c.org_id).where(
+            c.valid_to >= start,
+            c.valid_to < end,
+            c.revoked_at.is_(None),
+            c.kind.in_([k.value for k in kinds]),
+        )
+        if after is not None:
+            q = q.where(or_(c.valid_to > after[0], and_(c.valid_to == after[0], c.id > after[1])))
+        return [(r[0], r[1], r[2]) for r in self._c.execute(q.order_by(c.valid_to, c.id).limit(limit))]
+
+    def owners(self, user_ids: Sequence[str]) -> dict[str, User]:
+        ids = list(dict.fromkeys(user_ids))
+        out: dict[str, User] = {}
+        for start in range(0, len(ids), _CHUNK):
+            for r in self._c.execute(select(t.users).where(t.users.c.id.in_(ids[start : start + _CHUNK]))):
+                out[r.id] = _user(r)
+        return out
+
+    def records(self, token_ids: Sequence[str]) -> list[TokenRecord]:
+        ids = list(dict.fromkeys(token_ids))
+        out: list[TokenRecord] = []
+        for start in range(0, len(ids), _CHUNK):
+            out += [
+                _token(r)
+                for r in self._c.execute(
+                    select(t.tokens).where(t.tokens.c.id.in_(ids[start : start + _CHUNK]))
+                )
+            ]
+        return out
 
     def idle(
         self,

@@ -44,6 +44,8 @@ def upgrade() -> None:
         sa.Column("token_id", sa.String(36), nullable=False),
         sa.Column("notice", sa.String(128), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("valid_to", UTCDateTime(), nullable=True),
+        sa.Column("threshold", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("token_id", "notice", name=op.f("pk_token_notices")),
     )
     op.create_table(
