@@ -53,6 +53,7 @@ from tokenwarden.services.outbox_delivery import Backoff, OutboxDelivery
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
 from tokenwarden.services.policies import PolicyService
+from tokenwarden.services.policy_check import PolicyCheckService
 from tokenwarden.services.policy_enforcement import PolicyEnforcementJob, PolicyEnforcementService
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rules import RuleService
@@ -62,6 +63,7 @@ from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.token_care import TokenCareService
 from tokenwarden.services.validation import Validator
 from tokenwarden.services.webhooks import WebhookService
+from tokenwarden.services.weekly_report import WeeklyReportService
 from tokenwarden.settings import Settings
 
 
@@ -104,6 +106,9 @@ class Container:
     enforcement: PolicyEnforcementService
     token_care: TokenCareService
     # ----
+    # issue 12: policy violations and the weekly report
+    policy_check: PolicyCheckService
+    weekly_report: WeeklyReportService
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -331,6 +336,8 @@ def wire(
         pats=pats,
         directory=DirectoryService(uow, clock, pats),
         policies=PolicyService(uow, clock),
+        policy_check=PolicyCheckService(uow, clock, catalog),
+        weekly_report=WeeklyReportService(uow, clock, catalog),
         audit=AuditService(uow),
         rules=RuleService(uow, catalog, clock),
         revocation=RevocationService(uow, hasher, clock, catalog),

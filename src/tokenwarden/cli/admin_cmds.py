@@ -16,6 +16,7 @@ from tokenwarden.ports.repositories import AuditQuery
 from tokenwarden.services.audit_log import audit_csv, audit_row, check_event_types
 from tokenwarden.services.common import OPERATOR
 from tokenwarden.services.policies import policy_as_dict
+from tokenwarden.services.policy_check import violation_json
 
 policy_app = typer.Typer(help="Organization PAT policies.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
@@ -123,6 +124,29 @@ def policy_set(
         emit_json(data)
     else:
         table(f"policy of {org}", ["setting", "value"], sorted(data.items()))
+
+
+@policy_app.command("check")
+def policy_check(org: OrgOpt = "", json_out: JsonOpt = False) -> None:
+    """List the live PATs that break the organization's current policy and what enforcement
+    would do to each (read-only; exit 0 whether or not there are violations)."""
+    try:
+        found = [violation_json(v) for v in _container().policy_check.violations(OPERATOR, org)]
+    except DomainError as exc:
+        fail(f"{exc.message} ({exc.code})")
+        return
+    if json_out:
+        emit_json({"count": len(found), "value": found})
+        return
+    table(
+        f"policy violations in {org}: {len(found)} token(s)",
+        ["authorizationId", "displayName", "owner", "validTo", "violation", "fix"],
+        [
+            [t["authorizationId"], t["displayName"], t["owner"], t["validTo"], v["message"], v["fix"]]
+            for t in found
+            for v in t["violations"]
+        ],
+    )
 
 
 @audit_app.command("query")

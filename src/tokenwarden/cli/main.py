@@ -18,6 +18,7 @@ from tokenwarden.cli import (
     jobs_cmds,  # issue 12: jobs run|status, notify, webhook
     keys_cmds,
     lifecycle_cmds,
+    report_cmds,  # issue 12: report weekly
     revoke_cmds,
     rule_cmds,
     session_cmds,  # issue 11: user passwd, sessions list|revoke
@@ -55,6 +56,7 @@ rule_cmds.register(app)
 keys_cmds.register(app)
 register_client_cmds(app)  # issue 11 (part 2): `tokenwarden client ...`
 session_cmds.register(app, user_app)  # issue 11
+report_cmds.register(app)  # issue 12
 jobs_cmds.register(app)  # issue 12
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]

@@ -18,7 +18,7 @@ from tokenwarden import __version__
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
 from tokenwarden.http import oauth, oauth_authorize, ssf
-from tokenwarden.http.api import admin, bulk, invitations, pats, revocation, system
+from tokenwarden.http.api import admin, bulk, invitations, pats, reports, revocation, system
 from tokenwarden.http.api import jobs as jobs_api  # issue 12
 from tokenwarden.http.api import lifecycle as lifecycle_api  # issue 12: enforcement, self-service
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
@@ -133,6 +133,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         app.include_router(module.router)
     app.include_router(revocation.any_org_router)
     app.include_router(clients_router)  # issue 11 (part 2): the OAuth client registry
+    app.include_router(reports.router)  # issue 12: policy violations, the weekly report
     # ---- issue 11 part 1: sign-in pages and browser sessions
     app.include_router(web_pages.router)
     app.include_router(session_api.router)

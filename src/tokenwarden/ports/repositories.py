@@ -21,6 +21,7 @@ from tokenwarden.ports.lifecycle import (
     WebhookRepository,
 )
 from tokenwarden.ports.oauth import OAuthRepository
+from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.signals import SignalRepository
 
 
@@ -359,6 +360,7 @@ class UnitOfWork(Protocol):
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    reports: ReportRepository  # issue 12: weekly report, policy violations
     # issue 12: lifecycle jobs
     jobs: JobRepository
     outbox: OutboxRepository

@@ -28,6 +28,7 @@ from tokenwarden.adapters.memory.lifecycle import (
 )
 from tokenwarden.adapters.memory.oauth import MemoryOAuthRepository
 from tokenwarden.adapters.memory.policies import MemoryPolicyRepository
+from tokenwarden.adapters.memory.reports import MemoryReportRepository
 from tokenwarden.adapters.memory.rules import MemoryRuleRepository
 from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
@@ -40,6 +41,7 @@ from tokenwarden.ports.lifecycle import (
     WebhookRepository,
 )
 from tokenwarden.ports.oauth import OAuthRepository
+from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
@@ -73,6 +75,7 @@ class MemoryUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    reports: ReportRepository
     jobs: JobRepository
     outbox: OutboxRepository
     webhooks: WebhookRepository
@@ -101,6 +104,7 @@ class MemoryUnitOfWork:
         self.signals = MemorySignalRepository(s, j)
         self.invitations = MemoryInvitationRepository(s, j)
         self.oauth = MemoryOAuthRepository(s, j)
+        self.reports = MemoryReportRepository(s, j)
         self.jobs = MemoryJobRepository(s, j)
         self.outbox = MemoryOutboxRepository(s, j)
         self.webhooks = MemoryWebhookRepository(s, j)

@@ -26,6 +26,7 @@ from tokenwarden.adapters.sql.repositories import (
     SqlOAuthRepository,
     SqlOrgRepository,
     SqlPolicyRepository,
+    SqlReportRepository,
     SqlRuleRepository,
     SqlSignalRepository,
     SqlTokenRepository,
@@ -46,6 +47,7 @@ from tokenwarden.ports.lifecycle import (
     WebhookRepository,
 )
 from tokenwarden.ports.oauth import OAuthRepository
+from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
@@ -82,6 +84,7 @@ class SqlUnitOfWork:
     signals: SignalRepository
     invitations: InvitationRepository
     oauth: OAuthRepository
+    reports: ReportRepository
     jobs: JobRepository
     outbox: OutboxRepository
     webhooks: WebhookRepository
@@ -137,6 +140,7 @@ class SqlUnitOfWork:
         self.signals = SqlSignalRepository(conn)
         self.invitations = SqlInvitationRepository(conn)
         self.oauth = SqlOAuthRepository(conn)
+        self.reports = SqlReportRepository(conn)
         self.jobs = SqlJobRepository(conn)
         self.outbox = SqlOutboxRepository(conn)
         self.webhooks = SqlWebhookRepository(conn)

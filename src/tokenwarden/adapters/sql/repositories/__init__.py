@@ -14,6 +14,7 @@ from tokenwarden.adapters.sql.repositories.directory import (
 from tokenwarden.adapters.sql.repositories.events import SqlEventRepository
 from tokenwarden.adapters.sql.repositories.oauth import SqlOAuthRepository
 from tokenwarden.adapters.sql.repositories.policies import SqlPolicyRepository
+from tokenwarden.adapters.sql.repositories.reports import SqlReportRepository
 from tokenwarden.adapters.sql.repositories.rules import SqlRuleRepository
 from tokenwarden.adapters.sql.repositories.signals import SqlSignalRepository
 from tokenwarden.adapters.sql.repositories.tokens import SqlTokenRepository
@@ -28,6 +29,7 @@ __all__ = [
     "SqlOAuthRepository",
     "SqlOrgRepository",
     "SqlPolicyRepository",
+    "SqlReportRepository",
     "SqlRuleRepository",
     "SqlSignalRepository",
     "SqlTokenRepository",
