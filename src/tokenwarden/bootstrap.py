@@ -43,6 +43,7 @@ from tokenwarden.services.lifecycle_jobs import (
     EXPIRY_NOTIFICATIONS,
     POLICY_ENFORCEMENT,
     WEBHOOK_SECRET_INFO,
+    WEEKLY_REPORT,
     delivering,
 )
 from tokenwarden.services.notifications import NotificationAdmin
@@ -63,7 +64,7 @@ from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.token_care import TokenCareService
 from tokenwarden.services.validation import Validator
 from tokenwarden.services.webhooks import WebhookService
-from tokenwarden.services.weekly_report import WeeklyReportService
+from tokenwarden.services.weekly_report import WeeklyReportService, run_weekly_report
 from tokenwarden.settings import Settings
 
 
@@ -435,6 +436,12 @@ def wire_lifecycle(
         POLICY_ENFORCEMENT: (
             "apply policy enforcements whose grace period has ended",
             PolicyEnforcementJob(uow, clock, catalog, base_url=base_url).run,
+        ),
+        WEEKLY_REPORT: (
+            "the weekly report to each organization's administrators",
+            lambda ctx: run_weekly_report(
+                uow, clock, catalog, org_id=ctx.org_id, base_url=base_url, run_id=ctx.run_id, check=ctx.check
+            ),
         ),
     }
     schedules = parse_schedules(settings.job_schedules, list(bodies))

@@ -335,3 +335,21 @@ def test_server_runs_jobs_at_start_up_and_health_shows_them(tmp_path: Path, inbo
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_weekly_report_email_once_a_week(tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+    box, port = inbox
+    env = env_for(tmp_path, port)
+    seed(env, tmp_path)
+    r = run_cli(["jobs", "run", "weekly-report", "--json"], env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    run = json.loads(r.stdout)
+    assert run["counts"]["orgs"] == 1 and run["counts"]["messages"] == {"sent": 1}
+    [mail] = box.received
+    assert mail["To"] == OWNER and mail["X-Tokenwarden-Event"] == "report.weekly"
+    html = mail.get_body(preferencelist=("html",))
+    text = mail.get_body(preferencelist=("plain",))
+    assert html is not None and "<table" in html.get_content()  # the inline chart of expiries per week
+    assert text is not None and "T1x" in text.get_content()  # expiring soon, by name
+    again = run_cli(["jobs", "run", "weekly-report", "--json"], env, tmp_path)
+    assert again.returncode == 0 and len(box.received) == 1  # same ISO week: not sent twice
