@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk_csv, csv_contention, http_load, oauth, propagation, validation
+from bench import bulk_csv, csv_contention, http_load, lifecycle, oauth, propagation, validation
 
 
 def machine() -> dict[str, str | int | None]:
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--skip-propagation", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["validation", "http", "propagation", "csv", "contention", "oauth"],
+        choices=["validation", "http", "propagation", "csv", "contention", "oauth", "lifecycle"],
         help="run one group",
     )
     args = parser.parse_args()
@@ -74,6 +74,10 @@ def main() -> None:
         )
         results["oauth"] = oauth.run(quick=args.quick, http_too=not args.skip_http)
         print(json.dumps(results["oauth"], indent=2), file=sys.stderr)
+    if args.only in (None, "lifecycle"):
+        print("lifecycle (issue 12): expiry scan, enqueue, SMTP delivery...", file=sys.stderr)
+        results["lifecycle"] = lifecycle.run(quick=args.quick)
+        print(json.dumps(results["lifecycle"], indent=2), file=sys.stderr)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
