@@ -149,6 +149,19 @@ def test_multipart_message_id_and_inline_images(server: int, recorder: Recorder)
     assert third.get_content_type() == "text/plain"
 
 
+def test_non_ascii_subject_and_body_are_encoded(server: int, recorder: Recorder) -> None:
+    subject = "Your token “Zoë’s deploy key” expires in 7 days"
+    evil = "x\r\nBcc: victim@example.com"  # a header value never breaks the header block
+    msg = message(1, subject=subject, text="Grüße — 7 days left", headers={"X-Tokenwarden-Event": evil})
+    [result] = sender(server).send_batch([msg])
+    assert result.ok, result.error
+    [(rcpt, got)] = recorder.received
+    assert rcpt == ["user1@example.com"] and got["Subject"] == subject
+    assert got["Bcc"] is None and got["X-Tokenwarden-Event"] == "x Bcc: victim@example.com"
+    plain = got.get_body(preferencelist=("plain",))
+    assert plain is not None and plain.get_content().strip() == "Grüße — 7 days left"
+
+
 def test_message_id_gets_brackets_and_a_domain(server: int, recorder: Recorder) -> None:
     results = sender(server).send_batch([message(1, message_id="0f5c2a"), message(2, message_id="<a@b>")])
     assert all(r.ok for r in results)
