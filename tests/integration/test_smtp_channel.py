@@ -150,7 +150,7 @@ def test_multipart_message_id_and_inline_images(server: int, recorder: Recorder)
 
 
 def test_non_ascii_subject_and_body_are_encoded(server: int, recorder: Recorder) -> None:
-    subject = "Your token “Zoë’s deploy key” expires in 7 days"
+    subject = "Your token “Zoë’s deploy key” expires in 7 days"  # noqa: RUF001 - typographic quotes on purpose
     evil = "x\r\nBcc: victim@example.com"  # a header value never breaks the header block
     msg = message(1, subject=subject, text="Grüße — 7 days left", headers={"X-Tokenwarden-Event": evil})
     [result] = sender(server).send_batch([msg])
