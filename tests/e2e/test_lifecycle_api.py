@@ -130,6 +130,7 @@ def test_webhook_registration(server: Server) -> None:
         ({"expiryWarningDays": [30, -1]}, "1..365"),
         ({"expiryWarningDays": []}, "1 to 8"),
         ({"expiryWarningDays": [400]}, "1..365"),
+        ({"expiryWarningDays": [True]}, "valid integer"),  # JSON true is not 1 day
         ({"dormantRevokeDays": 3}, "dormantRevokeDays"),
         ({"securityContact": "not-an-address"}, "email"),
     ],
@@ -216,3 +217,8 @@ def test_notifications_listing_and_replay_stay_in_the_org(server: Server) -> Non
         ).status_code
         == 400
     )
+
+
+def test_weekly_report_end_out_of_range_is_a_400(server: Server) -> None:
+    r = server.client.get("/api/v1/orgs/Acme/reports/weekly?end=0001-01-01T00:00:00Z", headers=server.auth())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalidEnd"

@@ -51,6 +51,9 @@ LIST_LIMIT: Final = 100
 TEMPLATE: Final = "weekly-report"
 
 
+EARLIEST_END = datetime(2000, 1, 1, tzinfo=UTC)  # a week before it, and 12 after, stay representable
+
+
 class WeeklyReportService:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, catalog: ScopeCatalog) -> None:
         self._uow = uow
@@ -64,6 +67,8 @@ class WeeklyReportService:
         until = now if end is None else ensure_utc(end)
         if until > now:
             raise InvalidInput("end must not be in the future", code="invalidEnd")
+        if until < EARLIEST_END:
+            raise InvalidInput("end must be after 2000-01-01", code="invalidEnd")
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)

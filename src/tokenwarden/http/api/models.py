@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from tokenwarden.domain.principals import IdentitySource, RiskLevel, RiskState, Role, UserStatus
 from tokenwarden.http.inputs import lone_surrogate
@@ -61,7 +61,8 @@ class PolicyPatch(Body):
     disable_pat_creation: bool | None = Field(default=None, alias="disablePatCreation")
     break_glass_two_person: bool | None = Field(default=None, alias="breakGlassTwoPerson")
     break_glass_approval_minutes: int | None = Field(default=None, alias="breakGlassApprovalMinutes")
-    expiry_warning_days: list[int] | None = Field(default=None, alias="expiryWarningDays", max_length=8)
+    # strict: JSON true is not a day count
+    expiry_warning_days: list[StrictInt] | None = Field(default=None, alias="expiryWarningDays", max_length=8)
     dormant_revoke_days: int | None = Field(
         default=None,
         alias="dormantRevokeDays",
