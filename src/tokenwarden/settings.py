@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,7 +26,7 @@ def _config_file() -> Path:
 class Settings(BaseSettings):
     """Every knob tokenwarden has. Secrets (peppers) come from env vars or files, never argv."""
 
-    model_config = SettingsConfigDict(env_prefix="TOKENWARDEN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TOKENWARDEN_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default=Path("data"), description="where embedded state lives")
     database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite under data_dir")
@@ -173,6 +173,87 @@ class Settings(BaseSettings):
     expired_notice_days: int = Field(
         default=7, ge=0, le=365, description="tokens that expired this long ago still get their notice"
     )
+
+    # ---- issue 13: rotation and secret stores (docs/rotation.md, docs/secret-stores.md)
+    secret_store_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "built-in secret store keys: comma-separated id:base64 (32-byte AES-GCM keys), current "
+            "first (overrides secret_store_key_file); older keys still open what they sealed"
+        ),
+    )
+    secret_store_key_file: Path | None = Field(
+        default=None, description="file of id:base64 lines, current first; default data_dir/secret-store.key"
+    )
+    secret_wait_max_seconds: float = Field(
+        default=60.0, ge=0, le=600, description="longest long-poll of GET /api/v1/secrets/{name}?wait="
+    )
+    file_store_dir: Path | None = Field(
+        default=None, description="directory of the file target; default data_dir/secrets"
+    )
+    vault_addr: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TOKENWARDEN_VAULT_ADDR", "VAULT_ADDR", "vault_addr"),
+        description="Vault / OpenBao address (the standard VAULT_ADDR)",
+    )
+    vault_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TOKENWARDEN_VAULT_TOKEN", "VAULT_TOKEN", "vault_token"),
+        description="Vault token (the standard VAULT_TOKEN); or AppRole below",
+    )
+    vault_role_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TOKENWARDEN_VAULT_ROLE_ID", "VAULT_ROLE_ID", "vault_role_id"),
+        description="AppRole role_id (with vault_secret_id) instead of a token",
+    )
+    vault_secret_id: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TOKENWARDEN_VAULT_SECRET_ID", "VAULT_SECRET_ID", "vault_secret_id"),
+    )
+    vault_mount: str = Field(default="secret", description="the KV v2 mount (TOKENWARDEN_VAULT_MOUNT)")
+    vault_namespace: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TOKENWARDEN_VAULT_NAMESPACE", "VAULT_NAMESPACE", "vault_namespace"),
+    )
+    vault_cacert: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TOKENWARDEN_VAULT_CACERT", "VAULT_CACERT", "vault_cacert"),
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "TOKENWARDEN_AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            "AWS_ENDPOINT_URL",
+            "aws_endpoint_url",
+        ),
+        description="Secrets Manager endpoint override (tests: a moto server); credentials: boto3's chain",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "TOKENWARDEN_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"
+        ),
+    )
+    azure_keyvault_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "TOKENWARDEN_AZURE_KEYVAULT_URL", "KEY_VAULT_URL", "azure_keyvault_url"
+        ),
+        description="https://NAME.vault.azure.net; credentials: azure-identity's DefaultAzureCredential",
+    )
+    azure_keyvault_ca_bundle: Path | None = Field(
+        default=None, description="CA bundle to verify the Key Vault endpoint (tests: a loopback server)"
+    )
+    rotation_batch_size: int = Field(default=10, ge=1, le=1000, description="credentials rotated per batch")
+    rotation_batch_pause_seconds: float = Field(
+        default=2.0, ge=0, le=600, description="pause between batches (source API rate limits)"
+    )
+    rotation_retry_attempts: int = Field(default=5, ge=1, le=20, description="tries of a transient failure")
+    rotation_retry_max_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="longest single wait between tries (Retry-After included)"
+    )
+    rotation_http_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
 
     @classmethod
     def settings_customise_sources(

@@ -502,3 +502,95 @@ policy_enforcements = Table(
     Column("counts", JSON(), nullable=False),
     Index("ix_policy_enforcements_org", "org_id", "status"),
 )
+
+# ---------------------------------------------------------------- issue 13: rotation, secret stores
+managed_credentials = Table(  # a credential bound to a destination: rotated before it expires
+    "managed_credentials",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), ForeignKey("orgs.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("name_key", String(128), nullable=False),  # casefolded: names are unique per org
+    Column("source", String(16), nullable=False),  # local | ado
+    Column("user_id", String(36), nullable=True),  # the owner (local source)
+    Column("authorization_id", String(64), nullable=False),  # the credential in service now
+    Column("display_base", String(256), nullable=False),  # display name without the -vN suffix
+    Column("scopes", JSON(), nullable=False),
+    Column("valid_to", UTCDateTime(), nullable=True),  # of the credential in service
+    Column("ado_url", Text(), nullable=True),
+    Column("ado_org", String(256), nullable=True),
+    Column("ado_credential", Text(), nullable=True),  # sealed (SecretBox), never shown
+    Column("store", String(32), nullable=False),  # builtin | vault | aws | azure-keyvault | file
+    Column("secret_name", String(512), nullable=False),  # the logical name asked for
+    Column("store_secret_name", String(512), nullable=False),  # sanitised, as the store has it
+    Column("threshold_days", Integer(), nullable=False),
+    Column("valid_days", Integer(), nullable=False),
+    Column("overlap_minutes", Integer(), nullable=False),
+    Column("contacts", JSON(), nullable=False),
+    Column("version", Integer(), nullable=False),  # rotations done (the -vN of the display name)
+    Column("status", String(16), nullable=False),  # active | failing | removed
+    Column("lease_holder", String(128), nullable=True),  # a rotation in progress holds it
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("failures", Integer(), nullable=False, server_default="0"),
+    Column("last_error", Text(), nullable=True),
+    Column("last_rotated_at", UTCDateTime(), nullable=True),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),  # after a failure: not before
+    Column("created_by", String(36), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("uq_managed_credentials_org_name", "org_id", "name_key", unique=True),
+    Index("uq_managed_credentials_store_name", "store", "store_secret_name", unique=True),
+    Index("ix_managed_credentials_due", "status", "valid_to"),
+)
+
+rotations = Table(  # the journal: one row per rotation attempt, each step committed before the next
+    "rotations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("credential_id", String(36), nullable=False),  # no FK: history outlives `managed remove`
+    Column("org_id", String(36), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | manual | emergency
+    Column("reason", String(32), nullable=False),  # expiring | forced | compromised
+    Column("step", String(24), nullable=False),
+    Column("open", Boolean(), nullable=True),  # True while unfinished, NULL after: one open per credential
+    Column("predecessor_id", String(64), nullable=False),
+    Column("successor_name", String(256), nullable=False),
+    Column("successor_id", String(64), nullable=True),
+    Column("successor_valid_to", UTCDateTime(), nullable=True),
+    Column("successor_fingerprint", LargeBinary(), nullable=True),  # keyed hash, never the secret
+    Column("store_version", String(128), nullable=True),
+    Column("revoke_after", UTCDateTime(), nullable=True),  # the overlap window ends
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("error", Text(), nullable=True),
+    Column("run_id", String(36), nullable=True),
+    Column("started_by", String(36), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Index("uq_rotations_open", "credential_id", "open", unique=True),
+    Index("ix_rotations_credential", "credential_id", "started_at"),
+    Index("ix_rotations_org_started", "org_id", "started_at"),
+)
+
+secret_heads = Table(  # the built-in store: which version of each secret is served
+    "secret_heads",
+    metadata,
+    Column("name", String(512), primary_key=True),
+    Column("current_version", Integer(), nullable=True),
+    Column("latest_version", Integer(), nullable=False),  # versions are numbered 1, 2, ...
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+secret_versions = Table(  # the built-in store's versions, AES-GCM sealed under a named key
+    "secret_versions",
+    metadata,
+    Column("name", String(512), primary_key=True),
+    Column("version", Integer(), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("sealed", LargeBinary(), nullable=False),  # nonce + ciphertext + tag; AAD = name/version
+    Column("content_type", String(128), nullable=True),
+    Column("tags", JSON(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("stage", String(16), nullable=False),  # pending | current | previous | old | discarded
+)

@@ -1,0 +1,1 @@
+"""Secret store backends (ports/secrets.py): built-in, file, Vault/OpenBao."""
