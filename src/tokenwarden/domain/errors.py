@@ -91,3 +91,23 @@ class TooManyRequests(DomainError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = max(1, int(retry_after))
+
+
+class ExternalServiceError(DomainError):
+    """A system tokenwarden calls (a secret store, a token source) refused or failed.
+    ``transient`` failures (timeouts, 5xx, 429) may be retried, after ``retry_after`` seconds
+    when the service said so."""
+
+    default_code = "externalServiceError"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.transient = transient
+        self.retry_after = retry_after

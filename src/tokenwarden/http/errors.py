@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from tokenwarden.domain.errors import (
     Conflict,
     DomainError,
+    ExternalServiceError,
     Forbidden,
     HeadersTooLarge,
     InvalidInput,
@@ -29,6 +30,7 @@ STATUS: Final[tuple[tuple[type[DomainError], int], ...]] = (
     (TooManyRequests, 429),
     (InvalidInput, 400),
     (Unavailable, 503),
+    (ExternalServiceError, 502),  # a secret store or token source failed: a bad gateway, not bad input
 )
 WWW_AUTHENTICATE: Final = 'Basic realm="tokenwarden", Bearer realm="tokenwarden"'
 ADO_JSON: Final = "application/json; charset=utf-8"

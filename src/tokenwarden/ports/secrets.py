@@ -27,27 +27,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from tokenwarden.domain.errors import DomainError
+from tokenwarden.domain.errors import ExternalServiceError
 
 PAT_CONTENT_TYPE = "application/x-pat-token"
 
 
-class SecretStoreError(DomainError):
+class SecretStoreError(ExternalServiceError):
     """A secret store refused or failed an operation."""
 
     default_code = "secretStoreError"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        transient: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, code=code)
-        self.transient = transient
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

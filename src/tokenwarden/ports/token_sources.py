@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from tokenwarden.domain.errors import DomainError
+from tokenwarden.domain.errors import ExternalServiceError
 
 
-class TokenSourceError(DomainError):
-    """The source refused or failed an operation."""
+class TokenSourceError(ExternalServiceError):
+    """The source refused or failed an operation (``status``: the HTTP status, if any)."""
 
     default_code = "tokenSourceError"
 
@@ -34,9 +34,7 @@ class TokenSourceError(DomainError):
         retry_after: float | None = None,
         status: int | None = None,
     ) -> None:
-        super().__init__(message, code=code)
-        self.transient = transient
-        self.retry_after = retry_after
+        super().__init__(message, code=code, transient=transient, retry_after=retry_after)
         self.status = status
 
 
