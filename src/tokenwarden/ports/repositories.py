@@ -22,6 +22,7 @@ from tokenwarden.ports.lifecycle import (
 )
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
+from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import SignalRepository
 
 
@@ -366,6 +367,9 @@ class UnitOfWork(Protocol):
     outbox: OutboxRepository
     webhooks: WebhookRepository
     lifecycle: LifecycleRepository
+    # issue 13: rotation
+    managed: ManagedCredentialRepository
+    rotations: RotationRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from tokenwarden.domain.audit import AuditEntry
 from tokenwarden.domain.events import InvalidationEvent
+from tokenwarden.domain.managed import ManagedCredential
 from tokenwarden.domain.oauth import AuthorizationCode, OAuthClient
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import (
@@ -28,6 +29,7 @@ from tokenwarden.ports.repositories import (
     BulkJob,
     BulkJobItem,
 )
+from tokenwarden.ports.rotation import RotationRecord
 from tokenwarden.ports.signals import (
     Delivery,
     SecurityEvent,
@@ -60,6 +62,7 @@ class MemoryStore:
     signal_tables: SignalTables = field(default_factory=lambda: SignalTables())
     oauth_tables: OAuthTables = field(default_factory=lambda: OAuthTables())
     lifecycle_tables: LifecycleTables = field(default_factory=lambda: LifecycleTables())
+    rotation_tables: RotationTables = field(default_factory=lambda: RotationTables())
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -140,3 +143,13 @@ class LifecycleTables:
     notice_marks: dict[tuple[str, str], tuple[datetime, int]] = field(default_factory=dict)
     watchers: dict[tuple[str, str], str] = field(default_factory=dict)  # (token, key) -> address
     enforcements: dict[str, PolicyEnforcement] = field(default_factory=dict)
+
+
+@dataclass
+class RotationTables:
+    """Managed credentials (with their lease and sealed ADO credential) and the journal (issue 13)."""
+
+    credentials: dict[str, ManagedCredential] = field(default_factory=dict)
+    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    sealed: dict[str, str] = field(default_factory=dict)
+    rotations: dict[str, RotationRecord] = field(default_factory=dict)

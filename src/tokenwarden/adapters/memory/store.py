@@ -29,6 +29,10 @@ from tokenwarden.adapters.memory.lifecycle import (
 from tokenwarden.adapters.memory.oauth import MemoryOAuthRepository
 from tokenwarden.adapters.memory.policies import MemoryPolicyRepository
 from tokenwarden.adapters.memory.reports import MemoryReportRepository
+from tokenwarden.adapters.memory.rotation import (
+    MemoryManagedCredentialRepository,
+    MemoryRotationRepository,
+)
 from tokenwarden.adapters.memory.rules import MemoryRuleRepository
 from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
@@ -56,6 +60,7 @@ from tokenwarden.ports.repositories import (
     WatermarkRepository,
     run_hooks,
 )
+from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import (
     SignalRepository,
 )
@@ -80,6 +85,8 @@ class MemoryUnitOfWork:
     outbox: OutboxRepository
     webhooks: WebhookRepository
     lifecycle: LifecycleRepository
+    managed: ManagedCredentialRepository
+    rotations: RotationRepository
 
     def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
@@ -109,6 +116,8 @@ class MemoryUnitOfWork:
         self.outbox = MemoryOutboxRepository(s, j)
         self.webhooks = MemoryWebhookRepository(s, j)
         self.lifecycle = MemoryLifecycleRepository(s, j)
+        self.managed = MemoryManagedCredentialRepository(s, j)
+        self.rotations = MemoryRotationRepository(s, j)
         return self
 
     def __exit__(

@@ -39,6 +39,10 @@ from tokenwarden.adapters.sql.repositories.lifecycle import (
     SqlOutboxRepository,
     SqlWebhookRepository,
 )
+from tokenwarden.adapters.sql.repositories.rotation import (
+    SqlManagedCredentialRepository,
+    SqlRotationRepository,
+)
 from tokenwarden.domain.errors import Unavailable
 from tokenwarden.ports.lifecycle import (
     JobRepository,
@@ -62,6 +66,7 @@ from tokenwarden.ports.repositories import (
     WatermarkRepository,
     run_hooks,
 )
+from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import SignalRepository
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -89,6 +94,8 @@ class SqlUnitOfWork:
     outbox: OutboxRepository
     webhooks: WebhookRepository
     lifecycle: LifecycleRepository
+    managed: ManagedCredentialRepository
+    rotations: RotationRepository
 
     def __init__(
         self,
@@ -145,6 +152,8 @@ class SqlUnitOfWork:
         self.outbox = SqlOutboxRepository(conn)
         self.webhooks = SqlWebhookRepository(conn)
         self.lifecycle = SqlLifecycleRepository(conn)
+        self.managed = SqlManagedCredentialRepository(conn)
+        self.rotations = SqlRotationRepository(conn)
         return self
 
     def __exit__(
