@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -14,10 +17,18 @@ from tokenwarden.adapters.bus.postgres import PostgresBus
 from tokenwarden.adapters.bus.redis import RedisBus
 from tokenwarden.adapters.notify.smtp import SmtpEmailSender
 from tokenwarden.adapters.notify.webhook import HttpWebhookSender
+from tokenwarden.adapters.providers.ado import AdoPatSource
+from tokenwarden.adapters.secrets.aws import AwsSecretStore
+from tokenwarden.adapters.secrets.azure_keyvault import AzureKeyVaultSecretStore
+from tokenwarden.adapters.secrets.builtin import BuiltinSecretStore
+from tokenwarden.adapters.secrets.file import FileSecretStore
+from tokenwarden.adapters.secrets.keyring import load_keyring
+from tokenwarden.adapters.secrets.vault import VaultSecretStore
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.domain.clock import Clock, SystemClock
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.hashing import Pepper, SecretHasher
+from tokenwarden.domain.managed import ManagedCredential, SourceKind, StoreKind
 from tokenwarden.domain.netpolicy import PushAllowList
 from tokenwarden.domain.policies import GlobalPolicy
 from tokenwarden.domain.scopes import ScopeCatalog
@@ -27,6 +38,8 @@ from tokenwarden.jobs.lifecycle import LifecycleWorker
 from tokenwarden.jobs.ssf_delivery import SsfDeliveryWorker
 from tokenwarden.ports.bus import InvalidationBus
 from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
+from tokenwarden.ports.secrets import SecretStore
+from tokenwarden.ports.token_sources import TokenSource
 from tokenwarden.services.access_tokens import AccessTokenMinter, JwtVerifier
 from tokenwarden.services.accounts import AccountService, ThrottlePolicy
 from tokenwarden.services.audit_log import AuditService
@@ -42,10 +55,13 @@ from tokenwarden.services.lifecycle_jobs import (
     DORMANT_TOKENS,
     EXPIRY_NOTIFICATIONS,
     POLICY_ENFORCEMENT,
+    ROTATION_JOB,
     WEBHOOK_SECRET_INFO,
     WEEKLY_REPORT,
     delivering,
 )
+from tokenwarden.services.local_source import LocalPatSource
+from tokenwarden.services.managed import ManagedCredentialService, ado_credential_aad
 from tokenwarden.services.notifications import NotificationAdmin
 from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
@@ -57,6 +73,7 @@ from tokenwarden.services.policies import PolicyService
 from tokenwarden.services.policy_check import PolicyCheckService
 from tokenwarden.services.policy_enforcement import PolicyEnforcementJob, PolicyEnforcementService
 from tokenwarden.services.revocation import RevocationService
+from tokenwarden.services.rotation import RotationService
 from tokenwarden.services.rules import RuleService
 from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
@@ -110,6 +127,10 @@ class Container:
     # issue 12: policy violations and the weekly report
     policy_check: PolicyCheckService
     weekly_report: WeeklyReportService
+    # issue 13: rotation into secret stores
+    managed: ManagedCredentialService
+    rotation: RotationService
+    stores: SecretStores
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -315,10 +336,22 @@ def wire(
         ),
         min_password_length=settings.password_min_length,
     )
+    # ---- issue 13: rotation into secret stores
+    stores = SecretStores(settings, database)
+    rotation = wire_rotation(settings, uow, clock, pats, hasher, stores)
     # ---- issue 12: lifecycle jobs and notifications
-    jobs, delivery, webhooks = wire_lifecycle(settings, uow, clock, catalog, hasher)
+    jobs, delivery, webhooks = wire_lifecycle(settings, uow, clock, catalog, hasher, rotation)
     # ----
     return Container(
+        managed=ManagedCredentialService(
+            uow,
+            clock,
+            stores,
+            SecretBox(hasher, ADO_CREDENTIAL_INFO),
+            lambda u, o, c: ado_source(settings, u, o, c),
+        ),
+        rotation=rotation,
+        stores=stores,
         jobs=jobs,
         delivery=delivery,
         webhooks=webhooks,
@@ -382,7 +415,12 @@ def wire(
 
 
 def wire_lifecycle(
-    settings: Settings, uow: UnitOfWorkFactory, clock: Clock, catalog: ScopeCatalog, hasher: SecretHasher
+    settings: Settings,
+    uow: UnitOfWorkFactory,
+    clock: Clock,
+    catalog: ScopeCatalog,
+    hasher: SecretHasher,
+    rotation: RotationService | None = None,
 ) -> tuple[JobRunner, OutboxDelivery, WebhookService]:
     """The scheduled side: channels from the SMTP/webhook settings, the outbox worker, the jobs."""
     allow = PushAllowList.parse(settings.webhook_allow)
@@ -444,6 +482,13 @@ def wire_lifecycle(
             ),
         ),
     }
+    if rotation is not None:
+        bodies[ROTATION_JOB] = (
+            "rotate managed credentials before they expire; finish rotations a crash or an overlap left open",
+            lambda ctx: rotation.run(
+                org_id=ctx.org_id, trigger=ctx.trigger, run_id=ctx.run_id, check=ctx.check
+            ).counts(),
+        )
     schedules = parse_schedules(settings.job_schedules, list(bodies))
     specs = [
         JobSpec(name, text, delivering(body, delivery, uow), schedules.get(name, DEFAULT_SCHEDULES[name]))
@@ -451,6 +496,123 @@ def wire_lifecycle(
     ]
     jobs = JobRunner(uow, clock, specs, node=node, lease_seconds=settings.job_lease_seconds)
     return jobs, delivery, webhooks
+
+
+ADO_CREDENTIAL_INFO = b"tokenwarden managed credential: external source credential"
+
+
+class SecretStores:
+    """The secret stores this node is configured for, built on first use (one per kind)."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self._settings = settings
+        self._database = database
+        self._built: dict[StoreKind, SecretStore] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: StoreKind) -> SecretStore:
+        with self._lock:
+            store = self._built.get(kind)
+            if store is None:
+                store = self._built[kind] = self._build(kind)
+            return store
+
+    def _build(self, kind: StoreKind) -> SecretStore:
+        s = self._settings
+        timeout = s.rotation_http_timeout_seconds
+        if kind is StoreKind.BUILTIN:
+            if not isinstance(self._database, SqlDatabase):
+                raise InvalidInput(
+                    "the built-in secret store needs a SQL database", code="storeNotConfigured"
+                )
+            keys = s.secret_store_keys.get_secret_value() if s.secret_store_keys else None
+            keyring = load_keyring(keys, s.secret_store_key_file or s.data_dir / "secret-store.key")
+            return BuiltinSecretStore(self._database.engine, keyring)
+        if kind is StoreKind.FILE:
+            return FileSecretStore(s.file_store_dir or s.data_dir / "secrets")
+        if kind is StoreKind.VAULT:
+            if not s.vault_addr:
+                raise InvalidInput(
+                    "the vault store is not configured: set VAULT_ADDR and VAULT_TOKEN (or "
+                    "VAULT_ROLE_ID and VAULT_SECRET_ID)",
+                    code="storeNotConfigured",
+                )
+            return VaultSecretStore(
+                s.vault_addr,
+                token=s.vault_token.get_secret_value() if s.vault_token else None,
+                role_id=s.vault_role_id,
+                secret_id=s.vault_secret_id.get_secret_value() if s.vault_secret_id else None,
+                mount=s.vault_mount,
+                namespace=s.vault_namespace,
+                verify=str(s.vault_cacert) if s.vault_cacert else True,
+                timeout=timeout,
+            )
+        if kind is StoreKind.AWS:
+            return AwsSecretStore(region=s.aws_region, endpoint_url=s.aws_endpoint_url)
+        if kind is StoreKind.AZURE_KEYVAULT:
+            if not s.azure_keyvault_url:
+                raise InvalidInput(
+                    "the azure-keyvault store is not configured: set KEY_VAULT_URL (and azure-identity's "
+                    "AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET or a managed identity)",
+                    code="storeNotConfigured",
+                )
+            return AzureKeyVaultSecretStore(
+                s.azure_keyvault_url,
+                ca_bundle=str(s.azure_keyvault_ca_bundle) if s.azure_keyvault_ca_bundle else None,
+                timeout=timeout,
+            )
+        raise InvalidInput(f"unknown secret store {kind!r}", code="invalidStore")  # pragma: no cover
+
+
+def ado_source(settings: Settings, url: str, org: str, credential: str) -> TokenSource:
+    """A PAT Lifecycle API client for one external Azure DevOps-compatible organization."""
+    return AdoPatSource(
+        url,
+        org,
+        credential,
+        timeout=settings.rotation_http_timeout_seconds,
+        retry_attempts=settings.rotation_retry_attempts,
+        retry_max_seconds=settings.rotation_retry_max_seconds,
+    )
+
+
+def wire_rotation(
+    settings: Settings,
+    uow: UnitOfWorkFactory,
+    clock: Clock,
+    pats: PatService,
+    hasher: SecretHasher,
+    stores: Callable[[StoreKind], SecretStore],
+    *,
+    sources: Callable[[ManagedCredential], TokenSource] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> RotationService:
+    """The rotation service: local PATs through PatService, external ones through the ADO client."""
+    box = SecretBox(hasher, ADO_CREDENTIAL_INFO)
+
+    def source_for(cred: ManagedCredential) -> TokenSource:
+        if cred.source is SourceKind.LOCAL:
+            return LocalPatSource(pats, uow, clock, org_id=cred.org_id, user_id=cred.user_id or "")
+        with uow() as u:
+            sealed = u.managed.sealed_ado_credential(cred.id)
+        if sealed is None or not cred.ado_url or not cred.ado_org:
+            raise InvalidInput(f"{cred.name} has no Azure DevOps credential", code="missingCredential")
+        credential = box.open_text(sealed, ado_credential_aad(cred.id))
+        return ado_source(settings, cred.ado_url, cred.ado_org, credential)
+
+    return RotationService(
+        uow,
+        clock,
+        sources or source_for,
+        stores,
+        hasher.hash,
+        batch_size=settings.rotation_batch_size,
+        batch_pause=settings.rotation_batch_pause_seconds,
+        retry_attempts=settings.rotation_retry_attempts,
+        retry_max_seconds=settings.rotation_retry_max_seconds,
+        base_url=settings.public_url or settings.issuer,
+        sleep=sleep or time.sleep,
+    )
 
 
 def _single_writer(database: Database) -> bool:

