@@ -517,6 +517,12 @@ class SecretStores:
                 store = self._built[kind] = self._build(kind)
             return store
 
+    def rekey_builtin(self) -> int:
+        """Re-seal the built-in store's versions under its current key; how many changed."""
+        store = self(StoreKind.BUILTIN)
+        assert isinstance(store, BuiltinSecretStore)  # noqa: S101 - _build makes one
+        return store.rekey()
+
     def _build(self, kind: StoreKind) -> SecretStore:
         s = self._settings
         timeout = s.rotation_http_timeout_seconds

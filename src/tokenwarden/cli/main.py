@@ -20,6 +20,7 @@ from tokenwarden.cli import (
     lifecycle_cmds,
     report_cmds,  # issue 12: report weekly
     revoke_cmds,
+    rotation_cmds,  # issue 13: managed, rotate, secrets
     rule_cmds,
     session_cmds,  # issue 11: user passwd, sessions list|revoke
 )
@@ -58,6 +59,7 @@ register_client_cmds(app)  # issue 11 (part 2): `tokenwarden client ...`
 session_cmds.register(app, user_app)  # issue 11
 report_cmds.register(app)  # issue 12
 jobs_cmds.register(app)  # issue 12
+rotation_cmds.register(app)  # issue 13
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

@@ -53,6 +53,7 @@ Fingerprint = Callable[[str], bytes]
 
 LEASE = timedelta(minutes=15)  # far longer than one rotation with all its retries
 MAX_ERROR = 500
+MAX_LISTED = 200  # outcomes kept in a job run's counts
 ALERT_AFTER_ATTEMPTS = 3  # a step that keeps failing transiently is alerted on its third try
 
 
@@ -122,6 +123,10 @@ class RunReport:
             "busy": self.count(RotationResult.BUSY),
             "wouldRotate": self.count(RotationResult.WOULD_ROTATE),
             "errors": self.errors,
+            # what was done (or would be): skipped credentials are only counted
+            "credentials": [o.as_dict() for o in self.outcomes if o.result != RotationResult.SKIPPED][
+                :MAX_LISTED
+            ],
         }
 
     def as_dict(self) -> dict[str, Any]:
