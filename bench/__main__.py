@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk_csv, csv_contention, http_load, lifecycle, oauth, propagation, validation
+from bench import bulk_csv, csv_contention, http_load, lifecycle, oauth, propagation, rotation, validation
 
 
 def machine() -> dict[str, str | int | None]:
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--skip-propagation", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["validation", "http", "propagation", "csv", "contention", "oauth", "lifecycle"],
+        choices=["validation", "http", "propagation", "csv", "contention", "oauth", "lifecycle", "rotation"],
         help="run one group",
     )
     args = parser.parse_args()
@@ -78,6 +78,13 @@ def main() -> None:
         print("lifecycle (issue 12): expiry scan, enqueue, SMTP delivery...", file=sys.stderr)
         results["lifecycle"] = lifecycle.run(quick=args.quick)
         print(json.dumps(results["lifecycle"], indent=2), file=sys.stderr)
+    if args.only in (None, "rotation"):
+        print(
+            "rotation (issue 13): 1,000 managed credentials into the built-in store and OpenBao...",
+            file=sys.stderr,
+        )
+        results["rotation"] = rotation.run(quick=args.quick)
+        print(json.dumps(results["rotation"], indent=2), file=sys.stderr)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))

@@ -618,6 +618,7 @@ def wire_rotation(
         retry_max_seconds=settings.rotation_retry_max_seconds,
         base_url=settings.public_url or settings.issuer,
         sleep=sleep or time.sleep,
+        lease=timedelta(seconds=settings.rotation_lease_seconds),
     )
 
 

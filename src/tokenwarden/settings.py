@@ -254,6 +254,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="longest single wait between tries (Retry-After included)"
     )
     rotation_http_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    rotation_lease_seconds: float = Field(
+        default=900.0,
+        ge=1,
+        le=86400,
+        description="how long a node holds a credential while rotating it (a killed node's lease runs out)",
+    )
 
     @classmethod
     def settings_customise_sources(

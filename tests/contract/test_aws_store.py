@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,46 +11,18 @@ import pytest
 
 from tests.contract.secret_store_contract import SecretStoreContract, meta, unique
 from tests.support.ports import free_port
+from tests.support.servers import moto_server
 from tokenwarden.adapters.secrets.aws import AwsSecretStore
-
-MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    if not MOTO_SERVER.exists():
-        pytest.skip("moto_server is not installed")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(MOTO_SERVER), "-p", str(port), "-H", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                break
-            except urllib.error.HTTPError:
-                break  # it answered
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("moto_server did not start")
-                time.sleep(0.1)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-            mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            mp.delenv("AWS_SESSION_TOKEN", raising=False)
-            mp.delenv("AWS_PROFILE", raising=False)
-            yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with moto_server() as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        yield url
 
 
 def _client(url: str, **config: Any) -> Any:

