@@ -75,7 +75,7 @@ def test_credentials_round_trip_and_names_are_unique_per_org_and_store(db: Datab
         with pytest.raises(Conflict, match="exists in this organization"):
             uow.managed.add(credential(org, "Deploy-Bot", store_secret_name="other-1"))
         # another org may use the name, but not the same store-side secret
-        with pytest.raises(Conflict, match="managed by another credential"):
+        with pytest.raises(Conflict, match="already holds a managed secret"):
             uow.managed.add(credential(other, "deploy-bot"))
         uow.managed.add(credential(other, "deploy-bot", store_secret_name="deploy-bot-2"))
         uow.commit()

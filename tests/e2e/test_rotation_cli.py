@@ -4,6 +4,7 @@ database: what the CLI rotates, the server accepts at once and refuses the prede
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_an_operator_puts_a_token_under_rotation_with_one_command(
     )
     assert added.returncode == 0, added.stderr
     data = json.loads(added.stdout)
-    assert data["secretName"].startswith("ci-deploy-") and len(data["secretName"]) == len("ci-deploy-") + 8
+    assert re.fullmatch(r"[0-9a-f-]{36}/ci-deploy-[0-9a-f]{8}", data["secretName"]), data["secretName"]
     assert data["firstRotation"]["result"] == "rotated"
     assert data["version"] == 1 and data["authorizationId"] != original["authorizationId"]
     assert "token" not in json.dumps(data).replace("Token", "")  # no secret in the listing

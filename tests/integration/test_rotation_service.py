@@ -133,6 +133,8 @@ class FaultySource:
             raise TokenSourceError("injected: 503", transient=True, status=503)
         if action == "crash-before":
             raise Crash("source.revoke")
+        if action == "lie":  # says "already revoked" without revoking
+            return False
         return self._real.revoke(authorization_id, reason)
 
 
@@ -469,3 +471,38 @@ def test_batches_are_paced(world: World) -> None:
     )
     assert paced.run().counts()["rotated"] == 12
     assert world.sleeps == [2.0, 2.0]  # after the 5th and the 10th
+
+
+def test_expiry_warnings_say_a_managed_token_is_rotated(world: World) -> None:
+    world.add("managed-one", days=3)
+    world.container.pats.create(
+        OPERATOR,
+        org="Acme",
+        user="ci-bot@acme.test",
+        display_name="by hand",
+        scope="vso.code",
+        valid_to=world.clock.now() + timedelta(days=3),
+    )
+    run = world.container.jobs.run("expiry-notifications", trigger="manual")
+    assert run is not None and run.status == "completed", run
+    with world.container.uow() as uow:
+        messages = uow.outbox.find(org_id=world.org_id, limit=100)
+    flags = {
+        t["displayName"]: t["managedByRotation"]
+        for m in messages
+        if m.template == "expiry-warning"
+        for t in m.payload["tokens"]
+    }
+    assert flags == {"managed-one token": True, "by hand": False}, flags
+
+
+def test_a_source_that_says_revoked_while_the_token_lives_is_not_believed(world: World) -> None:
+    cred = world.add()
+    world.faults.plan["source.revoke"] = ["lie"]
+    report = world.service.run()
+    assert report.counts()["failed"] == 1 and "still live" in report.errors[0], report.as_dict()
+    assert cred.authorization_id in world.live_pats()
+    assert ("ops@acme.test", "promoted") in world.alerts("rotation-failed")
+    assert world.service.run().counts()["rotated"] == 1
+    assert cred.authorization_id not in world.live_pats()
+    world.check_invariant()

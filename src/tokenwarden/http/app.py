@@ -21,6 +21,7 @@ from tokenwarden.http import oauth, oauth_authorize, ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, reports, revocation, system
 from tokenwarden.http.api import jobs as jobs_api  # issue 12
 from tokenwarden.http.api import lifecycle as lifecycle_api  # issue 12: enforcement, self-service
+from tokenwarden.http.api import rotation as rotation_api  # issue 13: managed credentials, rotation
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, graph
@@ -141,6 +142,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     # ----
     app.include_router(jobs_api.router)  # issue 12: lifecycle jobs, webhooks, the outbox
     app.include_router(lifecycle_api.router)  # issue 12: policy enforcement, extend, watchers, contact
+    app.include_router(rotation_api.router)  # issue 13: managed credentials, rotation, secrets
 
     @app.middleware("http")
     async def count_requests(

@@ -139,6 +139,7 @@ class ExpiryNotifier:
         notices: list[Notice] = []
         dead: dict[tuple[str, str], tuple[datetime, int]] = {}
         writer.preload([r.user_id for r in page])
+        managed = {c.authorization_id for c in uow.managed.all()}  # issue 13: rotated, not renewed by hand
         for record in page:
             if view.one(record).revoked_at is not None:
                 # dead by a watermark, a rule or its owner's membership: nothing to warn about,
@@ -163,11 +164,12 @@ class ExpiryNotifier:
                     now,
                     threshold=threshold,
                     renewalBlocked=renewal_blocked(policy, self._global, owner, record),
+                    managedByRotation=record.authorization_id in managed,
                 )
                 key = f"expiry:{threshold}:{iso_z(record.valid_to)}"
                 notices.append(Notice(record, key, entry, mark=(record.valid_to, threshold)))
             else:
-                entry = token_entry(record, owner, now)
+                entry = token_entry(record, owner, now, managedByRotation=record.authorization_id in managed)
                 notices.append(
                     Notice(record, f"expired:{iso_z(record.valid_to)}", entry, mark=(record.valid_to, 0))
                 )

@@ -74,7 +74,7 @@ def credential_dict(cred: ManagedCredential, last: RotationRecord | None = None)
         "adoUrl": cred.ado_url,
         "adoOrg": cred.ado_org,
         "store": cred.store.value,
-        "logicalSecretName": cred.secret_name,
+        "logicalSecretName": cred.secret_name.removeprefix(f"{cred.org_id}/"),
         "secretName": cred.store_secret_name,
         "thresholdDays": cred.rotation.threshold_days,
         "validDays": cred.rotation.valid_days,
@@ -148,19 +148,24 @@ class ManagedCredentialService:
         contacts = check_contacts(list(new.contacts))
         logical = check_logical_name(new.secret_name if new.secret_name is not None else name)
         store = self._stores(store_kind)  # InvalidInput if this node has no such store configured
-        store_secret_name = store.secret_name(logical)
         now = self._clock.now()
         cred_id = new_id()
         sealed: str | None = None
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+        if store_kind in (StoreKind.BUILTIN, StoreKind.FILE):
+            # tokenwarden's own stores are shared by every org: names live under the org's id, so
+            # two orgs' "ci" never meet (external stores take the name as given: it is a path there)
+            logical = check_logical_name(f"{the_org.id}/{logical}")
+        store_secret_name = store.secret_name(logical)
         if source is SourceKind.LOCAL:
-            user_id, scopes, display, valid_to = self._local_token(actor, the_org.id, new)
+            authorization_id, user_id, scopes, display, valid_to = self._local_token(actor, the_org.id, new)
             ado_url = ado_org = None
         else:
             ado_url, ado_org, credential = self._ado_fields(new)
-            token = self._ado_source(ado_url, ado_org, credential).get(new.authorization_id)
+            authorization_id = new.authorization_id.strip().lower()
+            token = self._ado_source(ado_url, ado_org, credential).get(authorization_id)
             if token is None or token.revoked:
                 raise NotFound(
                     "the Azure DevOps server has no live PAT with authorizationId "
@@ -174,7 +179,7 @@ class ManagedCredentialService:
             org_id=the_org.id,
             name=name,
             source=source,
-            authorization_id=new.authorization_id,
+            authorization_id=authorization_id,
             display_base=display_base(display),
             scopes=tuple(scopes),
             store=store_kind,
@@ -221,7 +226,7 @@ class ManagedCredentialService:
 
     def _local_token(
         self, actor: Actor, org_id: str, new: NewCredential
-    ) -> tuple[str, tuple[str, ...], str, datetime]:
+    ) -> tuple[str, str, tuple[str, ...], str, datetime]:
         if new.ado_url or new.ado_org or new.ado_credential:
             raise InvalidInput(
                 "--ado-url, --ado-org and the ADO credential are for --source ado", code="invalidSource"
@@ -255,7 +260,7 @@ class ManagedCredentialService:
                 f"{policy.max_lifetime_days} days",
                 code="patLifespanPolicyViolation",
             )
-        return record.user_id, record.scopes, record.display_name, record.valid_to
+        return record.authorization_id, record.user_id, record.scopes, record.display_name, record.valid_to
 
     @staticmethod
     def _ado_fields(new: NewCredential) -> tuple[str, str, str]:

@@ -76,7 +76,7 @@ def token_entry(record: TokenRecord, owner: User | None, now: datetime, **extra:
         "validTo": iso_z(record.valid_to),
         "daysLeft": max(0, int((record.valid_to - now).total_seconds() // 86400)),
         "threshold": None,
-        "managedByRotation": False,  # the rotation service (issue 13) sets this
+        "managedByRotation": False,  # a managed credential's token in service (issue 13)
         "renewalBlocked": None,
         "owner": owner.upn if owner else None,
         "lastUsedAt": iso_z(record.last_used_at),

@@ -580,7 +580,11 @@ class RotationService:
     ) -> RotationRecord:
         reason = "compromised" if record.reason is Reason.COMPROMISED else "rotated"
         try:
-            source.revoke(record.predecessor_id, reason=reason)
+            if not source.revoke(record.predecessor_id, reason=reason):
+                # "already revoked or unknown": make sure it is not live under another spelling
+                still = source.get(record.predecessor_id)
+                if still is not None and not still.revoked:
+                    raise _Halt("the source did not revoke the predecessor and it is still live", alert=True)
         except ExternalServiceError as exc:
             raise _Halt(
                 f"revoking the predecessor failed: {_short(exc)}; it is still live", alert=not exc.transient

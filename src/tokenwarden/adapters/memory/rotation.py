@@ -23,8 +23,8 @@ class MemoryManagedCredentialRepository(_RotationRepo):
                 raise Conflict(f"a managed credential named {credential.name!r} exists in this organization")
             if other.store == credential.store and other.store_secret_name == credential.store_secret_name:
                 raise Conflict(
-                    f"the {credential.store} store's secret {credential.store_secret_name!r} is managed "
-                    "by another credential"
+                    f"the {credential.store} store already holds a managed secret named "
+                    f"{credential.store_secret_name!r}: choose another secret name"
                 )
         _set(self._t.credentials, credential.id, credential, self.j)
         if sealed_ado_credential is not None:

@@ -15,6 +15,7 @@ from tokenwarden.http.auth import authenticate, member_org
 from tokenwarden.http.deps import container
 from tokenwarden.http.errors import headers_of, status_of
 from tokenwarden.http.validate_door import caller_body, parse_request
+from tokenwarden.services.lifecycle_jobs import ROTATION_JOB
 
 router = APIRouter(tags=["system"])
 
@@ -77,13 +78,15 @@ def health(request: Request) -> JSONResponse:
     """Liveness and readiness: 200 when the database answers, 503 otherwise."""
     c = container(request)
     db_ok = c.database.ping()
+    jobs = _job_health(c) if db_ok else None
     body = {
         "status": "ok" if db_ok else "degraded",
         "version": __version__,
         "database": db_ok,
         "eventSeq": c.validator.seq,
         "secondsSinceSync": round(c.validator.seconds_since_sync(), 3),
-        "jobs": _job_health(c) if db_ok else None,
+        "jobs": jobs,
+        "rotation": _rotation_health(jobs),
     }
     return JSONResponse(body, status_code=200 if db_ok else 503)
 
@@ -110,12 +113,40 @@ def _job_health(c: Any) -> list[dict[str, Any]] | None:
                     "finishedAt": last["finishedAt"],
                     "status": last["status"],
                     "trigger": last["trigger"],
-                    "counts": {k: v for k, v in (last["counts"] or {}).items() if k != "deliveryErrors"},
+                    "counts": {
+                        # error texts name credentials and tokens: numbers only here
+                        k: len(v) if isinstance(v, list) else v
+                        for k, v in (last["counts"] or {}).items()
+                        if k != "deliveryErrors"
+                    },
                     "failed": last["error"] is not None,
                 },
             }
         )
     return out
+
+
+def _rotation_health(jobs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The ``rotation`` job's last run (issue 13) with its figures; None if it never ran (or the
+    database is away). ``errors`` is how many distinct errors, not their texts."""
+    job = next((j for j in jobs or [] if j["name"] == ROTATION_JOB), None)
+    last = job["lastRun"] if job else None
+    if last is None:
+        return None
+    counts = last["counts"]
+    return {
+        "lastRun": {
+            "startedAt": last["startedAt"],
+            "finishedAt": last["finishedAt"],
+            "status": last["status"],
+            "trigger": last["trigger"],
+        },
+        **{k: _number(counts.get(k)) for k in ("rotated", "failed", "skipped", "pending", "errors")},
+    }
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 @router.get("/metrics")

@@ -99,7 +99,8 @@ class SqlManagedCredentialRepository:
                 self._c.execute(t.managed_credentials.insert().values(**values))
         except IntegrityError as exc:
             raise Conflict(
-                f"the {c.store} store's secret {c.store_secret_name!r} is managed by another credential"
+                f"the {c.store} store already holds a managed secret named {c.store_secret_name!r}: "
+                "choose another secret name"
             ) from exc
 
     def get(self, credential_id: str) -> ManagedCredential | None:
