@@ -142,6 +142,29 @@ def run_cli(
     )
 
 
+def serve_process(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``tokenwarden serve`` on a free port; (process, base URL) once /health answers."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "tokenwarden"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A real ``tokenwarden serve`` process on a free port over SQLite."""
@@ -152,26 +175,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     import json
 
     token = json.loads(init.stdout)["token"]
-    port = free_port()
-    exe = Path(sys.executable).parent / "tokenwarden"
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
+    proc, base = serve_process(env, tmp_path)
     try:
         yield LiveServer(base, "Acme", token, env, proc)
     finally:

@@ -28,9 +28,8 @@ import httpx
 import hvac
 import pytest
 
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import run_cli, serve_process
 from tests.support.fault_proxy import FaultProxy, Rule, fault_proxy
-from tests.support.ports import free_port
 from tests.support.servers import BAO_ROOT_TOKEN, bao_server, moto_server
 
 API = "api-version=7.1-preview.1"
@@ -186,27 +185,6 @@ class Rig:
         assert ("ops@ops.test",) in alerts, "the failure was not alerted"
 
 
-def _serve(env: dict[str, str], work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(EXE), "serve", "--port", str(port)],
-        env=env,
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server A did not start")
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     work = tmp_path_factory.mktemp("rotation-e2e")
@@ -237,7 +215,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     credential_file = work / "ado-credential"
     credential_file.write_text(credential + "\n")
     credential_file.chmod(0o600)
-    a_proc, a_url = _serve(a_env, work)
+    a_proc, a_url = serve_process(a_env, work)
     try:
         with (
             bao_server(work) as bao_url,

@@ -723,24 +723,21 @@ class RotationService:
         }
         recipients = list(cred.contacts)
         security = policy.security_contact if policy else None
+        # the security contact hears failures and every emergency rotation
         if (
             security
-            and template == ROTATION_FAILED
-            and security.casefold() not in {c.casefold() for c in recipients}
-        ):
-            recipients.append(security)
-        if (
-            record.reason is Reason.COMPROMISED
-            and security
+            and (template == ROTATION_FAILED or record.reason is Reason.COMPROMISED)
             and security.casefold() not in {c.casefold() for c in recipients}
         ):
             recipients.append(security)
         now = self._clock.now()
-        messages = [
-            OutboxMessage(
-                dedupe_key=f"rotation:{record.id}:{template}:{record.step.value}:{address_key(a)}"[:255],
-                channel="email",
-                destination=a,
+        prefix = f"rotation:{record.id}:{template}:{record.step.value}"
+
+        def message(channel: str, destination: str, key: str) -> OutboxMessage:
+            return OutboxMessage(
+                dedupe_key=f"{prefix}:{key}"[:255],
+                channel=channel,
+                destination=destination,
                 template=template,
                 payload=payload,
                 created_at=now,
@@ -748,21 +745,8 @@ class RotationService:
                 org_id=cred.org_id,
                 run_id=record.run_id,
             )
-            for a in recipients
-        ]
-        messages += [
-            OutboxMessage(
-                dedupe_key=f"rotation:{record.id}:{template}:{record.step.value}:hook:{hook}"[:255],
-                channel="webhook",
-                destination=hook,
-                template=template,
-                payload=payload,
-                created_at=now,
-                next_attempt_at=now,
-                org_id=cred.org_id,
-                run_id=record.run_id,
-            )
-            for hook in subscribed(uow, cred.org_id, template)
-        ]
+
+        messages = [message("email", a, address_key(a)) for a in recipients]
+        messages += [message("webhook", h, f"hook:{h}") for h in subscribed(uow, cred.org_id, template)]
         if messages:
             uow.outbox.enqueue(messages)
