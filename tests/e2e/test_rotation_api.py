@@ -55,13 +55,13 @@ def test_add_list_show_patch_delete(server: Server) -> None:
     assert cred["orgId"] == server.org_id and cred["version"] == 0 and cred["status"] == "active"
     assert cred["logicalSecretName"] == "ci"
     # the built-in store is shared by every org: the name lives under the org's id
-    assert re.fullmatch(rf"{server.org_id}/ci-[0-9a-f]{{8}}", cred["secretName"]), cred["secretName"]
+    assert re.fullmatch(rf"{server.org}/ci-[0-9a-f]{{8}}", cred["secretName"]), cred["secretName"]
     assert (cred["thresholdDays"], cred["validDays"], cred["overlapMinutes"]) == (5, 20, 0)
     assert cred["contacts"] == ["ops@acme.test"] and cred["lastRotation"] is None
     assert cred["scopes"] == ["vso.code"] and cred["displayName"] == "ci token"
 
     other, _ = put_under_management(server, "deploy", secretName="deploy/prod key")
-    assert re.fullmatch(rf"{server.org_id}/deploy/prod-key-[0-9a-f]{{8}}", other["secretName"]), other[
+    assert re.fullmatch(rf"{server.org}/deploy/prod-key-[0-9a-f]{{8}}", other["secretName"]), other[
         "secretName"
     ]
 
@@ -374,8 +374,16 @@ def test_run_dry_run_status_and_health(server: Server) -> None:
     assert health["status"] == "ok" and "jobs" in health
     rot = health["rotation"]
     assert rot["lastRun"]["status"] == "completed" and rot["lastRun"]["finishedAt"]
-    assert (rot["rotated"], rot["failed"], rot["skipped"], rot["pending"], rot["errors"]) == (1, 0, 2, 0, 0)
-    assert "later" not in str(health)  # no credential names on the open probe
+    # that run was one organization's: the unauthenticated probe shows no figures of it
+    assert (rot["rotated"], rot["failed"], rot["skipped"], rot["pending"], rot["errors"]) == (None,) * 5
+    job = next(j for j in health["jobs"] if j["name"] == "rotation")
+    assert job["lastRun"]["counts"] is None
+    # the scheduler's installation-wide run: figures
+    run = server.container.jobs.run("rotation", trigger="schedule")
+    assert run is not None and run.status == "completed"
+    rot = c.get("/health").json()["rotation"]
+    assert (rot["rotated"], rot["failed"], rot["skipped"], rot["pending"], rot["errors"]) == (0, 0, 3, 0, 0)
+    assert "later" not in str(c.get("/health").json())  # no credential names on the open probe
 
     r = c.post("/api/v1/rotation/run", json={"org": server.org, "dryRun": "no"}, headers=server.auth())
     assert r.status_code == 400
@@ -517,3 +525,29 @@ def test_the_org_less_secret_route_reads_the_callers_org(server: Server) -> None
     boss = server.container.directory.add_org("Globex", "boss@globex.test").token.secret
     r3 = server.client.get("/api/v1/secrets/ci", headers=server.auth(boss))
     assert r3.status_code == 404 and "value" not in r3.text
+
+
+def test_a_narrow_admin_token_can_neither_mint_nor_read_a_wider_credential(server: Server) -> None:
+    put_under_management(server)  # a vso.code PAT
+    narrow = admin_pat(server, "second-admin@acme.test")  # vso.tokenadministration only
+    r = rotate(server, token=narrow)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "scopeEscalation", r.text
+    assert rotate(server).json()["result"] == "rotated"  # the full-scope admin may
+    r = server.client.get(secret_url(server), headers=server.auth(narrow))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "scopeEscalation", r.text
+    assert "value" not in r.text
+
+
+def test_hostile_ado_fields_are_400s_not_500s(server: Server) -> None:
+    base = {"name": "x", "authorizationId": "00000000-0000-0000-0000-000000000001", "store": "builtin"}
+    for extra in (
+        {"adoUrl": "http://[::1", "adoOrg": "o", "adoCredential": "abc"},
+        {"adoUrl": "http://a..b", "adoOrg": "o", "adoCredential": "abc"},
+        {"adoUrl": "http://" + "a" * 300 + ".example", "adoOrg": "o", "adoCredential": "abc"},
+        {"adoUrl": "http://bücher.example", "adoOrg": "o", "adoCredential": "abc"},
+        {"adoUrl": "https://ado.example", "adoOrg": "o", "adoCredential": "ab\u00a0cd"},
+        {"adoUrl": "https://ado.example", "adoOrg": "o", "adoCredential": "té"},
+    ):
+        r = server.client.post(creds(server), json={**base, "source": "ado", **extra}, headers=server.auth())
+        assert r.status_code == 400, (extra, r.status_code, r.text)
+        assert r.json()["error"]["code"] in ("invalidUrl", "invalidCredential"), r.text

@@ -68,7 +68,7 @@ def test_an_operator_puts_a_token_under_rotation_with_one_command(
     )
     assert added.returncode == 0, added.stderr
     data = json.loads(added.stdout)
-    assert re.fullmatch(r"[0-9a-f-]{36}/ci-deploy-[0-9a-f]{8}", data["secretName"]), data["secretName"]
+    assert re.fullmatch(r"Acme/ci-deploy-[0-9a-f]{8}", data["secretName"]), data["secretName"]
     assert data["firstRotation"]["result"] == "rotated"
     assert data["version"] == 1 and data["authorizationId"] != original["authorizationId"]
     assert "token" not in json.dumps(data).replace("Token", "")  # no secret in the listing

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 
 from tests.unit.conftest import FakeClock
 from tokenwarden.bootstrap import Container, build, wire_rotation
-from tokenwarden.domain.errors import Unauthenticated
+from tokenwarden.domain.errors import InvalidInput, Unauthenticated
 from tokenwarden.domain.managed import CredentialStatus, ManagedCredential, StoreKind
 from tokenwarden.domain.rotation import Step
 from tokenwarden.domain.tokens import TokenKind
@@ -506,3 +506,75 @@ def test_a_source_that_says_revoked_while_the_token_lives_is_not_believed(world:
     assert world.service.run().counts()["rotated"] == 1
     assert cred.authorization_id not in world.live_pats()
     world.check_invariant()
+
+
+def test_an_emergency_takes_over_an_unfinished_rotation_whatever_its_step(world: World) -> None:
+    cred = world.add(overlap=600)
+    world.faults.plan["store.promote"] = ["transient"] * 5  # stuck at stored
+    assert world.service.run().counts()["failed"] == 1
+    with world.container.uow() as uow:
+        open_one = uow.rotations.open_for(cred.id)
+    assert open_one is not None and open_one.step is Step.STORED
+    outcome = world.service.rotate_now(OPERATOR, world.cred(), compromised=True)
+    assert outcome.result == RotationResult.ROTATED, outcome
+    assert cred.authorization_id not in world.live_pats()  # no 600-minute overlap for a leak
+    with world.container.uow() as uow:
+        taken_over = uow.rotations.get(open_one.id)
+    assert taken_over is not None and taken_over.reason.value == "compromised"  # persisted
+    world.check_invariant()
+
+
+def test_a_narrowed_or_shortened_token_gets_a_successor_no_wider(world: World) -> None:
+    cred = world.add(days=60)
+    with world.container.uow() as uow:  # the owner narrowed it and shortened it
+        record = uow.tokens.get(cred.authorization_id)
+        assert record is not None
+        uow.tokens.update(
+            replace(record, scopes=("vso.code",), valid_to=world.clock.now() + timedelta(days=2))
+        )
+        uow.commit()
+    assert world.service.run().counts()["rotated"] == 1  # due now: 2 days left
+    current = world.cred().authorization_id
+    with world.container.uow() as uow:
+        successor = uow.tokens.get(current)
+    assert successor is not None and successor.scopes == ("vso.code",)
+    assert world.cred().scopes == ("vso.code",)
+
+
+def test_a_token_revoked_outside_rotation_is_not_silently_replaced(world: World) -> None:
+    cred = world.add()
+    world.container.pats.revoke(OPERATOR, cred.authorization_id, "compromised")
+    report = world.service.run()
+    assert report.counts()["failed"] == 1 and "outside rotation" in report.errors[0]
+    assert world.live_pats() == [] and world.stored_secret() is None  # nothing minted
+    assert world.cred().status is CredentialStatus.FAILING
+    assert ("ops@acme.test", "failed") in world.alerts("rotation-failed")
+    # an explicit rotate now replaces it
+    assert (
+        world.service.rotate_now(OPERATOR, world.cred(), compromised=False).result == RotationResult.ROTATED
+    )
+    world.check_invariant()
+
+
+def test_a_node_without_the_store_journals_nothing_and_alerts(world: World) -> None:
+    cred = world.add()
+
+    def no_store(kind: StoreKind) -> SecretStore:
+        raise InvalidInput("the vault store is not configured", code="storeNotConfigured")
+
+    service = RotationService(
+        world.container.uow,
+        world.clock,
+        lambda c: LocalPatSource(
+            world.container.pats, world.container.uow, world.clock, org_id=c.org_id, user_id=c.user_id or ""
+        ),
+        no_store,
+        world.container.hasher.hash,
+    )
+    report = service.run()
+    assert report.counts()["failed"] == 1 and "not configured" in report.errors[0]
+    with world.container.uow() as uow:
+        assert uow.rotations.open_for(cred.id) is None
+    assert world.cred().status is CredentialStatus.FAILING
+    assert world.alerts("rotation-failed")
+    assert world.live_pats() == [cred.authorization_id]

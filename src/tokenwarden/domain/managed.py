@@ -93,10 +93,19 @@ def check_contacts(contacts: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 def check_ado_url(url: str) -> str:
     """An http(s) base URL without credentials, query or fragment (the PAT Lifecycle API is at
     ``{url}/{org}/_apis/tokens/pats``)."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+        if host is not None:
+            host.encode("idna")
+    except (ValueError, UnicodeError):
+        parts, host, port = None, None, None
     if (
-        parts.scheme not in ("https", "http")
-        or not parts.hostname
+        parts is None
+        or not url.isascii()
+        or host is None
+        or port == 0
+        or parts.scheme not in ("https", "http")
         or parts.username
         or parts.password
         or parts.query

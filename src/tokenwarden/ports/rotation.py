@@ -76,6 +76,10 @@ class ManagedCredentialRepository(Protocol):
         """Take the credential's lease if free or expired (compare-and-set)."""
         ...
 
+    def renew(self, credential_id: str, holder: str, until: datetime) -> bool:
+        """Extend a lease this holder still has; False if it was lost (or the credential removed)."""
+        ...
+
     def release(self, credential_id: str, holder: str) -> None:
         """Give the lease up, if this holder still has it."""
         ...

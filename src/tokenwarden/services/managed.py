@@ -5,7 +5,7 @@ audited; the external source's admin credential is sealed at rest and never show
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +56,7 @@ class NewCredential:
     contacts: Sequence[str] = ()
     ado_url: str | None = None
     ado_org: str | None = None
-    ado_credential: str | None = None  # from a file or stdin, never an argument
+    ado_credential: str | None = field(default=None, repr=False)  # a file or stdin, never an argument
 
 
 def credential_dict(cred: ManagedCredential, last: RotationRecord | None = None) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def credential_dict(cred: ManagedCredential, last: RotationRecord | None = None)
         "adoUrl": cred.ado_url,
         "adoOrg": cred.ado_org,
         "store": cred.store.value,
-        "logicalSecretName": cred.secret_name.removeprefix(f"{cred.org_id}/"),
+        "logicalSecretName": cred.secret_name.split("/", 1)[-1],
         "secretName": cred.store_secret_name,
         "thresholdDays": cred.rotation.threshold_days,
         "validDays": cred.rotation.valid_days,
@@ -154,24 +154,30 @@ class ManagedCredentialService:
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
-        if store_kind in (StoreKind.BUILTIN, StoreKind.FILE):
-            # tokenwarden's own stores are shared by every org: names live under the org's id, so
-            # two orgs' "ci" never meet (external stores take the name as given: it is a path there)
-            logical = check_logical_name(f"{the_org.id}/{logical}")
+        # a store is shared by every org of the installation: names live under the org's name, so
+        # two orgs' "ci" never meet and one org cannot take over (or delete) another's secret
+        logical = check_logical_name(f"{the_org.name}/{logical}")
         store_secret_name = store.secret_name(logical)
         if source is SourceKind.LOCAL:
             authorization_id, user_id, scopes, display, valid_to = self._local_token(actor, the_org.id, new)
             ado_url = ado_org = None
         else:
             ado_url, ado_org, credential = self._ado_fields(new)
-            authorization_id = new.authorization_id.strip().lower()
-            token = self._ado_source(ado_url, ado_org, credential).get(authorization_id)
+            source_client = self._ado_source(ado_url, ado_org, credential)
+            try:
+                token = source_client.get(new.authorization_id.strip())
+            finally:
+                close = getattr(source_client, "close", None)
+                if callable(close):
+                    close()
             if token is None or token.revoked:
                 raise NotFound(
                     "the Azure DevOps server has no live PAT with authorizationId "
                     f"{new.authorization_id!r:.80}",
                     code="authorizationNotFound",
                 )
+            actor.check_may_hold(token.scopes, (the_org.id,))
+            authorization_id = token.authorization_id  # as the source spells it: one token, one id
             user_id, scopes, display, valid_to = None, token.scopes, token.display_name, token.valid_to
             sealed = self._box.seal_text(credential, ado_credential_aad(cred_id))
         cred = ManagedCredential(
@@ -272,9 +278,7 @@ class ManagedCredentialService:
                 "--source ado needs the Azure DevOps credential (from --ado-credential-file)",
                 code="missingCredential",
             )
-        if len(credential) > MAX_ADO_CREDENTIAL or any(
-            ord(ch) < 0x21 or ord(ch) == 0x7F for ch in credential
-        ):
+        if len(credential) > MAX_ADO_CREDENTIAL or not all(0x21 <= ord(ch) < 0x7F for ch in credential):
             raise InvalidInput("the Azure DevOps credential is not a token", code="invalidCredential")
         org = new.ado_org.strip()
         if not org or len(org) > 256 or "/" in org or any(ord(ch) < 0x20 for ch in org):
@@ -355,6 +359,8 @@ class ManagedCredentialService:
         """The current (or a given) version of a managed credential's built-in-store secret,
         audited. Only the built-in and file stores are read through tokenwarden."""
         cred = self.find(actor, org, name)
+        # reading the secret is holding the token: only a caller whose reach covers it may
+        actor.check_may_hold(cred.scopes, (cred.org_id,))
         if cred.store not in (StoreKind.BUILTIN, StoreKind.FILE):
             raise InvalidInput(
                 f"{cred.name} is stored in {cred.store.value}: read it from there", code="externalStore"

@@ -28,7 +28,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
 from tokenwarden.domain.errors import Conflict, DomainError, ExternalServiceError
-from tokenwarden.domain.managed import CredentialStatus, ManagedCredential, StoreKind
+from tokenwarden.domain.managed import CredentialStatus, ManagedCredential, SourceKind, StoreKind
 from tokenwarden.domain.notices import ROTATION_COMPLETED, ROTATION_FAILED
 from tokenwarden.domain.rotation import (
     FINAL_STEPS,
@@ -154,6 +154,23 @@ def failure_backoff(failures: int) -> timedelta:
     return min(timedelta(minutes=5) * (1 << min(max(0, failures - 1), 10)), timedelta(hours=6))
 
 
+@dataclass(frozen=True, slots=True)
+class Drive:
+    """What one rotation works with: the credential's source and store, who acts, the lease."""
+
+    source: TokenSource
+    store: SecretStore
+    actor: Actor
+    holder: str
+
+
+class _Skip(Exception):
+    def __init__(self, result: str, detail: str) -> None:
+        super().__init__(detail)
+        self.result = result
+        self.detail = detail
+
+
 class _Halt(Exception):
     """A step could not finish now: the journal keeps its step and the next run goes on."""
 
@@ -214,14 +231,17 @@ class RotationService:
         report = RunReport(run_id or str(uuid.uuid4()), dry_run, self._clock.now())
         with reading(self._uow) as uow:
             credentials = uow.managed.all(org_id)
-            open_ids = {r.credential_id for r in uow.rotations.open_all()}
+            open_ids = {r.credential_id for r in uow.rotations.open_all(limit=1_000_000)}
+            # a local token's expiry as it stands (shortened, revoked), not as it was put under
+            # management; an external one is re-read when its snapshot says it is due
+            live_to = {c.id: self._local_valid_to(uow, c) for c in credentials}
         acted = 0
         for cred in credentials:
             if cred.status is CredentialStatus.REMOVED:
                 continue
             now = self._clock.now()
             unfinished = cred.id in open_ids
-            due = is_due(cred.valid_to, cred.rotation, now)
+            due = is_due(live_to[cred.id], cred.rotation, now)
             waiting = (
                 trigger == "schedule" and cred.next_attempt_at is not None and cred.next_attempt_at > now
             )
@@ -248,10 +268,21 @@ class RotationService:
         report.finished_at = self._clock.now()
         return report
 
+    @staticmethod
+    def _local_valid_to(uow: UnitOfWork, cred: ManagedCredential) -> datetime | None:
+        if cred.source is not SourceKind.LOCAL:
+            return cred.valid_to
+        record = uow.tokens.get(cred.authorization_id)
+        if record is None or record.revoked_at is not None:
+            return None  # "due": the rotation finds out and says so
+        return record.valid_to if cred.valid_to is None else min(record.valid_to, cred.valid_to)
+
     def rotate_now(self, actor: Actor, credential: ManagedCredential, *, compromised: bool = True) -> Outcome:
         """Rotate at once whatever the expiry. ``compromised``: the predecessor is revoked the
         moment the successor is served (no overlap) with reason ``compromised``, an unfinished
         rotation's predecessor too, and the contacts are alerted."""
+        # the successor is as wide as the credential: only a caller whose reach covers it may mint it
+        actor.check_may_hold(credential.scopes, (credential.org_id,))
         reason = Reason.COMPROMISED if compromised else Reason.FORCED
         trigger = "emergency" if compromised else "manual"
         return self._rotate(credential, reason, trigger=trigger, run_id=None, actor=actor, force=True)
@@ -275,7 +306,7 @@ class RotationService:
             uow.commit()
         try:
             return self._rotate_leased(
-                cred.id, reason, trigger=trigger, run_id=run_id, actor=actor, force=force
+                cred.id, reason, trigger=trigger, run_id=run_id, actor=actor, force=force, holder=holder
             )
         finally:
             with self._uow() as uow:
@@ -283,26 +314,81 @@ class RotationService:
                 uow.commit()
 
     def _rotate_leased(
-        self, cred_id: str, reason: Reason, *, trigger: str, run_id: str | None, actor: Actor, force: bool
+        self,
+        cred_id: str,
+        reason: Reason,
+        *,
+        trigger: str,
+        run_id: str | None,
+        actor: Actor,
+        force: bool,
+        holder: str,
     ) -> Outcome:
         with reading(self._uow) as uow:
             cred = uow.managed.get(cred_id)
             record = uow.rotations.open_for(cred_id)
         if cred is None:
             return Outcome("?", "", RotationResult.SKIPPED, "the credential was removed")
+        try:  # before anything is journaled: a node without this store or source says so
+            source = self._sources(cred)
+            store = self._stores(cred.store)
+        except DomainError as exc:
+            detail = f"its source or store cannot be used on this node: {exc.message}"
+            self._not_rotated(cred, detail, actor)
+            return Outcome(cred.name, cred.org_id, RotationResult.FAILED, detail)
+        try:
+            return self._rotate_with(
+                cred,
+                record,
+                source,
+                store,
+                reason,
+                trigger=trigger,
+                run_id=run_id,
+                actor=actor,
+                force=force,
+                holder=holder,
+            )
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+
+    def _rotate_with(
+        self,
+        cred: ManagedCredential,
+        record: RotationRecord | None,
+        source: TokenSource,
+        store: SecretStore,
+        reason: Reason,
+        *,
+        trigger: str,
+        run_id: str | None,
+        actor: Actor,
+        force: bool,
+        holder: str,
+    ) -> Outcome:
+        drive = Drive(source, store, actor, holder)
         if record is not None:  # a crash or a failure left it unfinished: recover first
-            if reason is Reason.COMPROMISED and record.step is Step.PROMOTED:
-                record = replace(record, revoke_after=self._clock.now(), reason=Reason.COMPROMISED)
-            record = self._drive(cred, record, secret=None, actor=actor)
+            if reason is Reason.COMPROMISED and record.reason is not Reason.COMPROMISED:
+                # an emergency overrides the unfinished one's overlap window, whatever its step
+                record = replace(record, reason=Reason.COMPROMISED, revoke_after=self._clock.now())
+                with self._uow() as uow:
+                    uow.rotations.save(record)
+                    uow.commit()
+            record = self._drive(cred, record, drive)
             with reading(self._uow) as uow:
-                cred = uow.managed.get(cred_id) or cred
-            if record.open:
+                cred = uow.managed.get(cred.id) or cred
+            if record.open or (not force and record.step is Step.DONE):
                 return self._outcome(cred, record)
-            if not force and record.step is Step.DONE:
+        try:
+            refreshed = self._refresh(cred, source, actor, force=force)
+        except _Skip as skip:
+            return Outcome(cred.name, cred.org_id, skip.result, skip.detail)
+        cred = refreshed
+        if not force and not is_due(cred.valid_to, cred.rotation, self._clock.now()):
+            if record is not None:
                 return self._outcome(cred, record)
-            if not force and not is_due(cred.valid_to, cred.rotation, self._clock.now()):
-                return self._outcome(cred, record)
-        elif not force and not is_due(cred.valid_to, cred.rotation, self._clock.now()):
             return Outcome(cred.name, cred.org_id, RotationResult.SKIPPED, "not due")
         try:
             record = self._plan(cred, reason, trigger=trigger, run_id=run_id, actor=actor)
@@ -310,10 +396,64 @@ class RotationService:
             return Outcome(
                 cred.name, cred.org_id, RotationResult.BUSY, "another rotation was journaled meanwhile"
             )
-        record = self._drive(cred, record, secret=None, actor=actor, fresh=True)
+        record = self._drive(cred, record, drive, fresh=True)
         with reading(self._uow) as uow:
-            cred = uow.managed.get(cred_id) or cred
+            cred = uow.managed.get(cred.id) or cred
         return self._outcome(cred, record)
+
+    def _refresh(
+        self, cred: ManagedCredential, source: TokenSource, actor: Actor, *, force: bool
+    ) -> ManagedCredential:
+        """The credential as its source has it now: a token narrowed or shortened since it was
+        put under management gets a successor no wider and is rotated in time; one revoked
+        outside rotation is not silently replaced (only ``rotate now`` does that)."""
+        try:
+            current = source.get(cred.authorization_id)
+        except ExternalServiceError as exc:
+            detail = f"the source could not be asked about the token in service: {_short(exc)}"
+            if not exc.transient:
+                self._not_rotated(cred, detail, actor)
+            raise _Skip(RotationResult.FAILED, detail) from exc
+        if current is None or current.revoked:
+            if not force:
+                detail = (
+                    "the token in service was revoked or deleted outside rotation: nothing was minted; "
+                    "`tokenwarden rotate now` replaces it"
+                )
+                self._not_rotated(cred, detail, actor)
+                raise _Skip(RotationResult.FAILED, detail)
+            return cred
+        scopes = tuple(s for s in current.scopes if s in cred.scopes)
+        if not scopes:
+            detail = "the token in service no longer holds any of the credential's scopes: nothing was minted"
+            self._not_rotated(cred, detail, actor)
+            raise _Skip(RotationResult.FAILED, detail)
+        if scopes == cred.scopes and current.valid_to == cred.valid_to:
+            return cred
+        changed = replace(cred, scopes=scopes, valid_to=current.valid_to, updated_at=self._clock.now())
+        with self._uow() as uow:
+            uow.managed.update(changed)
+            uow.commit()
+        return changed
+
+    def _not_rotated(self, cred: ManagedCredential, detail: str, actor: Actor) -> None:
+        """A credential that could not even start a rotation: failing, audited, alerted (once a
+        day: the alert's key is the credential and the date)."""
+        now = self._clock.now()
+        record = RotationRecord(
+            id=f"check-{cred.id}-{now:%Y%m%d}",
+            credential_id=cred.id,
+            org_id=cred.org_id,
+            trigger="check",
+            reason=Reason.EXPIRING,
+            step=Step.FAILED,
+            predecessor_id=cred.authorization_id,
+            successor_name="",
+            started_at=now,
+            updated_at=now,
+            error=detail[:MAX_ERROR],
+        )
+        self._failed(cred, record, actor)
 
     def _outcome(self, cred: ManagedCredential, record: RotationRecord) -> Outcome:
         if record.step is Step.DONE:
@@ -354,35 +494,14 @@ class RotationService:
 
     # ------------------------------------------------------------------ the state machine
     def _drive(
-        self,
-        cred: ManagedCredential,
-        record: RotationRecord,
-        *,
-        secret: str | None,
-        actor: Actor,
-        fresh: bool = False,
+        self, cred: ManagedCredential, record: RotationRecord, drive: Drive, *, fresh: bool = False
     ) -> RotationRecord:
         """Advance ``record`` as far as it can go now; return it as journaled."""
-        source = self._sources(cred)
-        try:
-            return self._advance(cred, record, source, secret=secret, actor=actor, fresh=fresh)
-        finally:
-            close = getattr(source, "close", None)
-            if callable(close):
-                close()
-
-    def _advance(
-        self,
-        cred: ManagedCredential,
-        record: RotationRecord,
-        source: TokenSource,
-        *,
-        secret: str | None,
-        actor: Actor,
-        fresh: bool,
-    ) -> RotationRecord:
-        store = self._stores(cred.store)
+        source, store, actor = drive.source, drive.store, drive.actor
+        secret: str | None = None
         while record.open:
+            if not self._renew(cred.id, drive.holder):
+                return record  # the lease was lost (this node stalled): its new holder goes on
             try:
                 if record.step is Step.PLANNED:
                     if fresh:
@@ -416,6 +535,14 @@ class RotationService:
                     self._failed(cred, noted, actor, finished=False)
                 return noted
         return record
+
+    def _renew(self, cred_id: str, holder: str) -> bool:
+        """Extend the credential's lease before each step; False if another node took it."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            kept = uow.managed.renew(cred_id, holder, now + self._lease)
+            uow.commit()
+        return kept
 
     def _to(self, record: RotationRecord, step: Step, **fields: Any) -> RotationRecord:
         """The record at ``step`` (journaled by the caller's transaction or here)."""
@@ -624,8 +751,12 @@ class RotationService:
             version = record.store_version or self._unjournaled_write(cred, record, store)
             if version is not None:
                 self._retry("discard", lambda: store.discard(cred.secret_name, version))
-            if record.successor_id is not None:
-                source.revoke(record.successor_id, reason="rotation rolled back")
+            if record.successor_id is not None and not source.revoke(
+                record.successor_id, reason="rotation rolled back"
+            ):
+                still = source.get(record.successor_id)
+                if still is not None and not still.revoked:
+                    raise _Halt(f"{record.error}; the source did not revoke the successor", alert=True)
         except ExternalServiceError as exc:
             raise _Halt(f"{record.error}; rolling back failed: {_short(exc)}", alert=True) from exc
         rolled = self._to(record, Step.ROLLED_BACK)

@@ -79,6 +79,13 @@ class MemoryManagedCredentialRepository(_RotationRepo):
         _set(self._t.leases, credential_id, (holder, until), self.j)
         return True
 
+    def renew(self, credential_id: str, holder: str, until: datetime) -> bool:
+        cur = self._t.leases.get(credential_id)
+        if cur is None or cur[0] != holder or credential_id not in self._t.credentials:
+            return False
+        _set(self._t.leases, credential_id, (holder, until), self.j)
+        return True
+
     def release(self, credential_id: str, holder: str) -> None:
         cur = self._t.leases.get(credential_id)
         if cur is not None and cur[0] == holder:

@@ -113,8 +113,11 @@ def _job_health(c: Any) -> list[dict[str, Any]] | None:
                     "finishedAt": last["finishedAt"],
                     "status": last["status"],
                     "trigger": last["trigger"],
-                    "counts": {
-                        # error texts name credentials and tokens: numbers only here
+                    # error texts name credentials and tokens: numbers only here; and a run
+                    # limited to one organization is that organization's business, not the probe's
+                    "counts": None
+                    if last.get("org") is not None
+                    else {
                         k: len(v) if isinstance(v, list) else v
                         for k, v in (last["counts"] or {}).items()
                         if k != "deliveryErrors"
@@ -134,6 +137,7 @@ def _rotation_health(jobs: list[dict[str, Any]] | None) -> dict[str, Any] | None
     if last is None:
         return None
     counts = last["counts"]
+    figures = ("rotated", "failed", "skipped", "pending", "errors")
     return {
         "lastRun": {
             "startedAt": last["startedAt"],
@@ -141,7 +145,8 @@ def _rotation_health(jobs: list[dict[str, Any]] | None) -> dict[str, Any] | None
             "status": last["status"],
             "trigger": last["trigger"],
         },
-        **{k: _number(counts.get(k)) for k in ("rotated", "failed", "skipped", "pending", "errors")},
+        # one organization's run (counts None): no figures on the unauthenticated probe
+        **{k: None if counts is None else _number(counts.get(k)) for k in figures},
     }
 
 

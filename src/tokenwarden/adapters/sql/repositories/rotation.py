@@ -146,6 +146,14 @@ class SqlManagedCredentialRepository:
         ).rowcount
         return bool(taken)
 
+    def renew(self, credential_id: str, holder: str, until: datetime) -> bool:
+        kept = self._c.execute(
+            update(t.managed_credentials)
+            .where(_MC.id == credential_id, _MC.lease_holder == holder)
+            .values(lease_until=until)
+        ).rowcount
+        return bool(kept)
+
     def release(self, credential_id: str, holder: str) -> None:
         self._c.execute(
             update(t.managed_credentials)
@@ -182,6 +190,7 @@ def _rotation(row: Row[Any]) -> RotationRecord:
 def _rotation_values(r: RotationRecord) -> dict[str, Any]:
     return {
         "step": r.step.value,
+        "reason": r.reason.value,  # an emergency may take over an unfinished rotation
         "open": True if r.open else None,
         "successor_id": r.successor_id,
         "successor_valid_to": r.successor_valid_to,
