@@ -579,6 +579,7 @@ def ado_source(settings: Settings, url: str, org: str, credential: str) -> Token
         timeout=settings.rotation_http_timeout_seconds,
         retry_attempts=settings.rotation_retry_attempts,
         retry_max_seconds=settings.rotation_retry_max_seconds,
+        allow=PushAllowList.parse(settings.ado_allow),
     )
 
 

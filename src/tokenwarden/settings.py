@@ -254,6 +254,13 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="longest single wait between tries (Retry-After included)"
     )
     rotation_http_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    ado_allow: str = Field(
+        default="",
+        description=(
+            "external Azure DevOps servers allowed although loopback or private: comma-separated "
+            "CIDRs, addresses or host names (TOKENWARDEN_ADO_ALLOW)"
+        ),
+    )
     rotation_lease_seconds: float = Field(
         default=900.0,
         ge=1,

@@ -429,3 +429,72 @@ def test_get_answers_none_only_for_not_found(sleeps: list[float]) -> None:
     assert "another authorizationId" in str(err)
     err, _ = failure([Reply(404, {"message": "organization 'Org One' not found"})], sleeps, _get)
     assert err.status == 404 and "organization 'Org One' not found" in str(err)
+
+
+def test_an_unusable_create_success_is_transient_the_token_may_exist(sleeps: list[float]) -> None:
+    no_secret = {"patToken": TOKEN, "patTokenError": "none"}
+    with (
+        FaultServer([Reply(201, no_secret)]) as server,
+        faulty(server, sleeps) as source,
+        pytest.raises(TokenSourceError) as caught,
+    ):
+        _create(source)
+    assert caught.value.transient is True and "may have been created" in str(caught.value)
+    assert len(server.requests) == 1  # and never resent
+
+
+def test_a_private_target_is_refused_unless_the_operator_allows_it(sleeps: list[float]) -> None:
+    from tokenwarden.domain.netpolicy import PushAllowList
+
+    with FaultServer([Reply(200, PAGE)]) as server:
+        with (
+            faulty(server, sleeps, allow=PushAllowList()) as source,
+            pytest.raises(TokenSourceError) as caught,
+        ):
+            source.find_by_display_name("succ-1")
+        assert caught.value.code == "targetRefused" and "TOKENWARDEN_ADO_ALLOW" in str(caught.value)
+        assert server.requests == []  # nothing was sent there
+        with faulty(server, sleeps, allow=PushAllowList.parse("127.0.0.1")) as source:
+            assert [t.display_name for t in source.find_by_display_name("succ-1")] == ["succ-1"]
+
+
+def test_a_dripping_answer_ends_within_the_operation_budget(sleeps: list[float]) -> None:
+    class Drip(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        source = AdoPatSource(
+            f"http://127.0.0.1:{httpd.server_address[1]}",
+            "Org",
+            CRED,
+            timeout=0.5,
+            retry_attempts=1,
+            retry_max_seconds=0,
+            sleep=sleeps.append,
+        )
+        started = time.monotonic()
+        with source, pytest.raises(TokenSourceError) as caught:
+            source.find_by_display_name("x")
+        assert time.monotonic() - started < 5  # a 0.5 s per-read timeout alone never ends a drip
+        assert caught.value.transient is True
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -551,3 +551,18 @@ def test_hostile_ado_fields_are_400s_not_500s(server: Server) -> None:
         r = server.client.post(creds(server), json={**base, "source": "ado", **extra}, headers=server.auth())
         assert r.status_code == 400, (extra, r.status_code, r.text)
         assert r.json()["error"]["code"] in ("invalidUrl", "invalidCredential"), r.text
+
+
+def test_an_ado_url_on_loopback_is_refused_unless_allowed(server: Server) -> None:
+    body = {
+        "name": "x",
+        "authorizationId": "00000000-0000-0000-0000-000000000001",
+        "store": "builtin",
+        "source": "ado",
+        "adoUrl": "http://127.0.0.1:1",
+        "adoOrg": "o",
+        "adoCredential": "abc",
+    }
+    r = server.client.post(creds(server), json=body, headers=server.auth())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "targetRefused", r.text
+    assert "TOKENWARDEN_ADO_ALLOW" in r.json()["error"]["message"]

@@ -18,6 +18,7 @@ from typing import Any
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock, iso_z
 from tokenwarden.domain.errors import PolicyViolation
+from tokenwarden.domain.managed import SourceKind
 from tokenwarden.domain.notices import EXPIRY_WARNING, TOKEN_EXPIRED
 from tokenwarden.domain.policies import GlobalPolicy, OrgPolicy, check_may_create
 from tokenwarden.domain.principals import User
@@ -139,7 +140,9 @@ class ExpiryNotifier:
         notices: list[Notice] = []
         dead: dict[tuple[str, str], tuple[datetime, int]] = {}
         writer.preload([r.user_id for r in page])
-        managed = {c.authorization_id for c in uow.managed.all()}  # issue 13: rotated, not renewed by hand
+        # issue 13: a token under rotation is rotated, not renewed by hand (local tokens of its org only:
+        # an external source's ids say nothing about this installation's tokens)
+        managed = {(c.org_id, c.authorization_id) for c in uow.managed.all() if c.source is SourceKind.LOCAL}
         for record in page:
             if view.one(record).revoked_at is not None:
                 # dead by a watermark, a rule or its owner's membership: nothing to warn about,
@@ -164,12 +167,14 @@ class ExpiryNotifier:
                     now,
                     threshold=threshold,
                     renewalBlocked=renewal_blocked(policy, self._global, owner, record),
-                    managedByRotation=record.authorization_id in managed,
+                    managedByRotation=(record.org_id, record.authorization_id) in managed,
                 )
                 key = f"expiry:{threshold}:{iso_z(record.valid_to)}"
                 notices.append(Notice(record, key, entry, mark=(record.valid_to, threshold)))
             else:
-                entry = token_entry(record, owner, now, managedByRotation=record.authorization_id in managed)
+                entry = token_entry(
+                    record, owner, now, managedByRotation=(record.org_id, record.authorization_id) in managed
+                )
                 notices.append(
                     Notice(record, f"expired:{iso_z(record.valid_to)}", entry, mark=(record.valid_to, 0))
                 )

@@ -26,7 +26,7 @@ from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.ports.rotation import RotationRecord
 from tokenwarden.ports.secrets import SecretStore, StoredSecret
-from tokenwarden.ports.token_sources import TokenSource
+from tokenwarden.ports.token_sources import TokenSource, TokenSourceError
 from tokenwarden.services.common import Actor, audit, get_org, get_user, new_id, reading, require_admin
 from tokenwarden.services.signing import SecretBox
 
@@ -166,6 +166,10 @@ class ManagedCredentialService:
             source_client = self._ado_source(ado_url, ado_org, credential)
             try:
                 token = source_client.get(new.authorization_id.strip())
+            except TokenSourceError as exc:
+                if exc.code == "targetRefused":  # the operator's allow-list: the caller's input
+                    raise InvalidInput(exc.message, code="targetRefused") from None
+                raise
             finally:
                 close = getattr(source_client, "close", None)
                 if callable(close):
@@ -202,7 +206,12 @@ class ManagedCredentialService:
             created_by=actor.user_id,
         )
         with self._uow() as uow:
-            if uow.managed.by_authorization(cred.authorization_id):
+            same = [
+                c
+                for c in uow.managed.by_authorization(cred.authorization_id)
+                if (c.source, c.ado_url, c.ado_org) == (cred.source, cred.ado_url, cred.ado_org)
+            ]
+            if same:
                 raise Conflict(
                     "this token is already under management (one managed credential per token)",
                     code="alreadyManaged",
@@ -327,9 +336,13 @@ class ManagedCredentialService:
         Refused while a rotation is unfinished. ``delete_secret`` also deletes it from the store."""
         with self._uow() as uow:
             cred = self._find(uow, actor, org, name)
-            if uow.rotations.open_for(cred.id) is not None:
+            now = self._clock.now()
+            if uow.rotations.open_for(cred.id) is not None or not uow.managed.try_lease(
+                cred.id, "managed-remove", now, now
+            ):
                 raise Conflict(
-                    "a rotation of this credential is unfinished: run `tokenwarden rotate run` first",
+                    "a rotation of this credential is running or unfinished: wait for it, or run "
+                    "`tokenwarden rotate run` first",
                     code="rotationInProgress",
                 )
             uow.managed.remove(cred.id)

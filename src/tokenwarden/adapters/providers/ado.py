@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import re
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -41,8 +42,16 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
+from tokenwarden.domain.netpolicy import PushAllowList, is_public, parse_ip
 from tokenwarden.ports.token_sources import SourceToken, TokenSourceError
 
 log = logging.getLogger(__name__)
@@ -50,7 +59,8 @@ log = logging.getLogger(__name__)
 API_VERSION: Final = "7.1-preview.1"
 MAX_BODY: Final = 1 << 20  # bytes read from any response
 MAX_QUOTE: Final = 200  # characters of an error body quoted in a message
-MAX_PAGES: Final = 1000  # list pages followed before giving up (a looping continuationToken)
+MAX_PAGES: Final = 200  # list pages followed before giving up (a looping continuationToken)
+ALLOW_SETTING: Final = "TOKENWARDEN_ADO_ALLOW"
 _NOT_FOUND: Final = frozenset({"authorizationNotFound", "tokenNotFound"})
 _UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
@@ -128,6 +138,8 @@ class AdoPatSource:
         retry_max_seconds: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        allow: PushAllowList | None = None,
+        resolve: Callable[[str, int], list[str]] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
@@ -148,6 +160,14 @@ class AdoPatSource:
         self._max_wait = float(retry_max_seconds)
         self._backoff = wait_random_exponential(multiplier=0.5, max=self._max_wait)
         self._sleep = sleep
+        # a whole operation (its retries and a slow-dripping answer included) ends by this budget
+        self._budget = max(4 * timeout, timeout + retry_max_seconds)
+        self._deadline = math.inf
+        # None: any host (tests); otherwise a loopback, private or link-local target is refused
+        # unless the operator allowed it, so an org admin cannot point tokenwarden at the inside
+        self._allow = allow
+        self._resolve = resolve or _resolve
+        self._target_checked = allow is None
         self._client = httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(timeout),
@@ -211,16 +231,27 @@ class AdoPatSource:
             "allOrgs": False,
         }
         answer = self._call("POST", "create", {}, body, idempotent=False)
-        if answer.status != 200:
+        if not 200 <= answer.status < 300:
             raise self._refused(answer, "create")
-        result = self._result(answer, "create")
-        if result is None:
+        try:
+            result = self._result(answer, "create")
+            if result is None:
+                raise TokenSourceError(
+                    f"{self._what('create')}: the server answered authorizationNotFound", status=200
+                )
+            token = self._token(result, "create")
+            if not token.secret:
+                raise self._malformed("create", f"returned token {token.authorization_id} without its secret")
+        except TokenSourceError as exc:
+            if exc.code != "malformedResponse":
+                raise  # a refusal (patTokenError): nothing was created
+            # a success we cannot use: the token may exist, so the caller must look for it
             raise TokenSourceError(
-                f"{self._what('create')}: the server answered authorizationNotFound", status=200
-            )
-        token = self._token(result, "create")
-        if not token.secret:
-            raise self._malformed("create", f"returned token {token.authorization_id} without its secret")
+                f"{exc.message}; the token may have been created",
+                code=exc.code,
+                transient=True,
+                status=answer.status,
+            ) from None
         return token
 
     def find_by_display_name(self, display_name: str) -> list[SourceToken]:
@@ -280,7 +311,9 @@ class AdoPatSource:
         idempotent: bool = True,
     ) -> _Answer:
         """One operation with retries; returns any non-transient answer (2xx or 4xx)."""
+        self._check_target()
         attempts = 0
+        self._deadline = time.monotonic() + self._budget
 
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, _Transient) and (idempotent or exc.resend_safe)
@@ -296,7 +329,7 @@ class AdoPatSource:
             return self._attempt(method, op, params, body)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
+            stop=stop_after_attempt(self._attempts) | stop_after_delay(self._budget),
             wait=self._wait,
             retry=retry_if_exception(retryable),
             sleep=self._sleep,
@@ -340,7 +373,7 @@ class AdoPatSource:
         query = {**params, "api-version": API_VERSION}
         try:
             with self._client.stream(method, self._url, params=query, json=body) as response:
-                data, truncated = _read_capped(response)
+                data, truncated = _read_capped(response, self._deadline)
                 return _Answer(response.status_code, response.headers, data, truncated)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _Transient(self._failed(op, exc), status=None, retry_after=None, resend_safe=True) from None
@@ -433,6 +466,32 @@ class AdoPatSource:
     def _what(self, op: str) -> str:
         return f"Azure DevOps PAT {op} ({self._org[:80]!r} at {self._base_url[:120]})"
 
+    def _check_target(self) -> None:
+        """Refuse a loopback, private or link-local server unless allowed (checked once)."""
+        if self._target_checked or self._allow is None:
+            return
+        parts = urlsplit(self._base_url)
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if self._allow.allows_host(host):
+            self._target_checked = True
+            return
+        literal = parse_ip(host)
+        try:
+            addresses = [str(literal)] if literal is not None else self._resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise TokenSourceError(
+                f"{self._what('connect')}: {host!r} does not resolve ({type(exc).__name__})", transient=True
+            ) from None
+        for address in (a for a in (parse_ip(x) for x in addresses) if a is not None):
+            if not is_public(address) and not self._allow.allows_address(address):
+                raise TokenSourceError(
+                    f"{self._what('connect')}: {host!r} is a loopback, private or link-local address "
+                    f"({address}); an operator may allow it with {ALLOW_SETTING}",
+                    code="targetRefused",
+                )
+        self._target_checked = True
+
     def _check_id(self, authorization_id: str) -> str:
         try:
             return _uuid(authorization_id)
@@ -444,13 +503,20 @@ def _has_space(value: str) -> bool:
     return any(c.isspace() for c in value)
 
 
-def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
-    """At most MAX_BODY bytes of the (decoded) body, and whether there was more."""
+def _read_capped(response: httpx.Response, deadline: float = math.inf) -> tuple[bytes, bool]:
+    """At most MAX_BODY bytes of the (decoded) body, and whether there was more; a body still
+    dripping in at ``deadline`` is a read timeout (the per-read timeout alone never ends it)."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the answer took longer than the operation's time budget")
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_BODY:
             return b"".join(chunks)[:MAX_BODY], True
     return b"".join(chunks), False
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})

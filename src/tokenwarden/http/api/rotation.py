@@ -34,6 +34,8 @@ CREDS: Final = "/api/v1/orgs/{org}/managed-credentials"
 
 MAX_WAIT: Final = 600.0  # the ceiling of ?wait= (the setting secret_wait_max_seconds caps it further)
 POLL_SECONDS: Final = 0.2  # how often a long-poll looks at the store's current version
+MAX_WAITERS: Final = 256  # long-polls held at once per process; beyond, answers come at once
+_waiters = [0]  # the event loop's own count (one thread: no lock)
 RUN_WAIT_SECONDS: Final = 60.0  # a real run answered 202 (still running) past this
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _NUMBER = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,3})?$")
@@ -329,15 +331,21 @@ async def read_secret(
         if current is not None and "*" in known:
             return _not_modified(current)
         limit = min(seconds, float(c.settings.secret_wait_max_seconds))
+        if _waiters[0] >= MAX_WAITERS:
+            limit = 0.0  # every poll costs a thread hop and a query: a flood is answered at once
         deadline = time.monotonic() + limit
         waited = False
-        while current is not None and current in known:
-            left = deadline - time.monotonic()
-            if left <= 0 or await request.is_disconnected():
-                return _not_modified(current)
-            await asyncio.sleep(min(POLL_SECONDS, left))
-            waited = True
-            current = await run_in_threadpool(store.current_version, cred.secret_name)
+        _waiters[0] += 1
+        try:
+            while current is not None and current in known:
+                left = deadline - time.monotonic()
+                if left <= 0 or await request.is_disconnected():
+                    return _not_modified(current)
+                await asyncio.sleep(min(POLL_SECONDS, left))
+                waited = True
+                current = await run_in_threadpool(store.current_version, cred.secret_name)
+        finally:
+            _waiters[0] -= 1
         if waited:  # the token may have been revoked, the admin demoted, while the request waited
             the_org, _, actor = await run_in_threadpool(org_caller, request, org, ADMIN)
     # NotFound before the first rotation; externalStore for the other stores; audited
