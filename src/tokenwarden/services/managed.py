@@ -21,7 +21,7 @@ from tokenwarden.domain.managed import (
     check_credential_name,
 )
 from tokenwarden.domain.rotation import RotationSettings, display_base
-from tokenwarden.domain.secret_names import check_logical_name
+from tokenwarden.domain.secret_names import MAX_LOGICAL_NAME, check_logical_name
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.ports.rotation import RotationRecord
@@ -156,6 +156,13 @@ class ManagedCredentialService:
             require_admin(uow, actor, the_org.id)
         # a store is shared by every org of the installation: names live under the org's name, so
         # two orgs' "ci" never meet and one org cannot take over (or delete) another's secret
+        room = MAX_LOGICAL_NAME - len(the_org.name) - 1
+        if len(logical) > room:
+            raise InvalidInput(
+                f"the secret name is at most {max(room, 0)} characters in {the_org.name} (it is stored "
+                "under the organization's name)",
+                code="invalidSecretName",
+            )
         logical = check_logical_name(f"{the_org.name}/{logical}")
         store_secret_name = store.secret_name(logical)
         if source is SourceKind.LOCAL:
