@@ -236,6 +236,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                 "TOKENWARDEN_ROTATION_RETRY_MAX_SECONDS": "2",
                 "TOKENWARDEN_ROTATION_LEASE_SECONDS": "2",
                 "TOKENWARDEN_ROTATION_BATCH_PAUSE_SECONDS": "0",
+                "TOKENWARDEN_ADO_ALLOW": "127.0.0.1",  # server A is on loopback
             }
             init = run_cli(["init", "--org", "Ops", "--admin", "ops@ops.test", "--json"], b_env, work)
             assert init.returncode == 0, init.stderr
@@ -274,7 +275,7 @@ def test_store_write_fails_then_read_back_mismatch(rig: Rig) -> None:
     name = "faults-store"
     original, secret = rig.pat_on_a(f"{name} token")
     cred = rig.manage(name, "vault", original, rotate=False)
-    rig.vault.add(Rule("POST", r"/v1/secret/data/faults-store", status=500, times=None))
+    rig.vault.add(Rule("POST", r"/v1/secret/data/Ops/faults-store", status=500, times=None))
     r = rig.b("rotate", "now", name, "--planned")
     assert r.returncode == 1, r.stdout
     assert "refused the write" in r.stdout
@@ -289,7 +290,7 @@ def test_store_write_fails_then_read_back_mismatch(rig: Rig) -> None:
         doc["data"]["data"]["token"] = "tampered"
         return json.dumps(doc).encode()
 
-    rig.vault.add(Rule("GET", r"/v1/secret/data/faults-store[^?]*\?version=", rewrite=tamper, times=None))
+    rig.vault.add(Rule("GET", r"/v1/secret/data/Ops/faults-store[^?]*\?version=", rewrite=tamper, times=None))
     r = rig.b("rotate", "now", name, "--planned")
     assert r.returncode == 1 and "does not match" in r.stdout, r.stdout
     rig.vault.clear()
@@ -356,7 +357,7 @@ def test_kill_between_create_and_store(rig: Rig) -> None:
     name = "kill-create"
     original, secret = rig.pat_on_a(f"{name} token")
     cred = rig.manage(name, "vault", original, rotate=False)
-    _kill_when(rig, rig.vault, "POST", r"/v1/secret/data/kill-create", name)
+    _kill_when(rig, rig.vault, "POST", r"/v1/secret/data/Ops/kill-create", name)
     # killed after the successor was created on A and before it was stored: a live orphan
     # whose secret nobody has
     live = rig.live_on_a(f"{name} token")
