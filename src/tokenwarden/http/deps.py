@@ -9,9 +9,10 @@ from fastapi import Request
 
 from tokenwarden.bootstrap import Container
 from tokenwarden.domain.clock import iso_z
-from tokenwarden.domain.principals import Organization
+from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.principals import Organization, Role
 from tokenwarden.domain.tokens import TokenRecord
-from tokenwarden.http.auth import client_ip, member_org, secret_from_header
+from tokenwarden.http.auth import authenticate, client_ip, member_org, secret_from_header
 from tokenwarden.services.common import Actor
 from tokenwarden.services.effective import cause_of
 from tokenwarden.services.validation import Caller
@@ -34,6 +35,24 @@ def org_caller(request: Request, org: str, scope: str) -> tuple[Organization, Ca
     ip = client_ip(request)
     the_org, caller = member_org(c.validator, c.directory.find_org, secret, scope, org, ip)
     return the_org, caller, caller.actor(ip)
+
+
+def admin_org(request: Request, org: str | None, scope: str, how: str) -> tuple[Organization, Actor]:
+    """The organization an installation-level route acts for: ``org``, else the caller's only
+    organization where they are an administrator; ``how`` tells the caller how to name one."""
+    if org:
+        the_org, _, actor = org_caller(request, org, scope)
+        return the_org, actor
+    _, actor = authenticate(request, container(request).validator, scope)
+    admin_of = [o for o, role in container(request).directory.orgs_of(actor) if role is Role.ADMIN]
+    if len(admin_of) != 1:
+        raise InvalidInput(
+            f"say which organization with {how} (the caller administers "
+            f"{'none' if not admin_of else 'several'})",
+            code="orgRequired",
+        )
+    the_org, _, actor = org_caller(request, admin_of[0].id, scope)
+    return the_org, actor
 
 
 def pat_json(record: TokenRecord, now: datetime, secret: str | None = None) -> dict[str, Any]:

@@ -12,11 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
-from tokenwarden.domain.errors import InvalidInput
-from tokenwarden.domain.principals import Role
+from tokenwarden.domain.principals import Organization
 from tokenwarden.http.api.models import Body
-from tokenwarden.http.auth import authenticate
-from tokenwarden.http.deps import container, org_caller
+from tokenwarden.http.deps import admin_org, container, org_caller
+from tokenwarden.services.common import Actor
 from tokenwarden.services.notifications import message_dict
 from tokenwarden.services.webhooks import webhook_dict
 
@@ -34,23 +33,8 @@ class ReplayRequest(Body):
     ids: list[int] = Field(min_length=1, max_length=1000)
 
 
-def _admin_org(request: Request, org: str | None) -> tuple[Any, Any]:
-    """The organization an installation-level route acts for: ``?org=``, or the caller's only
-    organization where they are an administrator."""
-    c = container(request)
-    if org:
-        the_org, _, actor = org_caller(request, org, ADMIN)
-        return the_org, actor
-    _, actor = authenticate(request, c.validator, ADMIN)
-    admin_of = [o for o, role in c.directory.orgs_of(actor) if role is Role.ADMIN]
-    if len(admin_of) != 1:
-        raise InvalidInput(
-            "say which organization with ?org=NAME (the caller administers "
-            f"{'none' if not admin_of else 'several'})",
-            code="orgRequired",
-        )
-    the_org, _, actor = org_caller(request, admin_of[0].id, ADMIN)
-    return the_org, actor
+def _admin_org(request: Request, org: str | None) -> tuple[Organization, Actor]:
+    return admin_org(request, org, ADMIN, "?org=NAME")
 
 
 @router.get("/api/v1/jobs")

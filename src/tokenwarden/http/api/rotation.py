@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.managed import CredentialStatus, StoreKind
-from tokenwarden.domain.principals import Organization, Role
+from tokenwarden.domain.principals import Organization
 from tokenwarden.http.api.models import Body
 from tokenwarden.http.auth import authenticate
-from tokenwarden.http.deps import container, org_caller
+from tokenwarden.http.deps import admin_org, container, org_caller
 from tokenwarden.services.common import Actor
 from tokenwarden.services.lifecycle_jobs import ROTATION_JOB
 from tokenwarden.services.managed import NewCredential, credential_dict, rotation_dict
@@ -152,22 +152,7 @@ def update_credential(request: Request, org: str, name: str, body: ContactsPatch
 
 # ---------------------------------------------------------------------- rotation
 def _admin_org(request: Request, org: str | None) -> tuple[Organization, Actor]:
-    """The organization a run is for: ``org``, or the caller's only organization where they are
-    an administrator (as ``/api/v1/jobs``). Never another organization."""
-    c = container(request)
-    if org:
-        the_org, _, actor = org_caller(request, org, ADMIN)
-        return the_org, actor
-    _, actor = authenticate(request, c.validator, ADMIN)
-    admin_of = [o for o, role in c.directory.orgs_of(actor) if role is Role.ADMIN]
-    if len(admin_of) != 1:
-        raise InvalidInput(
-            'say which organization with {"org": NAME} (the caller administers '
-            f"{'none' if not admin_of else 'several'})",
-            code="orgRequired",
-        )
-    the_org, _, actor = org_caller(request, admin_of[0].id, ADMIN)
-    return the_org, actor
+    return admin_org(request, org, ADMIN, '{"org": NAME}')
 
 
 def _job_run(request: Request, actor: Actor, org_id: str, run_id: str) -> dict[str, Any]:
