@@ -42,6 +42,7 @@ from tokenwarden.ports.secrets import SecretStore
 from tokenwarden.ports.token_sources import TokenSource
 from tokenwarden.services.access_tokens import AccessTokenMinter, JwtVerifier
 from tokenwarden.services.accounts import AccountService, ThrottlePolicy
+from tokenwarden.services.audit_chain import AuditChainService, CheckpointPolicy
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
@@ -51,6 +52,7 @@ from tokenwarden.services.expiry import ExpiryNotifier
 from tokenwarden.services.job_runner import JobRunner, JobSpec, parse_schedules
 from tokenwarden.services.jobs_admin import JobsAdmin
 from tokenwarden.services.lifecycle_jobs import (
+    AUDIT_CHECKPOINT_JOB,
     DEFAULT_SCHEDULES,
     DORMANT_TOKENS,
     EXPIRY_NOTIFICATIONS,
@@ -100,6 +102,7 @@ class Container:
     directory: DirectoryService
     policies: PolicyService
     audit: AuditService
+    audit_chain: AuditChainService
     rules: RuleService
     revocation: RevocationService
     break_glass: BreakGlassService
@@ -339,8 +342,18 @@ def wire(
     # ---- issue 13: rotation into secret stores
     stores = SecretStores(settings, database)
     rotation = wire_rotation(settings, uow, clock, pats, hasher, stores)
+    # ---- issue 14: the tamper-evident audit chain's checkpoints
+    audit_chain = AuditChainService(
+        uow,
+        keys,
+        clock,
+        CheckpointPolicy(
+            entries=settings.audit_checkpoint_entries,
+            max_age=timedelta(minutes=settings.audit_checkpoint_minutes),
+        ),
+    )
     # ---- issue 12: lifecycle jobs and notifications
-    jobs, delivery, webhooks = wire_lifecycle(settings, uow, clock, catalog, hasher, rotation)
+    jobs, delivery, webhooks = wire_lifecycle(settings, uow, clock, catalog, hasher, rotation, audit_chain)
     # ----
     return Container(
         managed=ManagedCredentialService(
@@ -373,6 +386,7 @@ def wire(
         policy_check=PolicyCheckService(uow, clock, catalog),
         weekly_report=WeeklyReportService(uow, clock, catalog),
         audit=AuditService(uow),
+        audit_chain=audit_chain,
         rules=RuleService(uow, catalog, clock),
         revocation=RevocationService(uow, hasher, clock, catalog),
         break_glass=BreakGlassService(uow, clock, pats),
@@ -421,6 +435,7 @@ def wire_lifecycle(
     catalog: ScopeCatalog,
     hasher: SecretHasher,
     rotation: RotationService | None = None,
+    audit_chain: AuditChainService | None = None,
 ) -> tuple[JobRunner, OutboxDelivery, WebhookService]:
     """The scheduled side: channels from the SMTP/webhook settings, the outbox worker, the jobs."""
     allow = PushAllowList.parse(settings.webhook_allow)
@@ -488,6 +503,11 @@ def wire_lifecycle(
             lambda ctx: rotation.run(
                 org_id=ctx.org_id, trigger=ctx.trigger, run_id=ctx.run_id, check=ctx.check
             ).counts(),
+        )
+    if audit_chain is not None:
+        bodies[AUDIT_CHECKPOINT_JOB] = (
+            "sign the head of every audit chain that grew since its last checkpoint",
+            lambda ctx: audit_chain.run_job(),
         )
     schedules = parse_schedules(settings.job_schedules, list(bodies))
     specs = [

@@ -261,6 +261,19 @@ class Settings(BaseSettings):
             "CIDRs, addresses or host names (TOKENWARDEN_ADO_ALLOW)"
         ),
     )
+    # ---- issue 14: audit chain checkpoints
+    audit_checkpoint_entries: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000_000,
+        description="sign an audit chain's head after this many new entries",
+    )
+    audit_checkpoint_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        le=1440,
+        description="...or when any are unsigned and the last checkpoint is this old",
+    )
     rotation_lease_seconds: float = Field(
         default=900.0,
         ge=1,

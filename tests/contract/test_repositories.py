@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.audit_chain import ChainCheckpoint, ChainHead, entry_hash, verify_chain
 from tokenwarden.domain.errors import Conflict
 from tokenwarden.domain.events import EventType, InvalidationEvent
 from tokenwarden.domain.policies import OrgPolicy
@@ -539,7 +540,62 @@ def test_audit_append_and_query_round_trip_in_id_order(db: Database) -> None:
     assert all(isinstance(i, int) and i > 0 for i in ids)
     assert ids == sorted(ids) and len(set(ids)) == 5
     assert [e.target_id for e in found] == [f"t{i}" for i in range(5)]
-    assert [replace(e, id=None) for e in found] == entries
+    assert [replace(e, id=None, chain_seq=None, prev_hash=None, hash=None) for e in found] == entries
+    # chained in append order: seq 1..5, each linked to the one before, hashes as the domain says
+    assert [e.chain_seq for e in found] == [1, 2, 3, 4, 5]
+    assert [e.prev_hash for e in found[1:]] == [e.hash for e in found[:-1]]
+    assert all(e.hash == entry_hash(e, e.chain_seq or 0, e.prev_hash or "") for e in found)
+
+
+def test_audit_chains_are_per_organization_and_continue_across_transactions(db: Database) -> None:
+    for org_id in ("o1", "o2", "o1", None, "o1"):
+        with db() as uow:
+            uow.audit.append(make_entry(org_id=org_id))
+            uow.commit()
+    with db() as uow:
+        heads = {h.chain: h.seq for h in uow.audit.heads()}
+        o1 = uow.audit.chain_entries("o1")
+        installation = uow.audit.chain_entries("")
+    assert heads == {"": 1, "o1": 3, "o2": 1}
+    assert [e.chain_seq for e in o1] == [1, 2, 3] and [e.chain_seq for e in installation] == [1]
+    report = verify_chain("o1", o1, [], lambda cp: True, expected_head=ChainHead("o1", 3, o1[-1].hash or ""))
+    assert report.ok and report.entries == 3
+
+
+def test_audit_rolled_back_entries_leave_no_trace_in_the_chain(db: Database) -> None:
+    with db() as uow:
+        uow.audit.append(make_entry(org_id="o1"))
+        uow.commit()
+    with db() as uow:
+        uow.audit.append(make_entry(org_id="o1"))  # never committed
+    with db() as uow:
+        uow.audit.append(make_entry(org_id="o1"))
+        uow.commit()
+    with db() as uow:
+        assert [e.chain_seq for e in uow.audit.chain_entries("o1")] == [1, 2]
+        assert {h.chain: h.seq for h in uow.audit.heads()} == {"o1": 2}
+
+
+def test_audit_checkpoints_round_trip(db: Database) -> None:
+    cps = [
+        ChainCheckpoint(
+            chain="o1", seq=s, hash=f"{s:064x}", at=T0 + timedelta(minutes=s), kid="k1", signature=f"sig{s}"
+        )
+        for s in (5, 1, 9)
+    ]
+    with db() as uow:
+        for cp in cps:
+            uow.audit.add_checkpoint(cp)
+        uow.audit.add_checkpoint(replace(cps[0], chain="o2"))
+        uow.commit()
+    with db() as uow:
+        found = uow.audit.checkpoints("o1")
+        ranged = uow.audit.checkpoints("o1", from_seq=2, to_seq=9)
+        last = uow.audit.last_checkpoint("o1")
+        none = uow.audit.last_checkpoint("o3")
+    assert [replace(c, id=None) for c in found] == sorted(cps, key=lambda c: c.seq)
+    assert [c.seq for c in ranged] == [5, 9]
+    assert last is not None and last.seq == 9 and none is None
 
 
 def test_audit_query_filters(db: Database) -> None:

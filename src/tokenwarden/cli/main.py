@@ -15,6 +15,7 @@ from tokenwarden import __version__
 from tokenwarden.bootstrap import build
 from tokenwarden.cli import (
     admin_cmds,
+    audit_chain_cmds,  # noqa: F401  issue 14: audit verify|export|checkpoint|keys|rotate-key
     jobs_cmds,  # issue 12: jobs run|status, notify, webhook
     keys_cmds,
     lifecycle_cmds,

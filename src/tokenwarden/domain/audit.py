@@ -89,3 +89,8 @@ class AuditEntry:
     ip: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
+    user_agent: str | None = None
+    # its place in the tamper-evident chain of its organization (domain/audit_chain.py)
+    chain_seq: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None

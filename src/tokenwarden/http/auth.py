@@ -46,7 +46,7 @@ def authenticate(
     secret = secret_from_header(request.headers.get("authorization"))
     ip = client_ip(request)
     caller = validator.validate(secret, needed_scope, org_id, ip)
-    return caller, caller.actor(ip)
+    return caller, caller.actor(ip, request.headers.get("user-agent"))
 
 
 def org_not_found(org: str) -> NotFound:

@@ -34,7 +34,7 @@ def org_caller(request: Request, org: str, scope: str) -> tuple[Organization, Ca
     secret = secret_from_header(request.headers.get("authorization"))
     ip = client_ip(request)
     the_org, caller = member_org(c.validator, c.directory.find_org, secret, scope, org, ip)
-    return the_org, caller, caller.actor(ip)
+    return the_org, caller, caller.actor(ip, request.headers.get("user-agent"))
 
 
 def admin_org(request: Request, org: str | None, scope: str, how: str) -> tuple[Organization, Actor]:

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.audit_chain import ChainCheckpoint, ChainHead
 from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Invitation, Membership, Organization, User, UserStatus
@@ -154,6 +155,34 @@ class AuditRepository(Protocol):
     def query(self, query: AuditQuery) -> list[AuditEntry]:
         """Entries matching ``query`` in ascending id order (descending with ``newest_first``)."""
         ...
+
+    # the tamper-evident chain (domain/audit_chain.py)
+    def heads(self) -> list[ChainHead]:
+        """The newest entry of every chain."""
+        ...
+
+    def chain_entries(
+        self,
+        chain: str,
+        *,
+        after_id: int = 0,
+        limit: int = 5000,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditEntry]:
+        """Entries of ``chain`` ('' = the installation) with ids above ``after_id``, in id order,
+        within [since, until) when given."""
+        ...
+
+    def add_checkpoint(self, checkpoint: ChainCheckpoint) -> None: ...
+
+    def checkpoints(
+        self, chain: str, *, from_seq: int | None = None, to_seq: int | None = None
+    ) -> list[ChainCheckpoint]:
+        """Checkpoints of ``chain`` in seq order, within [from_seq, to_seq] when given."""
+        ...
+
+    def last_checkpoint(self, chain: str) -> ChainCheckpoint | None: ...
 
 
 class EventRepository(Protocol):

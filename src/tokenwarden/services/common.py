@@ -48,6 +48,7 @@ class Actor:
     upn: str | None
     ip: str | None = None
     token: TokenReach | None = None
+    user_agent: str | None = None  # recorded in the audit log (bounded: MAX_AUDIT_USER_AGENT)
 
     @property
     def is_operator(self) -> bool:
@@ -73,6 +74,7 @@ class Actor:
         )
 
 
+MAX_AUDIT_USER_AGENT = 256
 OPERATOR = Actor(user_id=None, upn="operator@localhost")
 SYSTEM = Actor(user_id=None, upn="tokenwarden-system")  # scheduled jobs (expiry, dormancy, policy)
 
@@ -124,6 +126,7 @@ def audit(
             target_id=target_id,
             ip=actor.ip,
             details=details or {},
+            user_agent=actor.user_agent[:MAX_AUDIT_USER_AGENT] if actor.user_agent else None,
         )
     )
 

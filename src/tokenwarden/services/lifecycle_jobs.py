@@ -20,6 +20,7 @@ WEEKLY_REPORT: Final = "weekly-report"
 DORMANT_TOKENS: Final = "dormant-tokens"
 POLICY_ENFORCEMENT: Final = "policy-enforcement"
 ROTATION_JOB: Final = "rotation"  # issue 13
+AUDIT_CHECKPOINT_JOB: Final = "audit-checkpoint"  # issue 14
 
 DEFAULT_SCHEDULES: Final[dict[str, str]] = {
     EXPIRY_NOTIFICATIONS: DEFAULT_SCHEDULE,
@@ -29,6 +30,8 @@ DEFAULT_SCHEDULES: Final[dict[str, str]] = {
     # hourly: a credential is rotated days before it expires (its threshold), so the hour only
     # bounds how late an overlap window's end or a retry after a failure is acted on
     ROTATION_JOB: "20 * * * *",
+    # the job signs what is due (CheckpointPolicy: N entries, or any after M minutes)
+    AUDIT_CHECKPOINT_JOB: "*/5 * * * *",
 }
 
 WEBHOOK_SECRET_INFO: Final = b"tokenwarden webhook secrets"

@@ -236,7 +236,8 @@ class SigningKeys:
     def jwks(self) -> dict[str, Any]:
         """Every active public key, as a JWK Set (creates the RS256 key on first use)."""
         self.active(RS256)
-        return {"keys": [dict(k.public_jwk) for k in self.published()]}
+        # Ed25519 keys sign audit checkpoints only: kept out of the set token verifiers trust.
+        return {"keys": [dict(k.public_jwk) for k in self.published() if k.alg != ED25519]}
 
     # ------------------------------------------------------------------ helpers
     def _load_or_create(self, alg: str) -> tuple[str, Key, datetime]:

@@ -122,11 +122,11 @@ class Caller:
     def role_in(self, org_id: str) -> Role | None:
         return self.user.roles.get(org_id)
 
-    def actor(self, ip: str | None = None) -> Actor:
+    def actor(self, ip: str | None = None, user_agent: str | None = None) -> Actor:
         """The actor behind this credential, bounded by what its token may do (no token acts
         beyond its own scopes and organizations)."""
         reach = TokenReach(self.token.scopes, self.token.targets, self.key)
-        return Actor(user_id=self.user.id, upn=self.user.upn, ip=ip, token=reach)
+        return Actor(user_id=self.user.id, upn=self.user.upn, ip=ip, token=reach, user_agent=user_agent)
 
 
 ReaderFactory = Callable[[], UnitOfWork]

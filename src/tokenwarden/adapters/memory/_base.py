@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from tokenwarden.domain.audit import AuditEntry
+from tokenwarden.domain.audit_chain import ChainCheckpoint, ChainHead
 from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.domain.managed import ManagedCredential
 from tokenwarden.domain.oauth import AuthorizationCode, OAuthClient
@@ -63,6 +64,8 @@ class MemoryStore:
     oauth_tables: OAuthTables = field(default_factory=lambda: OAuthTables())
     lifecycle_tables: LifecycleTables = field(default_factory=lambda: LifecycleTables())
     rotation_tables: RotationTables = field(default_factory=lambda: RotationTables())
+    audit_heads: dict[str, ChainHead] = field(default_factory=dict)
+    audit_checkpoints: list[ChainCheckpoint] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 

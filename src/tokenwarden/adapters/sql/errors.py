@@ -35,6 +35,11 @@ def translate(error: BaseException) -> DomainError | None:
     return None
 
 
+def kind_of(error: BaseException) -> str:
+    """The driver's exception class name (for messages that must not leak SQL)."""
+    return _kind(error)
+
+
 def _kind(error: BaseException) -> str:
     orig = getattr(error, "orig", None)
     return type(orig).__name__ if orig is not None else type(error).__name__

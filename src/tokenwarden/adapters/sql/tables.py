@@ -180,9 +180,40 @@ audit_log = Table(
     Column("target_id", String(256), nullable=False),
     Column("ip", String(64), nullable=True),
     Column("details", JSON(), nullable=False),
+    # issue 14: who called (user agent) and the entry's place in its organization's hash chain
+    Column("user_agent", String(256), nullable=True),
+    Column("chain_seq", BigInteger(), nullable=True),
+    Column("prev_hash", String(64), nullable=True),
+    Column("entry_hash", String(64), nullable=True),
     Index("ix_audit_log_org_at", "org_id", "at"),
     Index("ix_audit_log_actor", "actor_id"),
     Index("ix_audit_log_target", "target_id"),
+    Index("ix_audit_log_org_id_id", "org_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# The newest entry of each chain ('' = the installation's): appenders lock their chain's row, so
+# entries of one organization are chained in commit order.
+audit_chain_heads = Table(
+    "audit_chain_heads",
+    metadata,
+    Column("chain", String(36), primary_key=True),
+    Column("seq", BigInteger(), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+)
+
+# Signed statements "entry seq of chain has hash h" (compact JWS, Ed25519).
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("chain", String(36), nullable=False),
+    Column("seq", BigInteger(), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kid", String(128), nullable=False),
+    Column("signature", Text(), nullable=False),
+    Index("ix_audit_checkpoints_chain_seq", "chain", "seq"),
     sqlite_autoincrement=True,
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tokenwarden.adapters.sql import tables as t
 from tokenwarden.adapters.sql.engine import display_url, make_engine
-from tokenwarden.adapters.sql.errors import translate
+from tokenwarden.adapters.sql.errors import kind_of, translate
 from tokenwarden.adapters.sql.repositories import (
     SqlAuditRepository,
     SqlBreakGlassRepository,
@@ -69,6 +70,7 @@ from tokenwarden.ports.repositories import (
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import SignalRepository
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_LOCK_SECONDS = 30.0  # = SQLite's busy timeout (engine.py)
 
@@ -138,7 +140,7 @@ class SqlUnitOfWork:
         self.users = SqlUserRepository(conn)
         self.tokens = SqlTokenRepository(conn)
         self.policies = SqlPolicyRepository(conn)
-        self.audit = SqlAuditRepository(conn)
+        self.audit = self._audit = SqlAuditRepository(conn)
         self.events = self._events = SqlEventRepository(conn)
         self.rules = SqlRuleRepository(conn)
         self.watermarks = SqlWatermarkRepository(conn)
@@ -190,6 +192,13 @@ class SqlUnitOfWork:
         invalidation events this transaction appended (one mechanism for every service)."""
         if self._conn is None:
             raise RuntimeError("commit() outside a unit of work")
+        try:  # chained now: if the audit cannot be written, nothing commits (Vault's rule)
+            self._audit.flush()
+        except SQLAlchemyError as exc:
+            log.error("the audit log could not be written; the change is rolled back", exc_info=True)
+            raise Unavailable(
+                f"the audit log could not be written ({kind_of(exc)}): the change was not made"
+            ) from exc
         self._events.flush()  # written last: see SqlEventRepository
         self._conn.commit()  # a failure surfaces through __exit__, which translates it
         if self._events.appended:
