@@ -10,12 +10,17 @@ PORT ?= 8080
 
 .PHONY: install run test lint typecheck layers pytest bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed tests/node/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# Node.js clients the e2e tests run unchanged (the seed's audit script, with axios)
+tests/node/node_modules/.installed: tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
 run: install

@@ -24,7 +24,7 @@ from tokenwarden.http.api import lifecycle as lifecycle_api  # issue 12: enforce
 from tokenwarden.http.api import rotation as rotation_api  # issue 13: managed credentials, rotation
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
-from tokenwarden.http.compat import ado, graph
+from tokenwarden.http.compat import ado, ado_audit, graph
 from tokenwarden.http.docs import install_docs
 from tokenwarden.http.errors import (
     ADO_TYPE_KEYS,
@@ -143,6 +143,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     app.include_router(jobs_api.router)  # issue 12: lifecycle jobs, webhooks, the outbox
     app.include_router(lifecycle_api.router)  # issue 12: policy enforcement, extend, watchers, contact
     app.include_router(rotation_api.router)  # issue 13: managed credentials, rotation, secrets
+    app.include_router(ado_audit.router)  # issue 14: the Azure DevOps Audit Log API
 
     @app.middleware("http")
     async def count_requests(

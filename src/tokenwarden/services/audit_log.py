@@ -98,3 +98,17 @@ class AuditService:
                 found = uow.users.by_upn(actor_id)
                 actor_id = found.id if found else actor_id
             return uow.audit.query(replace(query, org_id=the_org.id, actor_id=actor_id, newest_first=True))
+
+    def query_with_names(
+        self, actor: Actor, org: str, query: AuditQuery
+    ) -> tuple[list[AuditEntry], dict[str, str]]:
+        """``query`` plus the display names of the entries' actors (by user id), for
+        projections that show who acted (the Azure DevOps audit log)."""
+        entries = self.query(actor, org, query)
+        names: dict[str, str] = {}
+        with reading(self._uow) as uow:
+            for user_id in {e.actor_id for e in entries if e.actor_id}:
+                user = uow.users.get(user_id)
+                if user is not None:
+                    names[user_id] = user.display_name
+        return entries, names
