@@ -58,6 +58,7 @@ from tokenwarden.services.lifecycle_jobs import (
     EXPIRY_NOTIFICATIONS,
     POLICY_ENFORCEMENT,
     ROTATION_JOB,
+    USAGE_RETENTION_JOB,
     WEBHOOK_SECRET_INFO,
     WEEKLY_REPORT,
     delivering,
@@ -81,6 +82,7 @@ from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
 from tokenwarden.services.token_care import TokenCareService
+from tokenwarden.services.usage import UsageRecorder, UsageService
 from tokenwarden.services.validation import Validator
 from tokenwarden.services.webhooks import WebhookService
 from tokenwarden.services.weekly_report import WeeklyReportService, run_weekly_report
@@ -103,6 +105,7 @@ class Container:
     policies: PolicyService
     audit: AuditService
     audit_chain: AuditChainService
+    usage: UsageService  # issue 14: usage records
     rules: RuleService
     revocation: RevocationService
     break_glass: BreakGlassService
@@ -147,6 +150,7 @@ class Container:
                 self.uow,
                 poll_interval=self.settings.poll_interval_seconds,
                 flush_interval=self.settings.usage_flush_seconds,
+                usage=self.usage,
             )
         self.validator.sync()
         validator = self.validator
@@ -352,8 +356,17 @@ def wire(
             max_age=timedelta(minutes=settings.audit_checkpoint_minutes),
         ),
     )
+    # ---- issue 14: usage records
+    usage = UsageService(
+        uow,
+        clock,
+        UsageRecorder(settings.usage_buffer_max, enabled=settings.usage_recording),
+        retention_days=settings.usage_retention_days,
+    )
     # ---- issue 12: lifecycle jobs and notifications
-    jobs, delivery, webhooks = wire_lifecycle(settings, uow, clock, catalog, hasher, rotation, audit_chain)
+    jobs, delivery, webhooks = wire_lifecycle(
+        settings, uow, clock, catalog, hasher, rotation, audit_chain, usage
+    )
     # ----
     return Container(
         managed=ManagedCredentialService(
@@ -387,6 +400,7 @@ def wire(
         weekly_report=WeeklyReportService(uow, clock, catalog),
         audit=AuditService(uow),
         audit_chain=audit_chain,
+        usage=usage,
         rules=RuleService(uow, catalog, clock),
         revocation=RevocationService(uow, hasher, clock, catalog),
         break_glass=BreakGlassService(uow, clock, pats),
@@ -436,6 +450,7 @@ def wire_lifecycle(
     hasher: SecretHasher,
     rotation: RotationService | None = None,
     audit_chain: AuditChainService | None = None,
+    usage: UsageService | None = None,
 ) -> tuple[JobRunner, OutboxDelivery, WebhookService]:
     """The scheduled side: channels from the SMTP/webhook settings, the outbox worker, the jobs."""
     allow = PushAllowList.parse(settings.webhook_allow)
@@ -508,6 +523,11 @@ def wire_lifecycle(
         bodies[AUDIT_CHECKPOINT_JOB] = (
             "sign the head of every audit chain that grew since its last checkpoint",
             lambda ctx: audit_chain.run_job(),
+        )
+    if usage is not None:
+        bodies[USAGE_RETENTION_JOB] = (
+            f"delete usage records older than {usage.retention_days} days",
+            lambda ctx: {"deleted": usage.prune(), "retentionDays": usage.retention_days},
         )
     schedules = parse_schedules(settings.job_schedules, list(bodies))
     specs = [

@@ -6,11 +6,12 @@ works embedded: SQLite under ``./data``, no other service.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -261,6 +262,37 @@ class Settings(BaseSettings):
             "CIDRs, addresses or host names (TOKENWARDEN_ADO_ALLOW)"
         ),
     )
+    # ---- issue 14: usage records
+    usage_recording: bool = Field(
+        default=True, description="count every authenticated request per token (usage records)"
+    )
+    usage_retention_days: int = Field(
+        default=90, ge=1, le=3660, description="keep usage records this many days (the usage-retention job)"
+    )
+    usage_buffer_max: int = Field(
+        default=100_000,
+        ge=100,
+        le=10_000_000,
+        description="requests buffered per process between flushes (beyond: dropped and counted)",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "CIDRs of reverse proxies whose X-Forwarded-For names the client (comma-separated; "
+            "default none: the socket's address is the client)"
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for item in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"TOKENWARDEN_TRUSTED_PROXIES: not a CIDR: {item!r:.60}") from None
+        return value
+
     # ---- issue 14: audit chain checkpoints
     audit_checkpoint_entries: int = Field(
         default=1000,

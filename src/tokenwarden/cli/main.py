@@ -24,6 +24,7 @@ from tokenwarden.cli import (
     rotation_cmds,  # issue 13: managed, rotate, secrets
     rule_cmds,
     session_cmds,  # issue 11: user passwd, sessions list|revoke
+    usage_cmds,  # issue 14: usage show
 )
 from tokenwarden.cli.client_cmds import register as register_client_cmds  # issue 11 (part 2)
 from tokenwarden.cli.context import domain_errors, open_container
@@ -61,6 +62,7 @@ session_cmds.register(app, user_app)  # issue 11
 report_cmds.register(app)  # issue 12
 jobs_cmds.register(app)  # issue 12
 rotation_cmds.register(app)  # issue 13
+usage_cmds.register(app)  # issue 14
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 
@@ -183,6 +185,10 @@ def serve(
         workers=workers or settings.workers,
         log_level=settings.log_level,
         access_log=False,
+        # X-Forwarded-For is honoured by tokenwarden itself, from TOKENWARDEN_TRUSTED_PROXIES
+        # only (uvicorn would trust any loopback client's header by default)
+        proxy_headers=False,
+        forwarded_allow_ips="",
     )
 
 
@@ -375,7 +381,8 @@ def pat_list(
     c = open_container()
     _, records = c.pats.list_for_admin(OPERATOR, org, user)
     now = c.clock.now()
-    rows = [pat_dict(r, now) for r in records]
+    uses = c.usage.requests_since([r.authorization_id for r in records], days=30)
+    rows = [{**pat_dict(r, now), "requests30d": uses.get(r.authorization_id, 0)} for r in records]
     if state is not PatFilter.ALL:
         rows = [
             r
@@ -387,7 +394,7 @@ def pat_list(
     else:
         table(
             f"PATs of {user}",
-            ["authorizationId", "displayName", "scope", "validTo", "state", "lastUsedAt"],
+            ["authorizationId", "displayName", "scope", "validTo", "state", "lastUsedAt", "uses 30d"],
             [
                 [
                     r["authorizationId"],
@@ -396,6 +403,7 @@ def pat_list(
                     r["validTo"],
                     f"{r['state']} ({r['revokedCause']})" if r["revokedCause"] else r["state"],
                     r["lastUsedAt"],
+                    r["requests30d"],
                 ]
                 for r in rows
             ],

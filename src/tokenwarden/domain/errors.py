@@ -10,6 +10,9 @@ class DomainError(Exception):
     """Base class: ``code`` is stable and machine-readable, ``message`` is for humans."""
 
     default_code = "error"
+    # The keyed hash of the token a refusal was about, when one was presented and found: the
+    # HTTP layer counts refused requests against the token too (usage records, issue 14).
+    token_key: bytes | None = None
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)

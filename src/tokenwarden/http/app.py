@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -17,12 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tokenwarden import __version__
 from tokenwarden.bootstrap import Container, build
 from tokenwarden.domain.errors import DomainError
+from tokenwarden.domain.usage import area_of
 from tokenwarden.http import oauth, oauth_authorize, ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, reports, revocation, system
 from tokenwarden.http.api import jobs as jobs_api  # issue 12
 from tokenwarden.http.api import lifecycle as lifecycle_api  # issue 12: enforcement, self-service
 from tokenwarden.http.api import rotation as rotation_api  # issue 13: managed credentials, rotation
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
+from tokenwarden.http.api import usage as usage_api
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, ado_audit, graph
 from tokenwarden.http.docs import install_docs
@@ -37,6 +39,7 @@ from tokenwarden.http.introspect_door import PATH as INTROSPECT_PATH
 from tokenwarden.http.introspect_door import IntrospectDoor, scope_issuer
 from tokenwarden.http.limits import SizeLimits
 from tokenwarden.http.metrics import Metrics
+from tokenwarden.http.usage import Network, UsageMiddleware, parse_networks, with_forwarded_client
 from tokenwarden.http.validate_door import PATH as VALIDATE_PATH
 from tokenwarden.http.validate_door import ValidateDoor
 from tokenwarden.http.web import pages as web_pages  # issue 11: sign-in and browser sessions
@@ -91,8 +94,11 @@ class _App(FastAPI):
 
     front: ASGIApp | None = None
     front_paths: frozenset[str] = frozenset()
+    trusted_proxies: tuple[Network, ...] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.trusted_proxies:
+            scope = with_forwarded_client(scope, self.trusted_proxies)
         if self.front is not None and scope["type"] == "http" and scope["path"] in self.front_paths:
             await self.front(scope, receive, send)
             return
@@ -130,20 +136,27 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     app.state.container = container
     install_docs(app)
     app.state.metrics = Metrics(container.validator)
+    routers: list[APIRouter] = []
+
+    def include(router: APIRouter) -> None:
+        app.include_router(router)
+        routers.append(router)
+
     for module in (system, pats, admin, invitations, revocation, bulk, ado, graph, ssf, oauth):
-        app.include_router(module.router)
-    app.include_router(revocation.any_org_router)
-    app.include_router(clients_router)  # issue 11 (part 2): the OAuth client registry
-    app.include_router(reports.router)  # issue 12: policy violations, the weekly report
+        include(module.router)
+    include(revocation.any_org_router)
+    include(clients_router)  # issue 11 (part 2): the OAuth client registry
+    include(reports.router)  # issue 12: policy violations, the weekly report
     # ---- issue 11 part 1: sign-in pages and browser sessions
-    app.include_router(web_pages.router)
-    app.include_router(session_api.router)
-    app.include_router(oauth_authorize.router)  # issue 11: the authorization endpoint (consent)
+    include(web_pages.router)
+    include(session_api.router)
+    include(oauth_authorize.router)  # issue 11: the authorization endpoint (consent)
     # ----
-    app.include_router(jobs_api.router)  # issue 12: lifecycle jobs, webhooks, the outbox
-    app.include_router(lifecycle_api.router)  # issue 12: policy enforcement, extend, watchers, contact
-    app.include_router(rotation_api.router)  # issue 13: managed credentials, rotation, secrets
-    app.include_router(ado_audit.router)  # issue 14: the Azure DevOps Audit Log API
+    include(jobs_api.router)  # issue 12: lifecycle jobs, webhooks, the outbox
+    include(lifecycle_api.router)  # issue 12: policy enforcement, extend, watchers, contact
+    include(rotation_api.router)  # issue 13: managed credentials, rotation, secrets
+    include(ado_audit.router)  # issue 14: the Azure DevOps Audit Log API
+    include(usage_api.router)  # issue 14: usage records
 
     @app.middleware("http")
     async def count_requests(
@@ -179,6 +192,10 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
         return native_error(500, "internalError", "internal error; see the server log")
 
     app.add_middleware(AdoPathMiddleware)
+    # issue 14: every authenticated request counted per token (inside the doors, which count
+    # their own answers)
+    app.add_middleware(UsageMiddleware, recorder=container.usage.recorder, areas=_route_areas(routers))
+    app.trusted_proxies = parse_networks(container.settings.trusted_proxies)
     metrics = app.state.metrics
     settings = container.settings
     doors: dict[str, Any] = {
@@ -186,6 +203,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
             "validator": container.validator,
             "directory": container.directory,
             "count": lambda method, status: metrics.requests.labels(method, str(status)).inc(),
+            "usage": container.usage.recorder,
         },
         "introspect": {
             "introspector": container.introspector,
@@ -209,6 +227,12 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     app.front_paths = frozenset({VALIDATE_PATH, INTROSPECT_PATH})
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _route_areas(routers: list[APIRouter]) -> frozenset[str]:
+    """The usage areas of the routes (a request for any other path counts as "other")."""
+    areas = {area_of(getattr(route, "path", "")) for router in routers for route in router.routes}
+    return frozenset(areas | {area_of(VALIDATE_PATH), area_of(INTROSPECT_PATH)})
 
 
 def _render_error(scope: Scope, exc: DomainError) -> Response:

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from tokenwarden.domain.errors import DomainError, NotFound, Unauthenticated
 from tokenwarden.domain.principals import Organization
+from tokenwarden.http.usage import note_token
 from tokenwarden.services.common import Actor
 from tokenwarden.services.validation import Caller, Validator
 
@@ -45,7 +46,12 @@ def authenticate(
     """Validate the request's credential for ``needed_scope`` in ``org_id``."""
     secret = secret_from_header(request.headers.get("authorization"))
     ip = client_ip(request)
-    caller = validator.validate(secret, needed_scope, org_id, ip)
+    try:
+        caller = validator.validate(secret, needed_scope, org_id, ip)
+    except DomainError as exc:
+        note_token(request, exc.token_key)
+        raise
+    note_token(request, caller.key)
     return caller, caller.actor(ip, request.headers.get("user-agent"))
 
 

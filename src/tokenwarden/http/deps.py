@@ -9,10 +9,11 @@ from fastapi import Request
 
 from tokenwarden.bootstrap import Container
 from tokenwarden.domain.clock import iso_z
-from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.errors import DomainError, InvalidInput
 from tokenwarden.domain.principals import Organization, Role
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.http.auth import authenticate, client_ip, member_org, secret_from_header
+from tokenwarden.http.usage import note_token
 from tokenwarden.services.common import Actor
 from tokenwarden.services.effective import cause_of
 from tokenwarden.services.validation import Caller
@@ -33,7 +34,12 @@ def org_caller(request: Request, org: str, scope: str) -> tuple[Organization, Ca
     c = container(request)
     secret = secret_from_header(request.headers.get("authorization"))
     ip = client_ip(request)
-    the_org, caller = member_org(c.validator, c.directory.find_org, secret, scope, org, ip)
+    try:
+        the_org, caller = member_org(c.validator, c.directory.find_org, secret, scope, org, ip)
+    except DomainError as exc:
+        note_token(request, exc.token_key)
+        raise
+    note_token(request, caller.key)
     return the_org, caller, caller.actor(ip, request.headers.get("user-agent"))
 
 

@@ -21,6 +21,7 @@ from tokenwarden.http.auth import member_org, secret_from_header
 from tokenwarden.http.errors import headers_of, status_of
 from tokenwarden.http.inputs import parse_query
 from tokenwarden.services.directory import DirectoryService
+from tokenwarden.services.usage import UsageRecorder
 from tokenwarden.services.validation import Caller, Validator
 
 PATH = "/api/v1/validate"
@@ -66,8 +67,10 @@ class ValidateDoor:
         validator: Validator,
         directory: DirectoryService,
         count: Callable[[str, int], None] | None = None,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.app = app
+        self.usage = usage if usage is not None and usage.enabled else None
         self.validator = validator
         self.directory = directory
         self.count = count or (lambda method, status: None)
@@ -87,11 +90,12 @@ class ValidateDoor:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        header = None
+        header = agent = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 header = value.decode("latin-1")
-                break
+            elif name == b"user-agent":
+                agent = value.decode("latin-1")
         client = scope.get("client")
         ip = client[0] if client else None
         query = scope.get("query_string", b"").decode("latin-1")
@@ -109,9 +113,13 @@ class ValidateDoor:
             if caller is None:  # needs the database (an org lookup, a cache miss): not on the loop
                 caller = await anyio.to_thread.run_sync(self._decide, secret, needed, org, ip)
             status, body, headers = 200, caller_body(caller), {}
+            key: bytes | None = caller.key
         except DomainError as exc:
             status, headers = status_of(exc), headers_of(exc)
             body = {"active": False, "error": {"code": exc.code, "message": exc.message}}
+            key = exc.token_key
+        if key is not None and self.usage is not None:
+            self.usage.record(key, ip, agent, "validate", status)
         payload = json.dumps(body).encode()
         raw_headers = [
             (b"content-type", b"application/json"),

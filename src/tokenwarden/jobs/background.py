@@ -7,6 +7,7 @@ import threading
 import time
 
 from tokenwarden.ports.repositories import UnitOfWorkFactory
+from tokenwarden.services.usage import UsageService
 from tokenwarden.services.validation import Validator, flush_usage
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,9 @@ class BackgroundSync:
         *,
         poll_interval: float = 0.25,
         flush_interval: float = 2.0,
+        usage: UsageService | None = None,
     ) -> None:
+        self._usage = usage
         self._validator = validator
         self._uow = uow_factory
         self._poll = poll_interval
@@ -62,4 +65,9 @@ class BackgroundSync:
         try:
             flush_usage(self._validator, self._uow)
         except Exception as exc:
-            log.warning("usage flush failed (will retry with newer data): %s", exc)
+            log.warning("last-used flush failed (will retry with newer data): %s", exc)
+        if self._usage is not None:
+            try:
+                self._usage.flush()
+            except Exception as exc:  # its counts are kept for the next flush
+                log.warning("usage records flush failed (kept for the next one): %s", exc)

@@ -25,6 +25,7 @@ from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import SignalRepository
+from tokenwarden.ports.usage import UsageRepository
 
 
 class OrgRepository(Protocol):
@@ -399,6 +400,7 @@ class UnitOfWork(Protocol):
     # issue 13: rotation
     managed: ManagedCredentialRepository
     rotations: RotationRepository
+    usage: UsageRepository  # issue 14: usage records
 
     def __enter__(self) -> Self: ...
     def __exit__(

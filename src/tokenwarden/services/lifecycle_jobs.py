@@ -21,6 +21,7 @@ DORMANT_TOKENS: Final = "dormant-tokens"
 POLICY_ENFORCEMENT: Final = "policy-enforcement"
 ROTATION_JOB: Final = "rotation"  # issue 13
 AUDIT_CHECKPOINT_JOB: Final = "audit-checkpoint"  # issue 14
+USAGE_RETENTION_JOB: Final = "usage-retention"  # issue 14
 
 DEFAULT_SCHEDULES: Final[dict[str, str]] = {
     EXPIRY_NOTIFICATIONS: DEFAULT_SCHEDULE,
@@ -32,6 +33,7 @@ DEFAULT_SCHEDULES: Final[dict[str, str]] = {
     ROTATION_JOB: "20 * * * *",
     # the job signs what is due (CheckpointPolicy: N entries, or any after M minutes)
     AUDIT_CHECKPOINT_JOB: "*/5 * * * *",
+    USAGE_RETENTION_JOB: "40 3 * * *",
 }
 
 WEBHOOK_SECRET_INFO: Final = b"tokenwarden webhook secrets"

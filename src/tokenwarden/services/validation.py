@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from tokenwarden.domain import token_format
-from tokenwarden.domain.errors import Forbidden, InsufficientScope, InvalidToken, Unavailable
+from tokenwarden.domain.errors import DomainError, Forbidden, InsufficientScope, InvalidToken, Unavailable
 from tokenwarden.domain.events import EventType, InvalidationEvent
 from tokenwarden.domain.hashing import SecretHasher
 from tokenwarden.domain.principals import Role, UserStatus, member_subject
@@ -203,10 +203,14 @@ class Validator:
         entry = self._tokens.get(h)
         if entry is None:
             entry = self._miss(secret, h)
-        user = self._users.get(entry.user_id) or self._load_user(entry.user_id)
-        if entry.revoked:
-            raise InvalidToken("token is revoked")
-        org = self.decide(entry, user, now, needed_scope, org_id)
+        try:  # free unless raised; a refusal names the token so it is counted against it
+            user = self._users.get(entry.user_id) or self._load_user(entry.user_id)
+            if entry.revoked:
+                raise InvalidToken("token is revoked")
+            org = self.decide(entry, user, now, needed_scope, org_id)
+        except DomainError as exc:
+            exc.token_key = h
+            raise
         self._usage[h] = (now, ip)
         return Caller(entry, user, h, org)
 
@@ -299,9 +303,13 @@ class Validator:
         if user is None:
             return None
         # :meth:`validate` from here on, without hashing the secret a second time.
-        if entry.revoked:
-            raise InvalidToken("token is revoked")
-        org = self.decide(entry, user, now, needed_scope, org_id)
+        try:
+            if entry.revoked:
+                raise InvalidToken("token is revoked")
+            org = self.decide(entry, user, now, needed_scope, org_id)
+        except DomainError as exc:
+            exc.token_key = h
+            raise
         self._usage[h] = (now, ip)
         return Caller(entry, user, h, org)
 

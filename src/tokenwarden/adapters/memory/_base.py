@@ -23,6 +23,7 @@ from tokenwarden.domain.principals import (
 )
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenRecord
+from tokenwarden.domain.usage import UsageCount
 from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, mark_names_for
 from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
 from tokenwarden.ports.repositories import (
@@ -66,6 +67,7 @@ class MemoryStore:
     rotation_tables: RotationTables = field(default_factory=lambda: RotationTables())
     audit_heads: dict[str, ChainHead] = field(default_factory=dict)
     audit_checkpoints: list[ChainCheckpoint] = field(default_factory=list)
+    usage: dict[tuple[str, datetime, str, str, str, str], UsageCount] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 

@@ -36,6 +36,7 @@ from tokenwarden.adapters.memory.rotation import (
 from tokenwarden.adapters.memory.rules import MemoryRuleRepository
 from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
+from tokenwarden.adapters.memory.usage import MemoryUsageRepository
 from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
 from tokenwarden.ports.lifecycle import (
@@ -64,6 +65,7 @@ from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepo
 from tokenwarden.ports.signals import (
     SignalRepository,
 )
+from tokenwarden.ports.usage import UsageRepository
 
 
 class MemoryUnitOfWork:
@@ -87,6 +89,7 @@ class MemoryUnitOfWork:
     lifecycle: LifecycleRepository
     managed: ManagedCredentialRepository
     rotations: RotationRepository
+    usage: UsageRepository
 
     def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
@@ -118,6 +121,7 @@ class MemoryUnitOfWork:
         self.lifecycle = MemoryLifecycleRepository(s, j)
         self.managed = MemoryManagedCredentialRepository(s, j)
         self.rotations = MemoryRotationRepository(s, j)
+        self.usage = MemoryUsageRepository(s, j)
         return self
 
     def __exit__(

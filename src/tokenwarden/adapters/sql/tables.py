@@ -192,6 +192,27 @@ audit_log = Table(
     sqlite_autoincrement=True,
 )
 
+# issue 14: requests per token, minute, client, area and status class (domain/usage.py)
+token_usage = Table(
+    "token_usage",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("token_id", String(36), nullable=False),
+    Column("org_id", String(36), nullable=False),
+    Column("bucket", UTCDateTime(), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("ip", String(64), nullable=False),
+    Column("network", String(64), nullable=False),
+    Column("user_agent", String(256), nullable=False),
+    Column("area", String(32), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("count", BigInteger(), nullable=False),
+    Index("ux_token_usage_key", "token_id", "bucket", "ip", "user_agent", "area", "status", unique=True),
+    Index("ix_token_usage_org_bucket", "org_id", "bucket"),
+    Index("ix_token_usage_bucket", "bucket"),
+    sqlite_autoincrement=True,
+)
+
 # The newest entry of each chain ('' = the installation's): appenders lock their chain's row, so
 # entries of one organization are chained in commit order.
 audit_chain_heads = Table(

@@ -44,6 +44,7 @@ from tokenwarden.adapters.sql.repositories.rotation import (
     SqlManagedCredentialRepository,
     SqlRotationRepository,
 )
+from tokenwarden.adapters.sql.repositories.usage import SqlUsageRepository
 from tokenwarden.domain.errors import Unavailable
 from tokenwarden.ports.lifecycle import (
     JobRepository,
@@ -69,6 +70,7 @@ from tokenwarden.ports.repositories import (
 )
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import SignalRepository
+from tokenwarden.ports.usage import UsageRepository
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -98,6 +100,7 @@ class SqlUnitOfWork:
     lifecycle: LifecycleRepository
     managed: ManagedCredentialRepository
     rotations: RotationRepository
+    usage: UsageRepository
 
     def __init__(
         self,
@@ -156,6 +159,7 @@ class SqlUnitOfWork:
         self.lifecycle = SqlLifecycleRepository(conn)
         self.managed = SqlManagedCredentialRepository(conn)
         self.rotations = SqlRotationRepository(conn)
+        self.usage = SqlUsageRepository(conn)
         return self
 
     def __exit__(

@@ -31,7 +31,9 @@ def list_pats(
         actor, the_org.id, filter=filter, sort=sort, ascending=ascending, top=top, continuation=continuation
     )
     now = c.clock.now()
-    return {"value": [pat_json(t, now) for t in page.items], "continuation": page.continuation}
+    uses = c.usage.requests_since([t.authorization_id for t in page.items], days=30)
+    value = [{**pat_json(t, now), "requests30d": uses.get(t.authorization_id, 0)} for t in page.items]
+    return {"value": value, "continuation": page.continuation}
 
 
 @router.post("", status_code=201)

@@ -18,10 +18,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from tokenwarden.domain import token_format
-from tokenwarden.domain.errors import Forbidden, Unauthenticated
+from tokenwarden.domain.errors import DomainError, Forbidden, Unauthenticated
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.http.auth import client_ip
 from tokenwarden.http.deps import container
+from tokenwarden.http.usage import note_token
 from tokenwarden.http.web.csrf import is_tls
 from tokenwarden.services.common import Actor
 from tokenwarden.services.validation import Caller
@@ -70,9 +71,14 @@ def session_secret(request: Request) -> str | None:
 async def _validate(request: Request, secret: str, org_id: str | None) -> Caller:
     validator = container(request).validator
     ip = client_ip(request)
-    caller = validator.validate_in_memory(secret, None, org_id, ip)
-    if caller is None:  # a cache miss or a stale view: the database is read, off the loop
-        caller = await run_in_threadpool(validator.validate, secret, None, org_id, ip)
+    try:
+        caller = validator.validate_in_memory(secret, None, org_id, ip)
+        if caller is None:  # a cache miss or a stale view: the database is read, off the loop
+            caller = await run_in_threadpool(validator.validate, secret, None, org_id, ip)
+    except DomainError as exc:
+        note_token(request, exc.token_key)
+        raise
+    note_token(request, caller.key)
     return caller
 
 
