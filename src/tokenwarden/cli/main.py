@@ -24,6 +24,7 @@ from tokenwarden.cli import (
     rotation_cmds,  # issue 13: managed, rotate, secrets
     rule_cmds,
     session_cmds,  # issue 11: user passwd, sessions list|revoke
+    signin_cmds,  # issue 14: signins list
     usage_cmds,  # issue 14: usage show
 )
 from tokenwarden.cli.client_cmds import register as register_client_cmds  # issue 11 (part 2)
@@ -63,6 +64,7 @@ report_cmds.register(app)  # issue 12
 jobs_cmds.register(app)  # issue 12
 rotation_cmds.register(app)  # issue 13
 usage_cmds.register(app)  # issue 14
+signin_cmds.register(app)  # issue 14
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

@@ -140,6 +140,7 @@ class AuditQuery:
     since: datetime | None = None
     until: datetime | None = None
     actor_id: str | None = None
+    actor_upn: str | None = None  # the UPN the actor used, case-insensitively (sign-in log)
     target_id: str | None = None
     event_types: tuple[str, ...] = ()
     after_id: int = 0

@@ -148,13 +148,14 @@ class AccountService:
         rehashed = self._passwords.hash(password) if eligible and self._needs_rehash(stored) else None
         with self._uow() as uow:
             if not eligible or user is None or home is None:
-                self._fail(uow, login, key, ip, now, since, user, home, reason=_why(user, stored, ok, home))
+                reason = _why(user, stored, ok, home)
+                self._fail(uow, login, key, ip, now, since, user, home, reason=reason, user_agent=user_agent)
                 uow.commit()
                 raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
             uow.oauth.record_attempt(key, ip, now, True)
             if rehashed is not None and stored is not None:
                 uow.oauth.replace_password_hash(user.id, stored, rehashed)
-            actor = Actor(user_id=user.id, upn=user.upn, ip=ip)
+            actor = Actor(user_id=user.id, upn=user.upn, ip=ip, user_agent=user_agent)
             old = self._sessions.live_session_by_secret(uow, previous_session)
             if old is not None:
                 self._sessions.revoke_in(uow, actor, [old], "replaced by a new sign-in")
@@ -229,9 +230,10 @@ class AccountService:
         home: str | None,
         *,
         reason: str,
+        user_agent: str | None = None,
     ) -> None:
         uow.oauth.record_attempt(key, ip, now, False)
-        actor = Actor(user_id=user.id if user else None, upn=login[:MAX_LOGIN], ip=ip)
+        actor = Actor(user_id=user.id if user else None, upn=login[:MAX_LOGIN], ip=ip, user_agent=user_agent)
         org_id = home
         if org_id is None and user is not None:
             org_id = next((m.org_id for m in uow.users.memberships_of(user.id)), None)

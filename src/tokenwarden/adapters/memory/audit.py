@@ -29,6 +29,7 @@ class MemoryAuditRepository(_Repo):
             and (query.since is None or e.at >= query.since)
             and (query.until is None or e.at < query.until)
             and (query.actor_id is None or e.actor_id == query.actor_id)
+            and (query.actor_upn is None or (e.actor_upn or "").casefold() == query.actor_upn.casefold())
             and (query.target_id is None or e.target_id == query.target_id)
             and (not query.event_types or e.event_type in query.event_types)
             and (query.before_id is None or (e.id or 0) < query.before_id)

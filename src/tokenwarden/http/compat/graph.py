@@ -26,13 +26,21 @@ from starlette.routing import Match, compile_path
 from starlette.types import Scope
 
 from tokenwarden.domain.clock import iso_z
-from tokenwarden.domain.errors import DomainError, Forbidden, InvalidInput, Unauthenticated, Unavailable
+from tokenwarden.domain.errors import (
+    DomainError,
+    Forbidden,
+    InsufficientScope,
+    InvalidInput,
+    Unauthenticated,
+    Unavailable,
+)
 from tokenwarden.domain.principals import Membership, RiskLevel, RiskState, Role, User, UserStatus
 from tokenwarden.domain.watermarks import REFRESH_TOKENS, SIGN_IN_SESSIONS
 from tokenwarden.http.auth import authenticate
 from tokenwarden.http.deps import container
 from tokenwarden.http.errors import headers_of, status_of
 from tokenwarden.http.inputs import parse_json
+from tokenwarden.services import signin_log
 from tokenwarden.services.common import Actor
 from tokenwarden.services.validation import Caller
 
@@ -472,6 +480,43 @@ async def confirm_compromised(request: Request) -> Response:
 async def dismiss(request: Request) -> Response:
     """riskLevel none, riskState dismissed (audited as User.RiskChange)."""
     return await _set_risk(request, RiskLevel.NONE, RiskState.DISMISSED)
+
+
+# ---------------------------------------------------------------------- sign-in log (issue 14)
+SIGN_IN_SCOPES: Final = ("vso.auditlog", GRAPH_READ)
+
+
+def _sign_ins(request: Request) -> JSONResponse:
+    try:
+        caller, actor = graph_caller(request, SIGN_IN_SCOPES[0])
+    except InsufficientScope:
+        caller, actor = graph_caller(request, SIGN_IN_SCOPES[1])
+    if caller.role_in(caller.org_id) is not Role.ADMIN:
+        raise Forbidden("Insufficient privileges to complete the operation.")
+    top_raw, skip_raw = query_option(request, "top"), query_option(request, "skiptoken")
+    if top_raw is not None and (not top_raw.isdigit() or not 1 <= int(top_raw) <= signin_log.MAX_TOP):
+        raise InvalidInput(f"Invalid value for $top: it must be an integer from 1 to {signin_log.MAX_TOP}.")
+    if skip_raw is not None and (not skip_raw.isdigit() or len(skip_raw) > 18 or int(skip_raw) < 1):
+        raise InvalidInput("Invalid $skiptoken.")
+    top = int(top_raw) if top_raw else signin_log.MAX_TOP
+    base = signin_log.SignInFilter(top=top, before_id=int(skip_raw) if skip_raw else None)
+    wanted = signin_log.parse_filter(query_option(request, "filter"), base)
+    entries = signin_log.SignInLog(container(request).audit).list(actor, caller.org_id, wanted)
+    body: dict[str, Any] = {"@odata.context": context_url(request, "auditLogs/signIns")}
+    body["value"] = [signin_log.sign_in_json(e) for e in entries]
+    if len(entries) == top and entries[-1].id is not None:
+        params = {k: v for k, v in request.query_params.items() if k != "$skiptoken"}
+        params["$skiptoken"] = str(entries[-1].id)
+        body["@odata.nextLink"] = str(request.url.replace_query_params(**params))
+    return JSONResponse(body)
+
+
+@graph_route("/auditLogs/signIns", "GET")
+def list_sign_ins(request: Request) -> Response:
+    """Sign-ins and failed sign-ins of the token's organization, newest first (its
+    administrators; ``vso.auditlog`` or ``graph.users``): ``$filter`` on ``createdDateTime``,
+    ``userPrincipalName`` and ``status/errorCode``, ``$top``, ``@odata.nextLink``."""
+    return _sign_ins(request)
 
 
 # ---------------------------------------------------------------------- everything else

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tokenwarden.adapters.sql import tables as t
@@ -104,6 +104,8 @@ class SqlAuditRepository:
             stmt = stmt.where(c.at < query.until)
         if query.actor_id is not None:
             stmt = stmt.where(c.actor_id == query.actor_id)
+        if query.actor_upn is not None:
+            stmt = stmt.where(func.lower(c.actor_upn) == query.actor_upn.lower())
         if query.target_id is not None:
             stmt = stmt.where(c.target_id == query.target_id)
         if query.event_types:
