@@ -46,6 +46,7 @@ from tokenwarden.services.audit_chain import AuditChainService, CheckpointPolicy
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
+from tokenwarden.services.detection import DetectionService
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.dormancy import DormancyJob
 from tokenwarden.services.expiry import ExpiryNotifier
@@ -106,6 +107,7 @@ class Container:
     audit: AuditService
     audit_chain: AuditChainService
     usage: UsageService  # issue 14: usage records
+    detection: DetectionService  # issue 14: compromise detection, alerts
     rules: RuleService
     revocation: RevocationService
     break_glass: BreakGlassService
@@ -363,6 +365,8 @@ def wire(
         UsageRecorder(settings.usage_buffer_max, enabled=settings.usage_recording),
         retention_days=settings.usage_retention_days,
     )
+    detection = DetectionService(uow, clock, rotation)
+    usage.detector = detection.detect
     # ---- issue 12: lifecycle jobs and notifications
     jobs, delivery, webhooks = wire_lifecycle(
         settings, uow, clock, catalog, hasher, rotation, audit_chain, usage
@@ -401,6 +405,7 @@ def wire(
         audit=AuditService(uow),
         audit_chain=audit_chain,
         usage=usage,
+        detection=detection,
         rules=RuleService(uow, catalog, clock),
         revocation=RevocationService(uow, hasher, clock, catalog),
         break_glass=BreakGlassService(uow, clock, pats),

@@ -83,7 +83,9 @@ def report_payload() -> dict[str, Any]:
     }
 
 
-TOKEN_TEMPLATES = sorted(TEMPLATES - {"weekly-report", "rotation-completed", "rotation-failed"})
+TOKEN_TEMPLATES = sorted(
+    TEMPLATES - {"weekly-report", "rotation-completed", "rotation-failed", "security-alert"}
+)
 
 
 @pytest.mark.parametrize("template", TOKEN_TEMPLATES)

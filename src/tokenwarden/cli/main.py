@@ -15,6 +15,7 @@ from tokenwarden import __version__
 from tokenwarden.bootstrap import build
 from tokenwarden.cli import (
     admin_cmds,
+    alert_cmds,  # issue 14: alerts
     audit_chain_cmds,  # noqa: F401  issue 14: audit verify|export|checkpoint|keys|rotate-key
     jobs_cmds,  # issue 12: jobs run|status, notify, webhook
     keys_cmds,
@@ -65,6 +66,7 @@ jobs_cmds.register(app)  # issue 12
 rotation_cmds.register(app)  # issue 13
 usage_cmds.register(app)  # issue 14
 signin_cmds.register(app)  # issue 14
+alert_cmds.register(app)  # issue 14
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

@@ -59,6 +59,11 @@ class AuditEventType(StrEnum):
     SESSION_REVOKE = "Session.Revoke"
     # ---- issue 12: lifecycle jobs
     PAT_EXPIRED = "Token.PatExpiredEvent"
+    # issue 14: detection
+    ALERT_RAISE = "Security.AlertRaiseEvent"
+    ALERT_ACKNOWLEDGE = "Security.AlertAcknowledgeEvent"
+    ALERT_CLOSE = "Security.AlertCloseEvent"
+    DETECTION_POLICY_UPDATE = "Security.DetectionPolicyUpdateEvent"
     WEBHOOK_CREATE = "Notifications.WebhookCreateEvent"
     WEBHOOK_DELETE = "Notifications.WebhookDeleteEvent"
     NOTIFICATION_REPLAY = "Notifications.ReplayEvent"

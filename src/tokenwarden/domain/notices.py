@@ -13,6 +13,7 @@ POLICY_ENFORCED: Final = "policy-enforced"
 WEEKLY_REPORT: Final = "weekly-report"
 ROTATION_COMPLETED: Final = "rotation-completed"  # issue 13: a managed credential was rotated
 ROTATION_FAILED: Final = "rotation-failed"  # issue 13: a rotation failed or is stuck
+SECURITY_ALERT: Final = "security-alert"  # issue 14: a detection rule fired
 
 EVENT_TYPES: Final[dict[str, str]] = {
     EXPIRY_WARNING: "token.expiring",
@@ -24,4 +25,5 @@ EVENT_TYPES: Final[dict[str, str]] = {
     WEEKLY_REPORT: "report.weekly",
     ROTATION_COMPLETED: "credential.rotated",
     ROTATION_FAILED: "credential.rotation_failed",
+    SECURITY_ALERT: "security.alert",
 }

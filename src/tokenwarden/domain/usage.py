@@ -108,3 +108,16 @@ class UsageTotals:
     areas: list[tuple[str, int]]
     statuses: dict[str, int]  # status class -> requests, since ``recent_since``
     recent_since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageStats:
+    """What detection reads about one token after a flush (across every node's counts)."""
+
+    first_used: datetime | None
+    prior_use: datetime | None  # the latest minute before the flush's first minute
+    network_first_seen: dict[str, datetime]
+    minute_totals: dict[datetime, int]  # of the flush's minutes
+    baseline_minutes: int  # active minutes in the baseline window, before the flush
+    baseline_requests: int
+    forbidden_recent: int  # 403s since the burst window began

@@ -20,6 +20,7 @@ from tokenwarden.domain.errors import DomainError
 from tokenwarden.domain.usage import area_of
 from tokenwarden.http import oauth, oauth_authorize, ssf
 from tokenwarden.http.api import admin, bulk, invitations, pats, reports, revocation, system
+from tokenwarden.http.api import alerts as alerts_api
 from tokenwarden.http.api import jobs as jobs_api  # issue 12
 from tokenwarden.http.api import lifecycle as lifecycle_api  # issue 12: enforcement, self-service
 from tokenwarden.http.api import rotation as rotation_api  # issue 13: managed credentials, rotation
@@ -135,7 +136,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     )
     app.state.container = container
     install_docs(app)
-    app.state.metrics = Metrics(container.validator)
+    app.state.metrics = Metrics(container.validator, container.usage, container.detection)
     routers: list[APIRouter] = []
 
     def include(router: APIRouter) -> None:
@@ -157,6 +158,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     include(rotation_api.router)  # issue 13: managed credentials, rotation, secrets
     include(ado_audit.router)  # issue 14: the Azure DevOps Audit Log API
     include(usage_api.router)  # issue 14: usage records
+    include(alerts_api.router)  # issue 14: alerts, detection policy
 
     @app.middleware("http")
     async def count_requests(

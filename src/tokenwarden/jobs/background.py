@@ -62,12 +62,13 @@ class BackgroundSync:
                 self._flush_usage()
 
     def _flush_usage(self) -> None:
-        try:
-            flush_usage(self._validator, self._uow)
-        except Exception as exc:
-            log.warning("last-used flush failed (will retry with newer data): %s", exc)
+        # usage records first: detection reads a token's previous last-used time
         if self._usage is not None:
             try:
                 self._usage.flush()
             except Exception as exc:  # its counts are kept for the next flush
                 log.warning("usage records flush failed (kept for the next one): %s", exc)
+        try:
+            flush_usage(self._validator, self._uow)
+        except Exception as exc:
+            log.warning("last-used flush failed (will retry with newer data): %s", exc)

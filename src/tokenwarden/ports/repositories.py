@@ -15,6 +15,7 @@ from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.principals import Invitation, Membership, Organization, User, UserStatus
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.ports.alerts import AlertRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
     LifecycleRepository,
@@ -402,6 +403,7 @@ class UnitOfWork(Protocol):
     managed: ManagedCredentialRepository
     rotations: RotationRepository
     usage: UsageRepository  # issue 14: usage records
+    alerts: AlertRepository  # issue 14: security alerts, detection policies
 
     def __enter__(self) -> Self: ...
     def __exit__(

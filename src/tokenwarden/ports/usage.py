@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from tokenwarden.domain.usage import UsageCount, UsageTotals
+from tokenwarden.domain.usage import UsageCount, UsageStats, UsageTotals
 
 
 class UsageRepository(Protocol):
@@ -29,4 +29,10 @@ class UsageRepository(Protocol):
 
     def prune(self, before: datetime) -> int:
         """Delete rows of minutes before ``before``; returns how many."""
+        ...
+
+    def stats(
+        self, token_id: str, minutes: Sequence[datetime], *, baseline_since: datetime, burst_since: datetime
+    ) -> UsageStats:
+        """Detection's view of one token around a flush that counted ``minutes``."""
         ...

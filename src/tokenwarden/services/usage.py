@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -94,6 +95,8 @@ class UsageService:
         self._carry: list[UsageCount] = []
         self._lock = threading.Lock()  # one flush at a time per process
         self.flushed_rows = 0
+        # called with each flush's counts once they are committed (compromise detection)
+        self.detector: Callable[[list[UsageCount]], object] | None = None
 
     def flush(self) -> FlushResult:
         """Write what the recorder holds (and any counts a failed flush kept)."""
@@ -132,6 +135,11 @@ class UsageService:
                 self._carry = batch[-MAX_CARRY:]
                 raise
             self.flushed_rows += len(batch)
+            if self.detector is not None and batch:
+                try:
+                    self.detector(batch)
+                except Exception:  # detection never loses counts; it is logged and runs next time
+                    log.exception("compromise detection failed for a usage flush")
             return FlushResult(len(pending), len(batch), unresolved)
 
     def totals(self, actor: Actor, org: str, token_id: str) -> tuple[UsageTotals, dict[str, Any]]:

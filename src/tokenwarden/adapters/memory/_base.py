@@ -25,6 +25,7 @@ from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.domain.usage import UsageCount
 from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, mark_names_for
+from tokenwarden.ports.alerts import Alert, StoredPolicy
 from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
 from tokenwarden.ports.repositories import (
     BreakGlassRequest,
@@ -68,6 +69,8 @@ class MemoryStore:
     audit_heads: dict[str, ChainHead] = field(default_factory=dict)
     audit_checkpoints: list[ChainCheckpoint] = field(default_factory=list)
     usage: dict[tuple[str, datetime, str, str, str, str], UsageCount] = field(default_factory=dict)
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    detection_policies: dict[str, StoredPolicy] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Self
 
 from tokenwarden.adapters.memory._base import MemoryStore, Undo
+from tokenwarden.adapters.memory.alerts import MemoryAlertRepository
 from tokenwarden.adapters.memory.audit import MemoryAuditRepository
 from tokenwarden.adapters.memory.break_glass import MemoryBreakGlassRepository
 from tokenwarden.adapters.memory.bulk_jobs import MemoryBulkJobRepository
@@ -39,6 +40,7 @@ from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
 from tokenwarden.adapters.memory.usage import MemoryUsageRepository
 from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
+from tokenwarden.ports.alerts import AlertRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
     LifecycleRepository,
@@ -90,6 +92,7 @@ class MemoryUnitOfWork:
     managed: ManagedCredentialRepository
     rotations: RotationRepository
     usage: UsageRepository
+    alerts: AlertRepository
 
     def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
         self._store = store
@@ -122,6 +125,7 @@ class MemoryUnitOfWork:
         self.managed = MemoryManagedCredentialRepository(s, j)
         self.rotations = MemoryRotationRepository(s, j)
         self.usage = MemoryUsageRepository(s, j)
+        self.alerts = MemoryAlertRepository(s, j)
         return self
 
     def __exit__(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from tokenwarden.adapters.memory._base import _discard, _Repo, _set
-from tokenwarden.domain.usage import UsageCount, UsageTotals
+from tokenwarden.domain.usage import UsageCount, UsageStats, UsageTotals
 
 Key = tuple[str, datetime, str, str, str, str]
 
@@ -77,6 +77,29 @@ class MemoryUsageRepository(_Repo):
             self.j.append(lambda k=key, v=value: self.s.usage.__setitem__(k, v))  # type: ignore[misc]
             _discard(self.s.usage, key)
         return len(old)
+
+    def stats(
+        self, token_id: str, minutes: Sequence[datetime], *, baseline_since: datetime, burst_since: datetime
+    ) -> UsageStats:
+        mine = [u for u in self.s.usage.values() if u.token_id == token_id]
+        start = min(minutes)
+        wanted = set(minutes)
+        first_seen: dict[str, datetime] = {}
+        per_minute: Counter[datetime] = Counter()
+        for u in mine:
+            first_seen[u.network] = min(first_seen.get(u.network, u.bucket), u.bucket)
+            if u.bucket in wanted:
+                per_minute[u.bucket] += u.count
+        base = [u for u in mine if baseline_since <= u.bucket < start]
+        return UsageStats(
+            first_used=min((u.bucket for u in mine), default=None),
+            prior_use=max((u.bucket for u in mine if u.bucket < start), default=None),
+            network_first_seen=first_seen,
+            minute_totals=dict(per_minute),
+            baseline_minutes=len({u.bucket for u in base}),
+            baseline_requests=sum(u.count for u in base),
+            forbidden_recent=sum(u.count for u in mine if u.status == "403" and u.bucket >= burst_since),
+        )
 
 
 def _with_count(u: UsageCount, count: int) -> UsageCount:

@@ -213,6 +213,38 @@ token_usage = Table(
     sqlite_autoincrement=True,
 )
 
+# issue 14: security alerts (one not closed per token and rule: open_key) and detection policies
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), nullable=False),
+    Column("token_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("open_key", String(80), nullable=True, unique=True),
+    Column("message", String(512), nullable=False),
+    Column("evidence", JSON(), nullable=False),
+    Column("occurrences", BigInteger(), nullable=False),
+    Column("responses", JSON(), nullable=False),
+    Column("closed_by", String(256), nullable=True),
+    Column("note", String(1024), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_alerts_org_created", "org_id", "created_at"),
+    Index("ix_alerts_token", "token_id"),
+)
+
+detection_policies = Table(
+    "detection_policies",
+    metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("data", JSON(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 # The newest entry of each chain ('' = the installation's): appenders lock their chain's row, so
 # entries of one organization are chained in commit order.
 audit_chain_heads = Table(

@@ -34,6 +34,7 @@ from tokenwarden.adapters.sql.repositories import (
     SqlUserRepository,
     SqlWatermarkRepository,
 )
+from tokenwarden.adapters.sql.repositories.alerts import SqlAlertRepository
 from tokenwarden.adapters.sql.repositories.lifecycle import (
     SqlJobRepository,
     SqlLifecycleRepository,
@@ -46,6 +47,7 @@ from tokenwarden.adapters.sql.repositories.rotation import (
 )
 from tokenwarden.adapters.sql.repositories.usage import SqlUsageRepository
 from tokenwarden.domain.errors import Unavailable
+from tokenwarden.ports.alerts import AlertRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
     LifecycleRepository,
@@ -101,6 +103,7 @@ class SqlUnitOfWork:
     managed: ManagedCredentialRepository
     rotations: RotationRepository
     usage: UsageRepository
+    alerts: AlertRepository
 
     def __init__(
         self,
@@ -160,6 +163,7 @@ class SqlUnitOfWork:
         self.managed = SqlManagedCredentialRepository(conn)
         self.rotations = SqlRotationRepository(conn)
         self.usage = SqlUsageRepository(conn)
+        self.alerts = SqlAlertRepository(conn)
         return self
 
     def __exit__(

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tokenwarden.adapters.sql import tables as t
-from tokenwarden.domain.usage import UsageCount, UsageTotals
+from tokenwarden.domain.usage import UsageCount, UsageStats, UsageTotals
 
 _KEY = ["token_id", "bucket", "ip", "user_agent", "area", "status"]
 # ids per statement: well under SQLite's bound-parameter limit
@@ -112,3 +112,37 @@ class SqlUsageRepository:
     def prune(self, before: datetime) -> int:
         result = self._c.execute(delete(t.token_usage).where(t.token_usage.c.bucket < before))
         return int(result.rowcount or 0)
+
+    def stats(
+        self, token_id: str, minutes: Sequence[datetime], *, baseline_since: datetime, burst_since: datetime
+    ) -> UsageStats:
+        c = t.token_usage.c
+        mine = c.token_id == token_id
+        start = min(minutes)
+        total = func.sum(c.count)
+        first, prior = self._c.execute(
+            select(func.min(c.bucket), func.max(c.bucket).filter(c.bucket < start)).where(mine)
+        ).one()
+        networks = self._c.execute(
+            select(c.network, func.min(c.bucket)).where(mine).group_by(c.network).limit(1000)
+        )
+        per_minute = self._c.execute(
+            select(c.bucket, total).where(mine, c.bucket.in_(list(minutes)[:_CHUNK])).group_by(c.bucket)
+        )
+        base_minutes, base_requests = self._c.execute(
+            select(func.count(func.distinct(c.bucket)), total).where(
+                mine, c.bucket >= baseline_since, c.bucket < start
+            )
+        ).one()
+        forbidden = self._c.execute(
+            select(total).where(mine, c.status == "403", c.bucket >= burst_since)
+        ).scalar()
+        return UsageStats(
+            first_used=first,
+            prior_use=prior,
+            network_first_seen={str(n): f for n, f in networks},
+            minute_totals={b: int(n) for b, n in per_minute},
+            baseline_minutes=int(base_minutes or 0),
+            baseline_requests=int(base_requests or 0),
+            forbidden_recent=int(forbidden or 0),
+        )
