@@ -52,6 +52,7 @@ from tokenwarden.services.dormancy import DormancyJob
 from tokenwarden.services.expiry import ExpiryNotifier
 from tokenwarden.services.job_runner import JobRunner, JobSpec, parse_schedules
 from tokenwarden.services.jobs_admin import JobsAdmin
+from tokenwarden.services.leak_intake import LeakIntake
 from tokenwarden.services.lifecycle_jobs import (
     AUDIT_CHECKPOINT_JOB,
     DEFAULT_SCHEDULES,
@@ -108,6 +109,7 @@ class Container:
     audit_chain: AuditChainService
     usage: UsageService  # issue 14: usage records
     detection: DetectionService  # issue 14: compromise detection, alerts
+    leak_intake: LeakIntake  # issue 14: GitHub secret scanning
     rules: RuleService
     revocation: RevocationService
     break_glass: BreakGlassService
@@ -406,6 +408,7 @@ def wire(
         audit_chain=audit_chain,
         usage=usage,
         detection=detection,
+        leak_intake=LeakIntake(uow, hasher, detection, settings.github_scanning_keys_file),
         rules=RuleService(uow, catalog, clock),
         revocation=RevocationService(uow, hasher, clock, catalog),
         break_glass=BreakGlassService(uow, clock, pats),

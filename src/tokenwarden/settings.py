@@ -293,6 +293,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"TOKENWARDEN_TRUSTED_PROXIES: not a CIDR: {item!r:.60}") from None
         return value
 
+    github_scanning_keys_file: Path | None = Field(
+        default=None,
+        description=(
+            "GitHub's secret-scanning public keys (JSON, as served at "
+            "api.github.com/meta/public_keys/secret_scanning); unset: the intake endpoint is off"
+        ),
+    )
     # ---- issue 14: audit chain checkpoints
     audit_checkpoint_entries: int = Field(
         default=1000,

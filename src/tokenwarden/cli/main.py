@@ -24,6 +24,7 @@ from tokenwarden.cli import (
     revoke_cmds,
     rotation_cmds,  # issue 13: managed, rotate, secrets
     rule_cmds,
+    scan_cmds,  # issue 14: scan
     session_cmds,  # issue 11: user passwd, sessions list|revoke
     signin_cmds,  # issue 14: signins list
     usage_cmds,  # issue 14: usage show
@@ -67,6 +68,7 @@ rotation_cmds.register(app)  # issue 13
 usage_cmds.register(app)  # issue 14
 signin_cmds.register(app)  # issue 14
 alert_cmds.register(app)  # issue 14
+scan_cmds.register(app)  # issue 14
 
 InitOrgOpt = Annotated[str, typer.Option("--org", help="Name of the organization to create.")]
 

@@ -25,6 +25,7 @@ class Rule(StrEnum):
     HIGH_FREQUENCY = "highFrequency"
     FORBIDDEN_BURST = "forbiddenBurst"
     OWNER_INACTIVE = "ownerInactive"
+    LEAKED = "leakedToken"  # reported by a secret scanner (GitHub): not evaluated, raised by intake
 
 
 class Level(StrEnum):
@@ -47,6 +48,7 @@ DEFAULT_LEVELS: Final[dict[Rule, Level]] = {
     Rule.HIGH_FREQUENCY: Level.HIGH,
     Rule.FORBIDDEN_BURST: Level.HIGH,
     Rule.OWNER_INACTIVE: Level.HIGH,
+    Rule.LEAKED: Level.HIGH,
 }
 BURST_MINUTES: Final = 5
 BURST_WINDOW: Final = timedelta(minutes=BURST_MINUTES)

@@ -24,6 +24,7 @@ from tokenwarden.http.api import alerts as alerts_api
 from tokenwarden.http.api import jobs as jobs_api  # issue 12
 from tokenwarden.http.api import lifecycle as lifecycle_api  # issue 12: enforcement, self-service
 from tokenwarden.http.api import rotation as rotation_api  # issue 13: managed credentials, rotation
+from tokenwarden.http.api import secret_scanning as secret_scanning_api
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
 from tokenwarden.http.api import usage as usage_api
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
@@ -159,6 +160,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     include(ado_audit.router)  # issue 14: the Azure DevOps Audit Log API
     include(usage_api.router)  # issue 14: usage records
     include(alerts_api.router)  # issue 14: alerts, detection policy
+    include(secret_scanning_api.router)  # issue 14: GitHub secret-scanning intake
 
     @app.middleware("http")
     async def count_requests(
@@ -271,7 +273,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "bearer": {"type": "http", "scheme": "bearer", "description": "a tokenwarden token"},
         "basic": {"type": "http", "scheme": "basic", "description": "any user name, the token as password"},
     }
-    open_paths = {"/health", "/metrics", "/{org}/_apis"}
+    open_paths = {"/health", "/metrics", "/{org}/_apis", "/api/v1/secret-scanning/github"}
     error_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     for path, operations in schema.get("paths", {}).items():
         for method, op in operations.items():

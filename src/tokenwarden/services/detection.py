@@ -30,6 +30,7 @@ from tokenwarden.domain.detection import (
     Activity,
     DetectionPolicy,
     Finding,
+    Level,
     Rule,
     evaluate,
 )
@@ -57,6 +58,7 @@ RULE_NAMES: Final[dict[str, str]] = {
     Rule.HIGH_FREQUENCY: "High request rate",
     Rule.FORBIDDEN_BURST: "Burst of 403s (scope probing)",
     Rule.OWNER_INACTIVE: "Used after the owner was disabled or left",
+    Rule.LEAKED: "Token leaked (reported by secret scanning)",
 }
 
 
@@ -215,9 +217,38 @@ class DetectionService:
                 self._rotate(done)
         return out
 
-    def _raise(self, record: TokenRecord, finding: Finding, policy: DetectionPolicy) -> Raised | None:
+    def report_leak(self, token_id: str, message: str, evidence: dict[str, Any]) -> Alert | None:
+        """A token found in public (secret scanning): revoked at once whatever the policy, its
+        owner and the security contact told; the level's other responses apply too. None when
+        the token is unknown or already has an open leak alert."""
+        with reading(self._uow) as uow:
+            record = uow.tokens.get(token_id)
+        if record is None:
+            return None
+        policy = self.policy_of(record.org_id)
+        level = policy.level_of(Rule.LEAKED)
+        forced = (Action.NOTIFY, Action.REVOKE, *policy.responses.get(level, ()))
+        responses = {**policy.responses, level: tuple(dict.fromkeys(forced))}
+        done = self._raise(
+            record, Finding(Rule.LEAKED, level, message, evidence), policy, responses, tell_owner=True
+        )
+        if done is None:
+            return None
+        self._rotate(done)
+        self.raised += 1
+        return done.alert
+
+    def _raise(
+        self,
+        record: TokenRecord,
+        finding: Finding,
+        policy: DetectionPolicy,
+        responses: dict[Level, tuple[Action, ...]] | None = None,
+        *,
+        tell_owner: bool = False,
+    ) -> Raised | None:
         now = self._clock.now()
-        actions = policy.responses.get(finding.level, (Action.NOTIFY,))
+        actions = (responses or policy.responses).get(finding.level, (Action.NOTIFY,))
         alert = Alert(
             id=str(uuid.uuid4()),
             org_id=record.org_id,
@@ -259,7 +290,7 @@ class DetectionService:
             alert = alert.with_changes(responses=tuple(done))
             uow.alerts.update(alert)
             if Action.NOTIFY in actions:
-                self._notify(uow, record, alert, upn)
+                self._notify(uow, record, alert, upn, owner=upn if tell_owner and owner else None)
             uow.commit()
         return Raised(alert, rotate)
 
@@ -319,7 +350,9 @@ class DetectionService:
         )
         return True
 
-    def _notify(self, uow: UnitOfWork, record: TokenRecord, alert: Alert, upn: str) -> None:
+    def _notify(
+        self, uow: UnitOfWork, record: TokenRecord, alert: Alert, upn: str, owner: str | None = None
+    ) -> None:
         org = uow.orgs.get(record.org_id)
         policy = uow.policies.get(record.org_id)
         contact = policy.security_contact if policy else None
@@ -347,7 +380,8 @@ class DetectionService:
                 org_id=record.org_id,
             )
 
-        messages = [message("email", contact, address_key(contact))] if contact else []
+        recipients = [a for a in dict.fromkeys([contact, owner]) if a]
+        messages = [message("email", a, address_key(a)) for a in recipients]
         messages += [
             message("webhook", h, f"hook:{h}") for h in subscribed(uow, record.org_id, SECURITY_ALERT)
         ]
