@@ -12,7 +12,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk_csv, csv_contention, http_load, lifecycle, oauth, propagation, rotation, validation
+from bench import (
+    audit_usage,
+    bulk_csv,
+    csv_contention,
+    http_load,
+    lifecycle,
+    oauth,
+    propagation,
+    rotation,
+    validation,
+)
 
 
 def machine() -> dict[str, str | int | None]:
@@ -39,7 +49,17 @@ def main() -> None:
     parser.add_argument("--skip-propagation", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["validation", "http", "propagation", "csv", "contention", "oauth", "lifecycle", "rotation"],
+        choices=[
+            "validation",
+            "http",
+            "propagation",
+            "csv",
+            "contention",
+            "oauth",
+            "lifecycle",
+            "rotation",
+            "audit",
+        ],
         help="run one group",
     )
     args = parser.parse_args()
@@ -85,6 +105,12 @@ def main() -> None:
         )
         results["rotation"] = rotation.run(quick=args.quick)
         print(json.dumps(results["rotation"], indent=2), file=sys.stderr)
+    if args.only in (None, "audit"):
+        print(
+            "audit and usage (issue 14): recording cost, detection, chain append, verify...", file=sys.stderr
+        )
+        results["audit"] = audit_usage.run(quick=args.quick, http_too=not args.skip_http)
+        print(json.dumps(results["audit"], indent=2), file=sys.stderr)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))

@@ -33,6 +33,7 @@ from tokenwarden.services.common import Actor, get_org, parse_uuid, reading, req
 
 log = logging.getLogger(__name__)
 RECENT: Final = timedelta(hours=24)
+_now = time.time
 MAX_CARRY: Final = 200_000  # counts kept across failed flushes
 MAX_RESOLVED: Final = 200_000  # remembered hash -> token id mappings
 # (secret hash, time, ip, user agent, area, status)
@@ -44,21 +45,21 @@ class UsageRecorder:
 
     def __init__(self, max_pending: int = 100_000, *, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._max = max_pending
+        self._max = max_pending if enabled else 0
         self._pending: deque[Pending] = deque()
         self.dropped = 0
         self.recorded = 0
 
     def record(self, key: bytes, ip: str | None, user_agent: str | None, area: str, status: int) -> None:
-        """Count one request of the token whose secret hashes to ``key``."""
-        if not self.enabled:
-            return
-        if len(self._pending) >= self._max:
+        """Count one request of the token whose secret hashes to ``key`` (the hot path: an
+        append; callers skip it when recording is off)."""
+        pending = self._pending
+        if len(pending) < self._max:
+            if user_agent is not None and len(user_agent) > MAX_USER_AGENT:
+                user_agent = user_agent[:MAX_USER_AGENT]
+            pending.append((key, _now(), ip, user_agent, area, status))
+        elif self.enabled:
             self.dropped += 1
-            return
-        if user_agent is not None and len(user_agent) > MAX_USER_AGENT:
-            user_agent = user_agent[:MAX_USER_AGENT]
-        self._pending.append((key, time.time(), ip, user_agent, area, status))
 
     def drain(self) -> list[Pending]:
         """Take what was recorded so far (thread-safe against concurrent ``record``)."""
