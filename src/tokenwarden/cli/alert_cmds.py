@@ -50,6 +50,9 @@ def alerts_list(
     if json_out:
         emit_json(rows)
         return
+    if not rows:
+        out.print(f"no {' or '.join(statuses)} alerts")
+        return
     table(
         "Alerts",
         ["id", "raised", "level", "rule", "token", "status", "done", "message"],

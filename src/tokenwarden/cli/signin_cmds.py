@@ -9,7 +9,7 @@ import typer
 
 from tokenwarden.cli.context import domain_errors, open_container
 from tokenwarden.cli.options import JsonOpt, OrgOpt
-from tokenwarden.cli.output import emit_json, table
+from tokenwarden.cli.output import emit_json, out, table
 from tokenwarden.domain.clock import ensure_utc
 from tokenwarden.services.common import OPERATOR
 from tokenwarden.services.signin_log import MAX_TOP, SignInFilter, SignInLog, sign_in_json
@@ -49,6 +49,9 @@ def signins_list(
         c.database.dispose()
     if json_out:
         emit_json(rows)
+        return
+    if not rows:
+        out.print("no sign-ins recorded")
         return
     table(
         "Sign-ins",
