@@ -165,10 +165,10 @@ def serve_process(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[byte
     raise RuntimeError("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A real ``tokenwarden serve`` process on a free port over SQLite."""
-    env = {**os.environ, "TOKENWARDEN_DATA_DIR": str(tmp_path / "data")}
+def live(tmp_path: Path, **extra_env: str) -> Iterator[LiveServer]:
+    """A real ``tokenwarden serve`` process on a free port over SQLite (``extra_env``: more
+    ``TOKENWARDEN_*`` settings)."""
+    env = {**os.environ, "TOKENWARDEN_DATA_DIR": str(tmp_path / "data"), **extra_env}
     env.pop("TOKENWARDEN_DATABASE_URL", None)
     init = run_cli(["init", "--org", "Acme", "--admin", "admin@acme.test", "--json"], env, tmp_path)
     assert init.returncode == 0, init.stderr
@@ -184,6 +184,12 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real ``tokenwarden serve`` process on a free port over SQLite."""
+    yield from live(tmp_path)
 
 
 @pytest.fixture

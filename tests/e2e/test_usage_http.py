@@ -4,8 +4,6 @@ X-Forwarded-For only from trusted proxies, refusals counted, the validate door c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import LiveServer, run_cli, serve_process
+from tests.e2e.conftest import LiveServer, live, run_cli
 
 
 def _client(base: str, token: str, source: str, agent: str) -> httpx.Client:
@@ -43,25 +41,9 @@ def _usage(base: str, admin: str, org: str, token_id: str, want: int) -> dict[st
 @pytest.fixture
 def proxied_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A live server that trusts 127.0.0.1 as a reverse proxy (and only it)."""
-    env = {
-        **os.environ,
-        "TOKENWARDEN_DATA_DIR": str(tmp_path / "data"),
-        "TOKENWARDEN_TRUSTED_PROXIES": "127.0.0.1/32",
-        "TOKENWARDEN_USAGE_FLUSH_SECONDS": "0.2",
-    }
-    env.pop("TOKENWARDEN_DATABASE_URL", None)
-    init = run_cli(["init", "--org", "Acme", "--admin", "admin@acme.test", "--json"], env, tmp_path)
-    assert init.returncode == 0, init.stderr
-    token = json.loads(init.stdout)["token"]
-    proc, base = serve_process(env, tmp_path)
-    try:
-        yield LiveServer(base, "Acme", token, env, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    yield from live(
+        tmp_path, TOKENWARDEN_TRUSTED_PROXIES="127.0.0.1/32", TOKENWARDEN_USAGE_FLUSH_SECONDS="0.2"
+    )
 
 
 def _pat(base: str, admin: str, org: str, scope: str) -> tuple[str, str]:
