@@ -7,7 +7,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from tokenwarden.adapters.secrets.vault import VaultSecretStore
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.domain.clock import Clock, SystemClock
 from tokenwarden.domain.errors import InvalidInput
+from tokenwarden.domain.events import Announcement, AnnouncementKind, InvalidationEvent
 from tokenwarden.domain.hashing import Pepper, SecretHasher
 from tokenwarden.domain.managed import ManagedCredential, SourceKind, StoreKind
 from tokenwarden.domain.netpolicy import PushAllowList
@@ -157,13 +158,16 @@ class Container:
                 usage=self.usage,
             )
         self.validator.sync()
-        validator = self.validator
+        validator, background = self.validator, self.background
 
-        def on_bell(seq: int) -> None:
-            if seq > validator.seq:
-                validator.sync()
+        def on_announcement(announcement: Announcement) -> None:
+            # what narrows access applies now, on the bus thread; the events-table read that
+            # confirms it (and applies everything else) runs on the sync thread
+            validator.apply_announced(announcement.events, announcement.kind)
+            if announcement.seq > validator.seq:
+                background.nudge()
 
-        self.bus.subscribe(on_bell)
+        self.bus.subscribe(on_announcement)
         self.bus.start()
         self.background.start()
         if self.ssf_worker is None:
@@ -294,20 +298,23 @@ def wire(
     )
     bus = make_bus(settings)
 
-    announced = [0]
-
-    def announce() -> None:
-        """After a local commit of invalidation events: apply our own events, then ring every
-        other node's bell. The one after-commit mechanism (``Database.on_commit``). A bell says
-        "sync up to at least seq": a commit whose events an already rung (or ringing) bell
-        covers rings none (a burst of commits would otherwise queue one round trip each)."""
+    def announce(events: Sequence[InvalidationEvent]) -> None:
+        """After a local commit of invalidation events: tell every other node first — the
+        events themselves, so they refuse at once without reading the database — then apply
+        them here (read-your-writes). The one after-commit mechanism (``Database.on_commit``)."""
+        bus.publish(Announcement(max(e.seq for e in events), tuple(events)))
+        validator.apply_announced(events)
         validator.sync()
-        seq = validator.seq
-        if seq > announced[0]:
-            announced[0] = seq
-            bus.publish(seq)
+
+    def announce_intent(events: Sequence[InvalidationEvent], withdrawn: bool) -> None:
+        """An authorised revocation was appended (or its transaction failed): every node —
+        this one too — refuses its tokens now, not after the commit (``Database.on_intent``)."""
+        kind = AnnouncementKind.WITHDRAWN if withdrawn else AnnouncementKind.INTENT
+        bus.publish(Announcement(0, tuple(events), kind))
+        validator.apply_announced(events, kind)
 
     database.on_commit(announce)
+    database.on_intent(announce_intent)
 
     pats = PatService(
         uow,

@@ -22,6 +22,7 @@ import pytest
 from tokenwarden.adapters.bus.memory import MemoryBus, MemoryBusHub
 from tokenwarden.adapters.bus.postgres import PostgresBus, libpq_conninfo
 from tokenwarden.adapters.bus.redis import RedisBus, subscriber_client_name
+from tokenwarden.domain.events import Announcement, AnnouncementKind, EventType, InvalidationEvent
 from tokenwarden.ports.bus import InvalidationBus
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -54,15 +55,17 @@ def redis_url() -> str:
 
 
 class Inbox:
-    """A thread-safe listener that records what it hears."""
+    """A thread-safe listener that records what it hears (sequence numbers in ``items``)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self.items: list[int] = []
+        self.announcements: list[Announcement] = []
 
-    def __call__(self, seq: int) -> None:
+    def __call__(self, announcement: Announcement) -> None:
         with self._cond:
-            self.items.append(seq)
+            self.items.append(announcement.seq)
+            self.announcements.append(announcement)
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[int]], bool], timeout: float = DELIVERY_TIMEOUT) -> bool:
@@ -137,7 +140,7 @@ def test_message_from_one_node_reaches_another(network: Network) -> None:
     a.subscribe(heard_a)
     b.subscribe(heard_b)
 
-    a.publish(42)
+    a.publish(Announcement(42))
 
     assert heard_b.wait_count(1) == [42]
     assert heard_a.wait_count(1) == [42]  # a node hears its own announcements too
@@ -149,7 +152,7 @@ def test_order_is_preserved_on_one_channel(network: Network) -> None:
     b.subscribe(heard)
 
     for seq in range(1, 51):
-        a.publish(seq)
+        a.publish(Announcement(seq))
 
     assert heard.wait_count(50) == list(range(1, 51))
 
@@ -159,16 +162,16 @@ def test_raising_listener_does_not_stop_delivery(network: Network) -> None:
     before, after = Inbox(), Inbox()
     calls: list[int] = []
 
-    def boom(seq: int) -> None:
-        calls.append(seq)
+    def boom(announcement: Announcement) -> None:
+        calls.append(announcement.seq)
         raise RuntimeError("listener bug")
 
     b.subscribe(before)
     b.subscribe(boom)
     b.subscribe(after)
 
-    a.publish(1)
-    a.publish(2)
+    a.publish(Announcement(1))
+    a.publish(Announcement(2))
 
     assert after.wait_count(2) == [1, 2]
     assert before.wait_count(2) == [1, 2]
@@ -190,7 +193,7 @@ def test_start_is_idempotent(network: Network) -> None:
     b.start()
     b.start()
 
-    a.publish(7)
+    a.publish(Announcement(7))
 
     assert heard.wait_count(1) == [7]
     time.sleep(SETTLE)
@@ -203,7 +206,7 @@ def test_publish_before_start_is_allowed(network: Network) -> None:
     listener.subscribe(heard)
     publisher = network.node(start=False)
 
-    publisher.publish(5)
+    publisher.publish(Announcement(5))
 
     assert heard.wait_count(1) == [5]
 
@@ -213,7 +216,7 @@ def test_subscribe_after_start(network: Network) -> None:
     heard = Inbox()
     b.subscribe(heard)
 
-    a.publish(3)
+    a.publish(Announcement(3))
 
     assert heard.wait_count(1) == [3]
 
@@ -224,16 +227,16 @@ def test_close_stops_delivery_and_is_idempotent(network: Network) -> None:
     b.subscribe(heard_b)
     c.subscribe(heard_c)
 
-    a.publish(1)
+    a.publish(Announcement(1))
     assert heard_b.wait_count(1) == [1]
     assert heard_c.wait_count(1) == [1]
 
     b.close()
     b.close()
     assert not b.healthy()
-    b.publish(99)  # after close: ignored, never raises
+    b.publish(Announcement(99))  # after close: ignored, never raises
 
-    a.publish(2)
+    a.publish(Announcement(2))
     assert heard_c.wait_count(2) == [1, 2]  # the bus still works for the others
     time.sleep(SETTLE)
     assert heard_b.snapshot() == [1]
@@ -248,14 +251,69 @@ def test_channels_are_isolated(network: Network) -> None:
     b1.subscribe(heard_1)
     b2.subscribe(heard_2)
 
-    a1.publish(1)
-    a2.publish(2)
+    a1.publish(Announcement(1))
+    a2.publish(Announcement(2))
 
     assert heard_1.wait_count(1) == [1]
     assert heard_2.wait_count(1) == [2]
     time.sleep(SETTLE)
     assert heard_1.snapshot() == [1]
     assert heard_2.snapshot() == [2]
+
+
+def test_a_message_carries_the_committed_events(network: Network) -> None:
+    a, b = network.node(), network.node()
+    heard = Inbox()
+    b.subscribe(heard)
+    events = (
+        InvalidationEvent(EventType.TOKEN_REVOKED, {"hashes": ["ab" * 16]}, 41),
+        InvalidationEvent(EventType.USER_CHANGED, {"user_id": "u-1"}, 42),
+    )
+    a.publish(Announcement(42, events))
+    assert heard.wait_count(1) == [42]
+    assert heard.announcements[0].events == events
+
+
+def test_an_intent_and_its_withdrawal_reach_the_other_nodes(network: Network) -> None:
+    a, b = network.node(), network.node()
+    heard = Inbox()
+    b.subscribe(heard)
+    event = InvalidationEvent(EventType.TOKEN_REVOKED, {"hashes": ["cd" * 16]})
+    a.publish(Announcement(0, (event,), AnnouncementKind.INTENT))
+    a.publish(Announcement(0, (event,), AnnouncementKind.WITHDRAWN))
+    assert heard.wait_count(2) == [0, 0]
+    assert [x.kind for x in heard.announcements] == [AnnouncementKind.INTENT, AnnouncementKind.WITHDRAWN]
+    assert heard.announcements[0].events == (event,)
+
+
+def test_an_intent_too_big_for_one_message_is_not_sent(network: Network) -> None:
+    a, b = network.node(), network.node()
+    heard = Inbox()
+    b.subscribe(heard)
+    hashes = [f"{i:032x}" for i in range(1000)]
+    a.publish(
+        Announcement(
+            0, (InvalidationEvent(EventType.TOKEN_REVOKED, {"hashes": hashes}),), AnnouncementKind.INTENT
+        )
+    )
+    a.publish(Announcement(5))
+    assert heard.wait_count(1) == [5]  # only the second message arrived
+    time.sleep(SETTLE)
+    assert heard.snapshot() == [5]
+
+
+def test_events_too_big_for_one_message_are_announced_by_number_only(network: Network) -> None:
+    a, b = network.node(), network.node()
+    heard = Inbox()
+    b.subscribe(heard)
+    many = tuple(  # ~33 KB of hashes: over PostgreSQL's 8,000-byte NOTIFY limit
+        InvalidationEvent(EventType.TOKEN_REVOKED, {"hashes": [f"{i:032x}"]}, i) for i in range(1, 1001)
+    )
+    a.publish(Announcement(1000, many))
+    a.publish(Announcement(1001, (InvalidationEvent(EventType.USER_CHANGED, {"user_id": "u"}, 1001),)))
+    assert heard.wait_count(2) == [1000, 1001]  # the big one still rang, and nothing was lost
+    assert heard.announcements[0].events == ()
+    assert len(heard.announcements[1].events) == 1
 
 
 # -- reconnect (networked buses) -------------------------------------------------------------
@@ -315,7 +373,7 @@ def test_reconnects_after_connection_loss(request: pytest.FixtureRequest, kind: 
         publisher, listener = net.node(), net.node()
         heard = Inbox()
         listener.subscribe(heard)
-        publisher.publish(1)
+        publisher.publish(Announcement(1))
         assert heard.wait_count(1) == [1]
 
         killed = _listener_ids(net, net.channel)
@@ -328,7 +386,7 @@ def test_reconnects_after_connection_loss(request: pytest.FixtureRequest, kind: 
         seq = 100
         while time.monotonic() < deadline:
             seq += 1
-            publisher.publish(seq)
+            publisher.publish(Announcement(seq))
             if heard.wait_for(lambda items: items[-1] > 100, timeout=0.1):
                 break
         assert heard.snapshot()[-1] > 100, "no delivery after the connection was killed"
@@ -339,7 +397,7 @@ def test_reconnects_after_connection_loss(request: pytest.FixtureRequest, kind: 
         assert not renewed & killed  # really new connections
 
         last = heard.snapshot()[-1]
-        publisher.publish(last + 1)
+        publisher.publish(Announcement(last + 1))
         assert heard.wait_for(lambda items: items[-1] == last + 1)
     finally:
         net.close_all()
@@ -360,13 +418,41 @@ def test_postgres_accepts_sqlalchemy_urls(given: str, expected: str) -> None:
     assert libpq_conninfo(given) == expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "-1",
+        "\uff11\uff12",  # non-ASCII digits
+        "nonsense",
+        '{"seq": "1"}',
+        '{"seq": true}',
+        '{"seq": 3, "events": [[1, "no.such.type", {}]]}',
+        '{"seq": 3, "events": [[1, "token.revoked"]]}',
+        '{"seq": 3, "events": [["1", "token.revoked", {}]]}',
+        '{"seq": 3, "events": [[1, "token.revoked", []]]}',
+        "[" * 100_000,
+        b"\xff\xfe",
+    ],
+)
+def test_malformed_wire_text_is_ignored(text: str | bytes) -> None:
+    assert Announcement.decode(text) is None
+
+
+def test_an_older_nodes_bare_number_is_understood() -> None:
+    assert Announcement.decode("17") == Announcement(17)
+    assert Announcement.decode(b"17") == Announcement(17)
+    event = InvalidationEvent(EventType.TOKEN_REVOKED, {"hashes": ["00" * 16]}, 17)
+    assert Announcement.decode(Announcement(17, (event,)).encode()) == Announcement(17, (event,))
+
+
 def test_memory_buses_on_separate_hubs_do_not_hear_each_other() -> None:
     a, b = MemoryBus(), MemoryBus()
     heard = Inbox()
     b.subscribe(heard)
     a.start()
     b.start()
-    a.publish(1)
+    a.publish(Announcement(1))
     assert heard.snapshot() == []
     a.close()
     b.close()

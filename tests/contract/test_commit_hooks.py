@@ -12,7 +12,7 @@ from tokenwarden.ports.repositories import Database
 @pytest.fixture
 def calls(db: Database) -> list[int]:
     seen: list[int] = []
-    db.on_commit(lambda: seen.append(len(seen)))
+    db.on_commit(lambda events: seen.append(len(seen)))
     return seen
 
 
@@ -31,6 +31,23 @@ def test_a_commit_with_events_runs_the_hooks_once_after_the_unit_of_work(
     assert calls == [0]
     with db.reader() as uow:
         assert uow.events.latest_seq() >= 2
+
+
+def test_the_hook_gets_the_committed_events_with_their_sequence_numbers(db: Database) -> None:
+    got: list[list[InvalidationEvent]] = []
+    db.on_commit(lambda events: got.append(list(events)))
+    with db() as uow:
+        uow.events.append(InvalidationEvent(EventType.USER_CHANGED, {"user_id": "a"}))
+        uow.events.append(InvalidationEvent(EventType.TOKEN_REVOKED, {"hashes": ["00" * 16]}))
+        uow.commit()
+    assert len(got) == 1
+    first, second = got[0]
+    assert (first.type, first.payload) == (EventType.USER_CHANGED, {"user_id": "a"})
+    assert (second.type, second.payload) == (EventType.TOKEN_REVOKED, {"hashes": ["00" * 16]})
+    assert second.seq == first.seq + 1
+    with db.reader() as uow:
+        stored = uow.events.since(first.seq - 1)
+    assert [(e.seq, e.type) for e in stored] == [(first.seq, first.type), (second.seq, second.type)]
 
 
 def test_no_events_or_no_commit_runs_no_hook(db: Database, calls: list[int]) -> None:

@@ -225,21 +225,24 @@ def test_the_door_form_parser_keeps_the_field_limit(fields: int) -> None:
 # ---------------------------------------------------------------------------- the bell
 
 
-def test_a_commit_whose_events_a_rung_bell_covers_rings_none(
+def test_each_commit_announces_its_own_events_before_applying_them_here(
     c: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rung: list[int] = []
-    monkeypatch.setattr(c.bus, "publish", rung.append)
+    rung: list[tuple[int, list[Any], int]] = []
+    monkeypatch.setattr(c.bus, "publish", lambda a: rung.append((a.seq, list(a.events), c.validator.seq)))
     from tokenwarden.domain.events import EventType, InvalidationEvent
 
-    def commit_event() -> None:
+    def commit_event(user_id: str) -> None:
         with c.uow() as uow:
-            uow.events.append(InvalidationEvent(EventType.USER_CHANGED, {"user_id": "u"}))
+            uow.events.append(InvalidationEvent(EventType.USER_CHANGED, {"user_id": user_id}))
             uow.commit()
 
-    commit_event()
-    commit_event()
-    assert rung == sorted(set(rung)) and len(rung) == 2 and rung[-1] == c.validator.seq
-    for hook in c.database._hooks:  # type: ignore[attr-defined]
-        hook()  # announcing again what is already announced
-    assert len(rung) == 2
+    commit_event("u1")
+    commit_event("u2")
+    assert [seq for seq, _, _ in rung] == [rung[0][0], rung[0][0] + 1] and rung[-1][0] == c.validator.seq
+    assert [[e.payload for e in events] for _, events, _ in rung] == [
+        [{"user_id": "u1"}],
+        [{"user_id": "u2"}],
+    ]
+    # the other nodes hear first: this node had not yet applied the event it announced
+    assert all(local_seq < seq for seq, _, local_seq in rung)

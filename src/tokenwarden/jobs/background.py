@@ -1,10 +1,9 @@
-"""The node's background loop: apply invalidation events and flush usage records."""
+"""The node's background loops: apply invalidation events, and flush usage records."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from tokenwarden.ports.repositories import UnitOfWorkFactory
 from tokenwarden.services.usage import UsageService
@@ -14,7 +13,9 @@ log = logging.getLogger(__name__)
 
 
 class BackgroundSync:
-    """A daemon thread: sync the validator every ``poll_interval``, flush usage every ``flush_interval``.
+    r"""Two daemon threads: one syncs the validator every ``poll_interval`` and at once when
+    :meth:`nudge`\ d (a bus announcement), the other flushes usage every ``flush_interval`` — so
+    a slow flush (detection runs in it) never delays applying a revocation.
 
     A failing sync is logged and retried; the validator's staleness bound turns a long failure
     into fail-closed answers, so nothing here can make the node accept a revoked token.
@@ -35,31 +36,45 @@ class BackgroundSync:
         self._poll = poll_interval
         self._flush = flush_interval
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
-        self._thread = threading.Thread(target=self._run, name="tokenwarden-sync", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._sync_loop, name="tokenwarden-sync", daemon=True),
+            threading.Thread(target=self._flush_loop, name="tokenwarden-usage-flush", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def nudge(self) -> None:
+        """Sync now rather than at the next poll (thread-safe, returns at once)."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
         self._flush_usage()
 
-    def _run(self) -> None:
-        next_flush = time.monotonic() + self._flush
-        while not self._stop.wait(self._poll):
+    def _sync_loop(self) -> None:
+        while True:
+            self._wake.wait(self._poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._validator.sync()
             except Exception as exc:  # logged; staleness makes requests fail closed
                 log.warning("event sync failed: %s", exc)
-            if time.monotonic() >= next_flush:
-                next_flush = time.monotonic() + self._flush
-                self._flush_usage()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._flush):
+            self._flush_usage()
 
     def _flush_usage(self) -> None:
         # usage records first: detection reads a token's previous last-used time

@@ -1,8 +1,11 @@
-"""The invalidation bus: a doorbell that tells every node "new events are committed".
+"""The invalidation bus: tells every node "new events are committed" — and what they were.
 
-The events table stays the source of truth: a bus message only carries the newest sequence
-number, and a node that hears it reads the events table from its last applied sequence. A lost
-message therefore costs latency (the 250 ms poll catches up), never correctness.
+The events table stays the source of truth. A message carries the newest sequence number and,
+when they fit, the committed events themselves (:class:`Announcement`): a receiver applies at
+once what can only narrow access (a revoked hash, an owner to re-read), then reads the events
+table from its last applied sequence as before. A lost message therefore costs latency (the
+poll catches up), never correctness, and a forged one can at worst refuse a valid token until
+the next read.
 """
 
 from __future__ import annotations
@@ -10,18 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-Listener = Callable[[int], None]
+from tokenwarden.domain.events import Announcement
+
+Listener = Callable[[Announcement], None]
 
 
 class InvalidationBus(Protocol):
     name: str
 
-    def publish(self, seq: int) -> None:
-        """Announce that events up to ``seq`` are committed (best effort; never raises)."""
+    def publish(self, announcement: Announcement) -> None:
+        """Send ``announcement`` to every node (best effort; never raises). One whose text is
+        ``None`` (an intent too big for one message) is not sent."""
         ...
 
     def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(seq)`` for every announcement, from any process on the bus.
+        """Call ``listener(announcement)`` for every message, from any process on the bus.
 
         Listeners run on the bus's own thread and must be quick and thread-safe.
         """

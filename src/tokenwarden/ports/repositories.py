@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,8 @@ from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import SignalRepository
 from tokenwarden.ports.usage import UsageRepository
+
+log = logging.getLogger(__name__)
 
 
 class OrgRepository(Protocol):
@@ -443,14 +446,36 @@ class Database(Protocol):
     def ping(self) -> bool: ...
     def dispose(self) -> None: ...
 
-    def on_commit(self, hook: Callable[[], object]) -> None:
-        """Call ``hook`` after every read-write unit of work that committed invalidation events:
-        the unit of work collects them, and one hook (the composition root's) announces them to
-        this node's validator and to the other nodes."""
+    def on_commit(self, hook: CommitHook) -> None:
+        """Call ``hook(events)`` after every read-write unit of work that committed invalidation
+        events (those events, sequence numbers assigned): one hook (the composition root's)
+        announces them to the other nodes and to this node's validator."""
+        ...
+
+    def on_intent(self, hook: IntentHook) -> None:
+        """Call ``hook`` as soon as a revocation event is appended, before its transaction
+        commits, and again (withdrawn) if it never does (see :data:`IntentHook`)."""
         ...
 
 
-def run_hooks(hooks: Sequence[Callable[[], object]]) -> None:
+CommitHook = Callable[[Sequence[InvalidationEvent]], object]
+# ``hook(events, withdrawn)``: called when an event of INTENT_TYPES is appended (``withdrawn``
+# False), and again with True if its transaction ends without committing it.
+IntentHook = Callable[[Sequence[InvalidationEvent], bool], object]
+
+
+def run_intent_hooks(
+    hooks: Sequence[IntentHook], events: Sequence[InvalidationEvent], *, withdrawn: bool
+) -> None:
+    """Run intent hooks; a failing one is logged, never raised into the transaction."""
+    for hook in hooks:
+        try:
+            hook(events, withdrawn)
+        except Exception:
+            log.exception("intent hook %r failed", hook)
+
+
+def run_hooks(hooks: Sequence[CommitHook], events: Sequence[InvalidationEvent]) -> None:
     """Run commit hooks in order (what every adapter's unit of work does after its commit)."""
     for hook in hooks:
-        hook()
+        hook(events)

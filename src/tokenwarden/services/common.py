@@ -150,6 +150,14 @@ def get_user(uow: UnitOfWork, upn_or_id: str) -> User:
     return user
 
 
+def user_by_id(uow: UnitOfWork, user_id: str) -> User:
+    """:func:`get_user` for a stored id (one read, where a UPN is never meant)."""
+    user = uow.users.get(user_id)
+    if user is None:
+        raise NotFound(f"user {user_id!r} not found", code="userNotFound")
+    return user
+
+
 def token_reaches(uow: UnitOfWork, record: TokenRecord, org_id: str) -> bool:
     """Is ``record`` an organization's business: issued there, or usable there?"""
     if record.org_id == org_id:

@@ -31,13 +31,13 @@ from tokenwarden.services.common import (
     Actor,
     audit,
     get_org,
-    get_user,
     member_of,
     new_id,
     parse_uuid,
     publish,
     reading,
     require_admin,
+    user_by_id,
 )
 from tokenwarden.services.pats import IssuedPat, PatService, check_display_name
 from tokenwarden.services.signals import emit_session_revoked
@@ -254,7 +254,7 @@ class DirectoryService:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             return [
-                (inv, get_user(uow, inv.user_id))
+                (inv, user_by_id(uow, inv.user_id))
                 for inv in uow.invitations.find(org_id=the_org.id)
                 if inv.status == "pending" and inv.expires_at > now
             ]
@@ -332,7 +332,7 @@ class DirectoryService:
             decided = replace(inv, status="accepted" if accept else "declined", decided_at=now)
             uow.invitations.update(decided)
             if accept:
-                self._set_role(uow, actor, the_org, get_user(uow, inv.user_id), inv.role)
+                self._set_role(uow, actor, the_org, user_by_id(uow, inv.user_id), inv.role)
             audit(
                 uow,
                 self._clock,

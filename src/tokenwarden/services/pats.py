@@ -38,6 +38,7 @@ from tokenwarden.services.common import (
     require_admin,
     require_member,
     token_reaches,
+    user_by_id,
 )
 from tokenwarden.services.effective import EffectiveView
 from tokenwarden.services.signals import emit_credential_change, emit_token_claims_change, initiated_by
@@ -306,7 +307,7 @@ class PatService:
                 target_orgs=targets,
             )
             actor.check_may_hold(updated.scopes, updated.target_orgs)
-            owner = get_user(uow, current.user_id)
+            owner = user_by_id(uow, current.user_id)
             before = set(self._policy_orgs(uow, owner, current.target_orgs))
             for policy in self._policies_for(uow, owner, updated.target_orgs):
                 if policy.org_id not in before:  # widening into an org is creating a token there
@@ -355,7 +356,7 @@ class PatService:
             emit_credential_change(
                 uow,
                 self._clock,
-                user=get_user(uow, current.user_id),
+                user=user_by_id(uow, current.user_id),
                 record=updated,
                 change_type="update",
                 initiating_entity=initiated_by(actor, current.user_id),
@@ -524,13 +525,13 @@ def revoke_record(
     ``publish_event=False``), the CAEP credential change and the audit entry. Returns the
     revoked record."""
     revoked = record.with_changes(revoked_at=clock.now(), revoked_by=revoked_by, revoke_reason=reason[:512])
-    uow.tokens.update(revoked)
-    if publish_event:
+    if publish_event:  # first: every node refuses the token from here on (an intent, see Database)
         publish(uow, EventType.TOKEN_REVOKED, hashes=[record.secret_hash.hex()])
+    uow.tokens.update(revoked)
     emit_credential_change(
         uow,
         clock,
-        user=get_user(uow, record.user_id),
+        user=user_by_id(uow, record.user_id),
         record=revoked,
         change_type="revoke",
         initiating_entity=initiating_entity or initiated_by(actor, record.user_id),

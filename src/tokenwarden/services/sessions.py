@@ -51,6 +51,7 @@ from tokenwarden.services.common import (
     reading,
     require_admin,
     token_reaches,
+    user_by_id,
 )
 from tokenwarden.services.csrf import CsrfSigner
 from tokenwarden.services.effective import EffectiveView
@@ -388,7 +389,7 @@ class SessionService:
             uow.tokens.update(changed)
             revoked.append(changed)
         publish(uow, EventType.TOKEN_REVOKED, hashes=[r.secret_hash.hex() for r in records])
-        owner = get_user(uow, records[0].user_id)
+        owner = user_by_id(uow, records[0].user_id)
         if len(records) == 1:
             emit_session_revoked(
                 uow,

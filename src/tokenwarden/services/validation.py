@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
 from tokenwarden.domain import token_format
 from tokenwarden.domain.errors import DomainError, Forbidden, InsufficientScope, InvalidToken, Unavailable
-from tokenwarden.domain.events import EventType, InvalidationEvent
+from tokenwarden.domain.events import INTENT_TYPES, AnnouncementKind, EventType, InvalidationEvent
 from tokenwarden.domain.hashing import SecretHasher
 from tokenwarden.domain.principals import Role, UserStatus, member_subject
 from tokenwarden.domain.revocation import RuleIndex
@@ -34,6 +34,11 @@ _JWT_MAX: Final = 4096  # the longest access token (JWT) looked at
 _KIND_VALUES: Final = frozenset(k.value for k in TokenKind)
 # JWTs whose cache key is remembered by text (≈ 0.7 KB each at most: the token's own string).
 JWT_KEY_MEMO_ENTRIES: Final = 50_000
+# Hashes refused on an announcement's word until the next sync (a bound against a flood of them).
+ANNOUNCED_REVOKED_MAX: Final = 100_000
+# How long an announced intent to revoke is honoured without its commit (the longest a write may
+# wait for the database: SQLite's busy timeout) unless withdrawn first.
+INTENT_HOLD_SECONDS: Final = 30.0
 
 
 class CachedToken:
@@ -172,6 +177,15 @@ class Validator:
         self._seq = 0
         self._synced_at = float("-inf")
         self._sync_lock = threading.Lock()
+        # Announced changes are applied under this lock (not the sync lock, which a slow database
+        # read can hold); a cache fill checks ``_gen`` under both, so neither kind of change can
+        # land between its read and its store.
+        self._cache_lock = threading.Lock()
+        self._gen = 0  # bumped by every change applied (from the events table or announced)
+        # secret hash -> (syncs begun when an announcement said it was revoked, hold until):
+        # refused without a database read until a sync that began later, and after the hold
+        # (a time.time(); 0 for committed revocations), has run.
+        self._announced_revoked: dict[bytes, tuple[int, float]] = {}
         self._syncs_begun = 0  # syncs that began (numbered under _sync_lock)
         self._syncs_done = 0  # the number of the last one that completed
 
@@ -298,6 +312,8 @@ class Validator:
         if entry is None:
             if h in self._negative:
                 raise InvalidToken("unknown token")
+            if h in self._announced_revoked:
+                raise InvalidToken("token is revoked")
             return None
         user = self._users.get(entry.user_id)
         if user is None:
@@ -340,11 +356,13 @@ class Validator:
     def _miss(self, secret: str, h: bytes) -> CachedToken:
         if h in self._negative:
             raise InvalidToken("unknown token")
+        if h in self._announced_revoked:
+            raise InvalidToken("token is revoked")
         if len(secret) == _TOKEN_LEN:
             token_format.parse(secret)  # reject typos and garbage before any database read
         else:  # a JWT access token: its signature and claims first, then the issued record
             self._verify_jwt(secret, h)
-        seq_before = self._seq
+        gen_before = self._gen
         record = self._lookup(secret, h)
         if record is None:
             if len(self._negative) >= self._negative_max:
@@ -353,9 +371,9 @@ class Validator:
             raise InvalidToken("unknown token")
         entry = self.make_entry(record)
         # Cache only when the stored hash is this key (so the hashes in later events evict it)
-        # and no event was applied meanwhile (so the read cannot predate a revocation).
-        with self._sync_lock:  # atomic with sync(): no event can land between check and store
-            if record.secret_hash == h and self._seq == seq_before:
+        # and no change was applied meanwhile (so the read cannot predate a revocation).
+        with self._sync_lock, self._cache_lock:  # no change can land between check and store
+            if record.secret_hash == h and self._gen == gen_before:
                 self._store(h, entry)
         return entry
 
@@ -446,7 +464,7 @@ class Validator:
     def _load_user(self, user_id: str) -> UserState:
         """Read an owner's state; cache it only if no event was applied during the read (an event
         about this user landing mid-read would otherwise be lost behind a stale cached state)."""
-        seq_before = self._seq
+        gen_before = self._gen
         try:
             with self._reader() as uow:
                 user = uow.users.get(user_id)
@@ -474,8 +492,8 @@ class Validator:
                     cuts[kind] = max(ts, cuts.get(kind, ts))
                 members[m.org_id] = MemberState(m.role, m.status is UserStatus.ACTIVE, cuts)
             state = UserState(user_id, user.upn, user.status is UserStatus.ACTIVE, members)
-        with self._sync_lock:  # atomic with sync(): no event can land between check and store
-            if self._seq == seq_before:
+        with self._sync_lock, self._cache_lock:  # no change can land between check and store
+            if self._gen == gen_before:
                 self._users[user_id] = state
         return state
 
@@ -507,6 +525,7 @@ class Validator:
                             log.warning("event gap %s -> %s: flushing cache", self._seq, event.seq)
                             self._flush()
                             self._load_client_cutoffs(uow)
+                        self._gen += 1
                         self._apply(event, uow)
                         self._seq = event.seq
                         applied += 1
@@ -514,7 +533,73 @@ class Validator:
                         break
             self._synced_at = time.time()
             self._syncs_done = number
+            if self._announced_revoked:  # a sync that began after a mark (and its hold): the table decides
+                now = time.time()
+                with self._cache_lock:
+                    self._announced_revoked = {
+                        h: (n, hold)
+                        for h, (n, hold) in self._announced_revoked.items()
+                        if n >= number or hold > now
+                    }
             return applied
+
+    def apply_announced(
+        self, events: Sequence[InvalidationEvent], kind: AnnouncementKind = AnnouncementKind.COMMITTED
+    ) -> int:
+        """Apply at once what an announcement says that can only narrow access, ahead of the
+        events-table read that must still follow (:meth:`sync`); returns how many events.
+
+        ``COMMITTED`` events: revoked and changed tokens leave the cache (revoked ones are
+        refused without a database read until a later sync), changed owners are re-read.
+        ``INTENT``: the revocation is authorised and being committed — its tokens are refused
+        for up to ``INTENT_HOLD_SECONDS`` (however many syncs run before the commit lands), or
+        until ``WITHDRAWN`` says the commit failed. Nothing here admits a token, raises a
+        cut-off's effect or marks the view fresh, so a forged or replayed announcement can at
+        worst refuse a valid token for that long."""
+        applied = 0
+        now = time.time()
+        with self._cache_lock:
+            for event in events:
+                if kind is AnnouncementKind.COMMITTED and event.seq <= self._seq:
+                    continue  # the events table got there first
+                try:
+                    if kind is AnnouncementKind.WITHDRAWN:
+                        self._withdraw(event)
+                    elif kind is AnnouncementKind.INTENT and event.type not in INTENT_TYPES:
+                        continue
+                    else:
+                        hold = now + INTENT_HOLD_SECONDS if kind is AnnouncementKind.INTENT else 0.0
+                        self._apply_early(event, hold)
+                except (TypeError, ValueError, AttributeError):
+                    log.warning("ignoring a malformed announced event (seq %s)", event.seq)
+                    continue
+                self._gen += 1
+                applied += 1
+        return applied
+
+    def _apply_early(self, event: InvalidationEvent, hold: float) -> None:
+        p = event.payload
+        if event.type in (EventType.TOKEN_REVOKED, EventType.TOKEN_CHANGED):
+            keys = [bytes.fromhex(x) for x in p.get("hashes", ())]
+            for h in keys:
+                self._tokens.pop(h, None)
+            marks = self._announced_revoked
+            if event.type is EventType.TOKEN_REVOKED and len(marks) < ANNOUNCED_REVOKED_MAX:
+                begun = self._syncs_begun
+                for h in keys:
+                    marks[h] = (begun, hold)
+        elif event.type in (EventType.USER_CHANGED, EventType.MEMBERSHIP_CHANGED):
+            ids = [p["user_id"]] if "user_id" in p else []
+            for user_id in [*ids, *p.get("user_ids", ())]:
+                self._users.pop(str(user_id), None)
+
+    def _withdraw(self, event: InvalidationEvent) -> None:
+        """Forget an intent's marks (its transaction rolled back); a committed mark stays."""
+        marks = self._announced_revoked
+        for x in event.payload.get("hashes", ()):
+            mark = marks.get(bytes.fromhex(x))
+            if mark is not None and mark[1] > 0:
+                del marks[bytes.fromhex(x)]
 
     def sync_or_fail(self) -> None:
         """Sync now; if the database cannot be reached, refuse to answer (fail closed)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from tokenwarden.domain.events import Announcement
 from tokenwarden.ports.bus import Listener
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,11 @@ class MemoryBusHub:
             else:
                 self._members.pop(channel, None)
 
-    def broadcast(self, channel: str, seq: int) -> None:
+    def broadcast(self, channel: str, message: str) -> None:
         with self._lock:
             members = self._members.get(channel, ())
         for member in members:
-            member._deliver(seq)
+            member._deliver(message)
 
 
 class MemoryBus:
@@ -58,12 +59,16 @@ class MemoryBus:
         self._started = False
         self._closed = False
 
-    def publish(self, seq: int) -> None:
+    def publish(self, announcement: Announcement) -> None:
+        seq = announcement.seq
         if self._closed:
             log.debug("memory bus: publish(%d) after close ignored", seq)
             return
-        try:
-            self.hub.broadcast(self.channel, seq)
+        text = announcement.encode()
+        if text is None:
+            return
+        try:  # encoded like the networked buses, so in-process tests exercise the same wire text
+            self.hub.broadcast(self.channel, text)
         except Exception:  # never raises, by contract
             log.exception("memory bus: publish(%d) failed", seq)
 
@@ -88,11 +93,12 @@ class MemoryBus:
     def healthy(self) -> bool:
         return self._started and not self._closed
 
-    def _deliver(self, seq: int) -> None:
-        if self._closed:
+    def _deliver(self, message: str) -> None:
+        announcement = Announcement.decode(message)
+        if self._closed or announcement is None:
             return
         for listener in self._listeners:
             try:
-                listener(seq)
+                listener(announcement)
             except Exception:
-                log.exception("memory bus: listener %r raised on seq %d", listener, seq)
+                log.exception("memory bus: listener %r raised on seq %d", listener, announcement.seq)

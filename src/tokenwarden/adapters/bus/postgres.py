@@ -1,7 +1,7 @@
 """PostgreSQL LISTEN/NOTIFY invalidation bus (psycopg 3, sync API).
 
 One daemon thread holds an autocommit connection that ``LISTEN``s on the channel and hands every
-notification's payload (a sequence number) to the listeners. When that connection is lost the
+notification's payload (an :class:`Announcement`) to the listeners. When that connection is lost the
 bus reports unhealthy, reconnects with capped exponential backoff (0.1 s doubling to 2 s) and
 ``LISTEN``s again; announcements sent while it was down are lost, which the events-table poll
 covers. ``publish`` uses a second autocommit connection (``SELECT pg_notify(...)``), reconnects
@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tokenwarden.domain.events import Announcement
 from tokenwarden.ports.bus import Listener
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,14 @@ class PostgresBus:
 
     # -- InvalidationBus -------------------------------------------------------------------
 
-    def publish(self, seq: int) -> None:
-        payload = str(int(seq))
+    def publish(self, announcement: Announcement) -> None:
+        seq = announcement.seq
+        payload = announcement.encode()
+        if payload is None:
+            return
         with self._publish_lock:
             if self._closed:
-                log.debug("postgres bus: publish(%s) after close ignored", payload)
+                log.debug("postgres bus: publish(%s) after close ignored", seq)
                 return
             # A pooled connection may have died since its last use: one retry on a fresh one.
             for attempt in (1, 2):
@@ -96,7 +100,7 @@ class PostgresBus:
                     self._drop_publish_connection()
                     if attempt == 2:
                         self._publish_ok = False
-                        log.warning("postgres bus: publish(%s) failed: %s", payload, _describe(exc))
+                        log.warning("postgres bus: publish(%s) failed: %s", seq, _describe(exc))
                 else:
                     self._publish_ok = True
                     return
@@ -196,16 +200,15 @@ class PostgresBus:
                 self._deliver(notify.payload)
 
     def _deliver(self, payload: str) -> None:
-        try:
-            seq = int(payload)
-        except ValueError:
-            log.warning("postgres bus: ignoring non-integer payload %r on %r", payload[:100], self.channel)
+        announcement = Announcement.decode(payload)
+        if announcement is None:
+            log.warning("postgres bus: ignoring malformed payload %r on %r", payload[:100], self.channel)
             return
         for listener in self._listeners:
             try:
-                listener(seq)
+                listener(announcement)
             except Exception:
-                log.exception("postgres bus: listener %r raised on seq %d", listener, seq)
+                log.exception("postgres bus: listener %r raised on seq %d", listener, announcement.seq)
 
 
 def _level(backoff: float) -> int:

@@ -1,7 +1,7 @@
 """Redis pub/sub invalidation bus (redis-py, sync API).
 
 One daemon thread holds a pub/sub connection ``SUBSCRIBE``d to the channel and hands every
-message (a sequence number) to the listeners. When that connection is lost the bus reports
+message (an :class:`Announcement`) to the listeners. When that connection is lost the bus reports
 unhealthy, reconnects with capped exponential backoff (0.1 s doubling to 2 s) and subscribes
 again; announcements sent while it was down are lost, which the events-table poll covers.
 ``publish`` uses an ordinary client (its own connection pool) and never raises.
@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.client import PubSub
 from redis.retry import Retry
 
+from tokenwarden.domain.events import Announcement
 from tokenwarden.ports.bus import Listener
 
 log = logging.getLogger(__name__)
@@ -71,16 +72,19 @@ class RedisBus:
 
     # -- InvalidationBus -------------------------------------------------------------------
 
-    def publish(self, seq: int) -> None:
-        payload = str(int(seq))
+    def publish(self, announcement: Announcement) -> None:
+        seq = announcement.seq
+        payload = announcement.encode()
+        if payload is None:
+            return
         if self._closed:
-            log.debug("redis bus: publish(%s) after close ignored", payload)
+            log.debug("redis bus: publish(%s) after close ignored", seq)
             return
         try:
             self._publisher.publish(self.channel, payload)
         except Exception as exc:
             self._publish_ok = False
-            log.warning("redis bus: publish(%s) failed: %s", payload, _describe(exc))
+            log.warning("redis bus: publish(%s) failed: %s", seq, _describe(exc))
         else:
             self._publish_ok = True
 
@@ -177,16 +181,15 @@ class RedisBus:
                 self._deliver(message.get("data"))
 
     def _deliver(self, data: object) -> None:
-        try:
-            seq = int(data.decode() if isinstance(data, bytes) else str(data))
-        except (ValueError, UnicodeDecodeError):
-            log.warning("redis bus: ignoring non-integer payload %r on %r", data, self.channel)
+        announcement = Announcement.decode(data if isinstance(data, bytes) else str(data))
+        if announcement is None:
+            log.warning("redis bus: ignoring malformed payload %r on %r", str(data)[:100], self.channel)
             return
         for listener in self._listeners:
             try:
-                listener(seq)
+                listener(announcement)
             except Exception:
-                log.exception("redis bus: listener %r raised on seq %d", listener, seq)
+                log.exception("redis bus: listener %r raised on seq %d", listener, announcement.seq)
 
 
 def _level(backoff: float) -> int:

@@ -6,7 +6,7 @@ leaving without commit() restores the previous state exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -40,6 +40,7 @@ from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
 from tokenwarden.adapters.memory.usage import MemoryUsageRepository
 from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
+from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.ports.alerts import AlertRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
@@ -53,7 +54,9 @@ from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
     BulkJobRepository,
+    CommitHook,
     EventRepository,
+    IntentHook,
     InvitationRepository,
     OrgRepository,
     PolicyRepository,
@@ -62,6 +65,7 @@ from tokenwarden.ports.repositories import (
     UserRepository,
     WatermarkRepository,
     run_hooks,
+    run_intent_hooks,
 )
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import (
@@ -94,10 +98,13 @@ class MemoryUnitOfWork:
     usage: UsageRepository
     alerts: AlertRepository
 
-    def __init__(self, store: MemoryStore, hooks: Sequence[Callable[[], object]] = ()) -> None:
+    def __init__(
+        self, store: MemoryStore, hooks: Sequence[CommitHook] = (), intent_hooks: Sequence[IntentHook] = ()
+    ) -> None:
+        self._intent_hooks = intent_hooks
         self._store = store
         self._hooks = hooks
-        self._announce = False
+        self._announce: list[InvalidationEvent] = []
         self._journal: list[Undo] = []
 
     def __enter__(self) -> Self:
@@ -109,7 +116,7 @@ class MemoryUnitOfWork:
         self.tokens = MemoryTokenRepository(s, j)
         self.policies = MemoryPolicyRepository(s, j)
         self.audit = MemoryAuditRepository(s, j)
-        self.events = self._events = MemoryEventRepository(s, j)
+        self.events = self._events = MemoryEventRepository(s, j, self._intent_hooks)
         self.rules = MemoryRuleRepository(s, j)
         self.watermarks = MemoryWatermarkRepository(s, j)
         self.break_glass = MemoryBreakGlassRepository(s, j)
@@ -140,15 +147,20 @@ class MemoryUnitOfWork:
         finally:
             self._journal.clear()
             self._store.lock.release()
-        announce, self._announce = self._announce, False
+        if self._events.intents:  # announced before a commit that did not come: take them back
+            intents, self._events.intents = self._events.intents, []
+            run_intent_hooks(self._intent_hooks, intents, withdrawn=True)
+        announce, self._announce = self._announce, []
         if announce:
-            run_hooks(self._hooks)
+            run_hooks(self._hooks, announce)
 
     def commit(self) -> None:
         self._journal.clear()
         if self._events.appended:
-            self._announce = True
+            self._announce.extend(self._events.written)
             self._events.appended = 0
+            self._events.written = []
+            self._events.intents = []
 
 
 class MemoryDatabase:
@@ -159,16 +171,21 @@ class MemoryDatabase:
     def __init__(self) -> None:
         self.store = MemoryStore()
         self._clock = SystemClock()
-        self._hooks: list[Callable[[], object]] = []
+        self._hooks: list[CommitHook] = []
+        self._intent_hooks: list[IntentHook] = []
 
     def __call__(self) -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(self.store, self._hooks)
+        return MemoryUnitOfWork(self.store, self._hooks, self._intent_hooks)
 
     reader = __call__
 
-    def on_commit(self, hook: Callable[[], object]) -> None:
-        """Call ``hook`` after every unit of work that committed invalidation events."""
+    def on_commit(self, hook: CommitHook) -> None:
+        """Call ``hook(events)`` after every unit of work that committed invalidation events."""
         self._hooks.append(hook)
+
+    def on_intent(self, hook: IntentHook) -> None:
+        """Call ``hook`` when a revocation is appended, and if it is then not committed."""
+        self._intent_hooks.append(hook)
 
     def upgrade(self) -> None:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -47,6 +47,7 @@ from tokenwarden.adapters.sql.repositories.rotation import (
 )
 from tokenwarden.adapters.sql.repositories.usage import SqlUsageRepository
 from tokenwarden.domain.errors import Unavailable
+from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.ports.alerts import AlertRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
@@ -60,7 +61,9 @@ from tokenwarden.ports.repositories import (
     AuditRepository,
     BreakGlassRepository,
     BulkJobRepository,
+    CommitHook,
     EventRepository,
+    IntentHook,
     InvitationRepository,
     OrgRepository,
     PolicyRepository,
@@ -69,6 +72,7 @@ from tokenwarden.ports.repositories import (
     UserRepository,
     WatermarkRepository,
     run_hooks,
+    run_intent_hooks,
 )
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
 from tokenwarden.ports.signals import SignalRepository
@@ -110,13 +114,15 @@ class SqlUnitOfWork:
         engine: Engine,
         *,
         readonly: bool = False,
-        hooks: Sequence[Callable[[], object]] = (),
+        hooks: Sequence[CommitHook] = (),
+        intent_hooks: Sequence[IntentHook] = (),
         write_lock: threading.RLock | None = None,
     ) -> None:
         self._engine = engine
         self._readonly = readonly
         self._hooks = hooks
-        self._announce = False
+        self._intent_hooks = intent_hooks
+        self._announce: list[InvalidationEvent] = []
         self._conn: Connection | None = None
         self._write_lock = None if readonly else write_lock
         self._locked = False
@@ -147,12 +153,12 @@ class SqlUnitOfWork:
         self.tokens = SqlTokenRepository(conn)
         self.policies = SqlPolicyRepository(conn)
         self.audit = self._audit = SqlAuditRepository(conn)
-        self.events = self._events = SqlEventRepository(conn)
+        self.events = self._events = SqlEventRepository(conn, self._intent_hooks)
         self.rules = SqlRuleRepository(conn)
         self.watermarks = SqlWatermarkRepository(conn)
         self.break_glass = SqlBreakGlassRepository(conn)
         self.bulk_jobs = SqlBulkJobRepository(conn)
-        self.signals = SqlSignalRepository(conn)
+        self.signals = self._signals = SqlSignalRepository(conn)
         self.invitations = SqlInvitationRepository(conn)
         self.oauth = SqlOAuthRepository(conn)
         self.reports = SqlReportRepository(conn)
@@ -183,9 +189,12 @@ class SqlUnitOfWork:
         with contextlib.suppress(SQLAlchemyError, OSError):
             conn.close()
         self._unlock()
-        announce, self._announce = self._announce, False
-        if announce:  # committed: tell this node and the others, whatever happened afterwards
-            run_hooks(self._hooks)
+        if self._events.intents:  # announced before a commit that did not come: take them back
+            intents, self._events.intents = self._events.intents, []
+            run_intent_hooks(self._intent_hooks, intents, withdrawn=True)
+        announce, self._announce = self._announce, []
+        if announce:  # committed: tell the other nodes and this one, whatever happened afterwards
+            run_hooks(self._hooks, announce)
         # The one place driver errors become domain errors (adapters/sql/errors.py).
         if exc is not None and (translated := translate(exc)) is not None:
             raise translated from exc
@@ -207,11 +216,12 @@ class SqlUnitOfWork:
             raise Unavailable(
                 f"the audit log could not be written ({kind_of(exc)}): the change was not made"
             ) from exc
-        self._events.flush()  # written last: see SqlEventRepository
+        if self._events.pending or self._signals.pending:
+            self._events.lock_order()  # one lock for both: ids follow commit order (see there)
+            self._signals.flush()
+            self._events.flush()  # written last: see SqlEventRepository
         self._conn.commit()  # a failure surfaces through __exit__, which translates it
-        if self._events.appended:
-            self._announce = True
-            self._events.appended = 0
+        self._announce.extend(self._events.committed())
 
 
 class SqlDatabase:
@@ -221,16 +231,23 @@ class SqlDatabase:
         self.url = url
         self.url_for_display = display_url(url)
         self.engine = make_engine(url)
-        self._hooks: list[Callable[[], object]] = []
+        self._hooks: list[CommitHook] = []
+        self._intent_hooks: list[IntentHook] = []
         # One writer at a time per process on SQLite (see SqlUnitOfWork.__enter__).
         self._write_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else None
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, hooks=self._hooks, write_lock=self._write_lock)
+        return SqlUnitOfWork(
+            self.engine, hooks=self._hooks, intent_hooks=self._intent_hooks, write_lock=self._write_lock
+        )
 
-    def on_commit(self, hook: Callable[[], object]) -> None:
-        """Call ``hook`` after every unit of work that committed invalidation events."""
+    def on_commit(self, hook: CommitHook) -> None:
+        """Call ``hook(events)`` after every unit of work that committed invalidation events."""
         self._hooks.append(hook)
+
+    def on_intent(self, hook: IntentHook) -> None:
+        """Call ``hook`` when a revocation is appended, and if it is then not committed."""
+        self._intent_hooks.append(hook)
 
     def reader(self) -> SqlUnitOfWork:
         """A read-only unit of work (never takes SQLite's write lock)."""

@@ -43,21 +43,18 @@ from tokenwarden.ports.signals import (
 class SqlSignalRepository:
     """The Shared Signals tables: outbox, signing keys, streams, subjects, delivery queue."""
 
-    _EVENTS_LOCK = 7355608  # the events table's lock: outbox ids grow in commit order too
-
     def __init__(self, conn: Connection) -> None:
         self._c = conn
+        self._pending: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ outbox
     def append_event(self, event: SecurityEvent) -> None:
         self.append_events([event])
 
     def append_events(self, events: Sequence[SecurityEvent]) -> None:
-        if not events:
-            return
-        if self._c.dialect.name == "postgresql":
-            self._c.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._EVENTS_LOCK})")
-        rows = [
+        """Queue outbox rows; the unit of work writes them at commit (:meth:`flush`), under the
+        events table's lock so their ids grow in commit order, held only for the commit."""
+        self._pending.extend(
             {
                 "created_at": e.created_at,
                 "event_type": e.event_type,
@@ -68,8 +65,17 @@ class SqlSignalRepository:
                 "stream_id": e.stream_id,
             }
             for e in events
-        ]
-        self._c.execute(insert(t.security_events), rows)
+        )
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Write the queued outbox rows (the unit of work calls this, holding the events lock)."""
+        if self._pending:
+            rows, self._pending = self._pending, []
+            self._c.execute(insert(t.security_events), rows)
 
     def events_after(self, org_id: str, stream_id: str, after_id: int, limit: int) -> list[SecurityEvent]:
         c = t.security_events.c
