@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,9 @@ from tokenwarden.ports.bus import InvalidationBus
 ADMIN_DSN = os.environ.get("TW_BENCH_POSTGRES_DSN", "host=127.0.0.1 user=postgres dbname=postgres")
 REDIS_URL = os.environ.get("TW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 EXE = str(Path(sys.executable).parent / "tokenwarden")
-CONNECTIONS_PER_NODE = 6  # kept-alive connections polled per node (with 2 workers: both, ≥ 97 %)
+SETTLE = float(os.environ.get("TW_BENCH_SETTLE", "0.002"))  # after warming, before the revoke
+# seconds between polling rounds: the poller must not starve the nodes it polls
+POLL_PAUSE = float(os.environ.get("TW_BENCH_POLL_PAUSE", "0.0002"))
 
 
 class RawHttp:
@@ -52,9 +55,16 @@ class RawHttp:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.request = b""
         self.buf = b""
+        self.last_body = b""
 
-    def prepare(self, path: str, token: str) -> None:
-        self.request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    def prepare(self, path: str, token: str = "", method: str = "GET") -> None:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        self.request = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode()
+
+    def body(self) -> bytes:
+        """Read one response; its body."""
+        self.status()
+        return self.last_body
 
     def send(self) -> None:
         self.sock.sendall(self.request)
@@ -78,6 +88,7 @@ class RawHttp:
                 raise ConnectionError("server closed the connection")
             rest += chunk
         self.buf = rest[length:]
+        self.last_body = rest[:length]
         return int(head.split(b" ", 2)[1])
 
     def close(self) -> None:
@@ -85,7 +96,7 @@ class RawHttp:
 
 
 class Cluster:
-    def __init__(self, bus_url: str, nodes: int = 3, workers: int = 1) -> None:
+    def __init__(self, bus_url: str, nodes: int = 3, workers: int = 1, trace_dir: Path | None = None) -> None:
         self.dbname = f"tw_bench_{secrets.token_hex(4)}"
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.dbname}"')
@@ -110,13 +121,20 @@ class Cluster:
         self.admin = json.loads(init.stdout)["token"]
         self.urls: list[str] = []
         self.procs: list[subprocess.Popen[bytes]] = []
-        for _ in range(nodes):
+        self.trace_files: list[Path] = []
+        for n in range(nodes):
             port = _free_port()
+            command = [EXE, "serve", "--port", str(port), "--workers", str(workers)]
+            env = self.env
+            if trace_dir is not None:  # one worker, timestamps at each step (bench/trace_node.py)
+                self.trace_files.append(trace_dir / f"node{n}.trace")
+                env = {**self.env, "TW_TRACE_FILE": str(self.trace_files[-1])}
+                command = [sys.executable, "-m", "bench.trace_node", str(port)]
             self.procs.append(
                 subprocess.Popen(
-                    [EXE, "serve", "--port", str(port), "--workers", str(workers)],
-                    env=self.env,
-                    cwd=self.tmp.name,
+                    command,
+                    env=env,
+                    cwd=Path(__file__).resolve().parent.parent if trace_dir else self.tmp.name,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -177,11 +195,30 @@ class BusTap:
         self.bus.close()
 
 
+def one_per_worker(url: str, workers: int, tries: int = 64) -> list[RawHttp]:
+    """Kept-alive connections to ``url``, exactly one to each of its ``workers`` processes
+    (told apart by /health's instance id), so polling them covers every worker."""
+    found: dict[str, RawHttp] = {}
+    for _ in range(tries):
+        conn = RawHttp(url)
+        conn.prepare("/health")
+        conn.send()
+        instance = json.loads(conn.body())["instance"]
+        if instance in found:
+            conn.close()
+        else:
+            found[instance] = conn
+        if len(found) == workers:
+            return list(found.values())
+    raise RuntimeError(f"reached {len(found)} of {workers} workers of {url} in {tries} connections")
+
+
 def _poll_until_refused(
     conns: list[list[RawHttp]], t0: list[float], start: threading.Event, out: list[list[float]]
 ) -> None:
-    """Poll every connection of every node (all requests in flight at once, then all answers)
-    until each has answered 401; per node, the time its last connection first did."""
+    """Poll every connection of every node (all requests in flight at once, then all answers,
+    then a short pause) until each has answered 401; per node, the time its last connection
+    (its last worker) first did."""
     start.wait()
     pending = {(n, i) for n, node in enumerate(conns) for i in range(len(node))}
     done = [0.0] * len(conns)
@@ -194,6 +231,7 @@ def _poll_until_refused(
                 pending.discard((n, i))
                 if not any(m == n for m, _ in pending):
                     done[n] = time.perf_counter() - t0[0]
+        time.sleep(POLL_PAUSE)
     out.append(done)
 
 
@@ -202,14 +240,21 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q + 0.5) - 1))], 2)
 
 
-def latency(bus_url: str, samples: int = 1000, nodes: int = 3, workers: int = 2) -> dict[str, Any]:
-    """Request to refusal on every other node, ``samples`` times (see the module docstring)."""
-    cluster = Cluster(bus_url, nodes, workers)
+def latency(
+    bus_url: str, samples: int = 1000, nodes: int = 3, workers: int = 2, trace: bool = False
+) -> dict[str, Any]:
+    """Request to refusal on every other node, ``samples`` times (see the module docstring).
+    ``trace``: single-worker traced nodes, and the per-step breakdown (see :func:`_steps`)."""
+    trace_dir = Path(tempfile.mkdtemp(prefix="tw-trace-")) if trace else None
+    if trace:
+        workers = 1
+    cluster = Cluster(bus_url, nodes, workers, trace_dir)
     tap = cluster.tap()
-    conns = [[RawHttp(u) for _ in range(CONNECTIONS_PER_NODE)] for u in cluster.urls[1:]]
-    admin = {"Authorization": f"Bearer {cluster.admin}"}
+    conns = [one_per_worker(u, workers) for u in cluster.urls[1:]]
+    revoker = RawHttp(cluster.urls[0])
     try:
         total, intent, commit, response = [], [], [], []
+        windows: list[tuple[float, float]] = []
         for _ in range(samples):
             auth_id, token = cluster.create_pat()
             for node in conns:
@@ -218,8 +263,9 @@ def latency(bus_url: str, samples: int = 1000, nodes: int = 3, workers: int = 2)
                     conn.send()
                     assert conn.status() == 200
             assert cluster.clients[0].get("/api/v1/validate", headers={"Authorization": f"Bearer {token}"})
-            time.sleep(0.002)
+            time.sleep(SETTLE)
             tap.reset()
+            revoker.prepare(f"/api/v1/orgs/bench/pats/{auth_id}", cluster.admin, "DELETE")
             start = threading.Event()
             result: list[list[float]] = []
             t0_box = [0.0]
@@ -227,16 +273,21 @@ def latency(bus_url: str, samples: int = 1000, nodes: int = 3, workers: int = 2)
             poller.start()
             t0 = t0_box[0] = time.perf_counter()
             start.set()
-            cluster.clients[0].delete(f"/api/v1/orgs/bench/pats/{auth_id}", headers=admin).raise_for_status()
+            revoker.send()  # prepared before t0: the clock starts as the request leaves
+            if revoker.status() != 204:
+                raise RuntimeError("the revoke request failed")
             response.append((time.perf_counter() - t0) * 1000)
             poller.join(timeout=10)
             total.append(max(result[0]) * 1000)
+            windows.append((t0, t0 + max(result[0])))
             heard = dict(tap.heard)
             if AnnouncementKind.INTENT in heard:
                 intent.append((heard[AnnouncementKind.INTENT] - t0) * 1000)
             if AnnouncementKind.COMMITTED in heard:
                 commit.append((heard[AnnouncementKind.COMMITTED] - t0) * 1000)
+        steps = _steps(cluster.trace_files, windows) if trace else None
         return {
+            **({"steps_p50_ms": steps[0], "steps_p99_ms": steps[1]} if steps else {}),
             "samples": samples,
             "nodes": nodes,
             "workers_per_node": workers,
@@ -259,8 +310,47 @@ def latency(bus_url: str, samples: int = 1000, nodes: int = 3, workers: int = 2)
         for node in conns:
             for conn in node:
                 conn.close()
+        revoker.close()
         tap.close()
         cluster.close()
+
+
+def _steps(files: list[Path], windows: list[tuple[float, float]]) -> tuple[dict[str, float], ...]:
+    """Per step, its time from the start of the revoke request (bench clock = nodes' clock):
+    node A's steps, then on the other nodes the later of the two (delivered, applied)."""
+    marks: list[list[tuple[str, float]]] = []
+    for f in files:
+        rows = []
+        for line in f.read_text().splitlines():
+            step, _, t = line.partition(" ")
+            rows.append((step, float(t)))
+        marks.append(rows)
+    per_step: dict[str, list[float]] = {}
+    for t0, t_end in windows:
+        # a window: from this request's start to well after its last refusal (the commit too)
+        t_stop = t_end + 0.5
+        found: dict[str, float] = {}
+        for n, rows in enumerate(marks):
+            for step, t in rows:
+                if not t0 <= t <= t_stop:
+                    continue
+                if n == 0 and step.startswith("A."):
+                    found.setdefault(step, t - t0)
+                elif n > 0 and step.startswith("X."):
+                    key = f"others.{step[2:]}"
+                    first = min(t - t0, found.get(f"{key}@{n}", float("inf")))
+                    found[f"{key}@{n}"] = first
+        merged: dict[str, float] = {}
+        for key, value in found.items():
+            name = key.split("@")[0]
+            merged[name] = max(value, merged.get(name, 0.0))
+        for name, value in merged.items():
+            per_step.setdefault(name, []).append(value * 1000)
+    order = sorted(per_step, key=lambda k: statistics.median(per_step[k]))
+    return (
+        {k: _pct(per_step[k], 0.5) for k in order},
+        {k: _pct(per_step[k], 0.99) for k in order},
+    )
 
 
 def fan_out(kind: str, subscribers: int, messages: int = 200) -> dict[str, Any]:

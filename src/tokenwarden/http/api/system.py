@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -73,6 +75,15 @@ def validate(request: Request, scope: str | None = None, org: str | None = None)
     return JSONResponse(caller_body(caller))
 
 
+_INSTANCES: dict[int, str] = {}
+
+
+def instance_id() -> str:
+    """A random id of this server process (per pid, so forked workers differ): tells which
+    worker answered, without saying anything about the host."""
+    return _INSTANCES.setdefault(os.getpid(), secrets.token_hex(4))
+
+
 @router.get("/health")
 def health(request: Request) -> JSONResponse:
     """Liveness and readiness: 200 when the database answers, 503 otherwise."""
@@ -82,6 +93,7 @@ def health(request: Request) -> JSONResponse:
     body = {
         "status": "ok" if db_ok else "degraded",
         "version": __version__,
+        "instance": instance_id(),
         "database": db_ok,
         "eventSeq": c.validator.seq,
         "secondsSinceSync": round(c.validator.seconds_since_sync(), 3),
