@@ -488,7 +488,8 @@ def break_glass(total: int = 1_000_000, warmed: int = 300) -> dict[str, Any]:
             "tokens": total,
             "load_s": round(load_s, 1),
             "break_glass_call_ms": round(call_s * 1000, 1),
-            "revoked_reported": r.json()["total"],
+            "revoked_in_answer": r.json()["total"],  # None: still counting (audited when done)
+            "counting_after_answer": r.json().get("counting"),
             "every_node_rejects_ms": round(all_rejected_s * 1000, 1),
             "note": f"{warmed} tokens cached on each of {len(cluster.clients)} nodes; one watched per node",
         }

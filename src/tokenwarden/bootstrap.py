@@ -13,17 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from tokenwarden.adapters.bus.memory import MemoryBus
-from tokenwarden.adapters.bus.postgres import PostgresBus
-from tokenwarden.adapters.bus.redis import RedisBus
 from tokenwarden.adapters.notify.smtp import SmtpEmailSender
 from tokenwarden.adapters.notify.webhook import HttpWebhookSender
-from tokenwarden.adapters.providers.ado import AdoPatSource
-from tokenwarden.adapters.secrets.aws import AwsSecretStore
-from tokenwarden.adapters.secrets.azure_keyvault import AzureKeyVaultSecretStore
-from tokenwarden.adapters.secrets.builtin import BuiltinSecretStore
-from tokenwarden.adapters.secrets.file import FileSecretStore
-from tokenwarden.adapters.secrets.keyring import load_keyring
-from tokenwarden.adapters.secrets.vault import VaultSecretStore
 from tokenwarden.adapters.sql.unit_of_work import SqlDatabase
 from tokenwarden.domain.clock import Clock, SystemClock
 from tokenwarden.domain.errors import InvalidInput
@@ -237,10 +228,16 @@ def make_bus(settings: Settings) -> InvalidationBus:
     if url == "postgres":
         if not db_url.startswith("postgresql"):
             raise InvalidInput("bus_url=postgres needs a PostgreSQL database_url", code="invalidSetting")
+        from tokenwarden.adapters.bus.postgres import PostgresBus  # imported only when used
+
         return PostgresBus(db_url)
     if url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        from tokenwarden.adapters.bus.postgres import PostgresBus
+
         return PostgresBus(url)
     if url.startswith(("redis://", "rediss://", "unix://")):
+        from tokenwarden.adapters.bus.redis import RedisBus
+
         return RedisBus(url)
     raise InvalidInput(
         f"unsupported bus_url {url!r}: auto, memory, postgres, postgresql://... or redis://...",
@@ -574,11 +571,15 @@ class SecretStores:
 
     def rekey_builtin(self) -> int:
         """Re-seal the built-in store's versions under its current key; how many changed."""
+        from tokenwarden.adapters.secrets.builtin import BuiltinSecretStore
+
         store = self(StoreKind.BUILTIN)
         assert isinstance(store, BuiltinSecretStore)  # noqa: S101 - _build makes one
         return store.rekey()
 
     def _build(self, kind: StoreKind) -> SecretStore:
+        # Each store's client library is imported when that store is first used: a CLI command
+        # that never rotates does not pay for boto3, hvac or the Azure SDK at start-up.
         s = self._settings
         timeout = s.rotation_http_timeout_seconds
         if kind is StoreKind.BUILTIN:
@@ -586,10 +587,15 @@ class SecretStores:
                 raise InvalidInput(
                     "the built-in secret store needs a SQL database", code="storeNotConfigured"
                 )
+            from tokenwarden.adapters.secrets.builtin import BuiltinSecretStore
+            from tokenwarden.adapters.secrets.keyring import load_keyring
+
             keys = s.secret_store_keys.get_secret_value() if s.secret_store_keys else None
             keyring = load_keyring(keys, s.secret_store_key_file or s.data_dir / "secret-store.key")
             return BuiltinSecretStore(self._database.engine, keyring)
         if kind is StoreKind.FILE:
+            from tokenwarden.adapters.secrets.file import FileSecretStore
+
             return FileSecretStore(s.file_store_dir or s.data_dir / "secrets")
         if kind is StoreKind.VAULT:
             if not s.vault_addr:
@@ -598,6 +604,8 @@ class SecretStores:
                     "VAULT_ROLE_ID and VAULT_SECRET_ID)",
                     code="storeNotConfigured",
                 )
+            from tokenwarden.adapters.secrets.vault import VaultSecretStore
+
             return VaultSecretStore(
                 s.vault_addr,
                 token=s.vault_token.get_secret_value() if s.vault_token else None,
@@ -609,6 +617,8 @@ class SecretStores:
                 timeout=timeout,
             )
         if kind is StoreKind.AWS:
+            from tokenwarden.adapters.secrets.aws import AwsSecretStore
+
             return AwsSecretStore(region=s.aws_region, endpoint_url=s.aws_endpoint_url)
         if kind is StoreKind.AZURE_KEYVAULT:
             if not s.azure_keyvault_url:
@@ -617,6 +627,8 @@ class SecretStores:
                     "AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET or a managed identity)",
                     code="storeNotConfigured",
                 )
+            from tokenwarden.adapters.secrets.azure_keyvault import AzureKeyVaultSecretStore
+
             return AzureKeyVaultSecretStore(
                 s.azure_keyvault_url,
                 ca_bundle=str(s.azure_keyvault_ca_bundle) if s.azure_keyvault_ca_bundle else None,
@@ -627,6 +639,8 @@ class SecretStores:
 
 def ado_source(settings: Settings, url: str, org: str, credential: str) -> TokenSource:
     """A PAT Lifecycle API client for one external Azure DevOps-compatible organization."""
+    from tokenwarden.adapters.providers.ado import AdoPatSource
+
     return AdoPatSource(
         url,
         org,

@@ -284,6 +284,7 @@ def revoke_org(
             f"--credential-file THEIR_TOKEN_FILE"
         )
     else:
-        out.print(f"break-glass executed: {sum(outcome.revoked.values())} live token(s) revoked in {org}")
+        revoked = outcome.revoked or {}  # the CLI waits for the count (count_within=None)
+        out.print(f"break-glass executed: {sum(revoked.values())} live token(s) revoked in {org}")
         if outcome.recovery is not None:
             out.print(f"recovery token (24 h, shown once): {outcome.recovery.secret}")

@@ -13,6 +13,9 @@ operator's explicit override.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +42,8 @@ from tokenwarden.services.common import (
 from tokenwarden.services.pats import IssuedPat, PatService
 from tokenwarden.services.signals import emit_org_session_revoked
 
+log = logging.getLogger(__name__)
+
 RECOVERY_SCOPES = "vso.tokenadministration vso.pats_manage vso.auditlog vso.graph"
 RECOVERY_HOURS = 24
 
@@ -47,7 +52,8 @@ RECOVERY_HOURS = 24
 class BreakGlassOutcome:
     status: str  # "executed" or "pending"
     request: BreakGlassRequest
-    revoked: dict[str, int] = field(default_factory=dict)
+    # what died, per kind; None while still being counted (the count is audited when done)
+    revoked: dict[str, int] | None = field(default_factory=dict)
     recovery: IssuedPat | None = None
     marks_before: dict[str, datetime] = field(default_factory=dict)  # the org's, before execution
 
@@ -98,8 +104,13 @@ class BreakGlassService:
         reason: str | None = None,
         *,
         operator_override: bool = False,
+        count_within: float | None = None,
     ) -> BreakGlassOutcome:
         """Execute at once, or open a request a second admin must approve (two-person rule).
+
+        ``count_within``: answer after at most that many seconds once executed, counting what
+        died in the background if it takes longer (``revoked`` is then None; the count is
+        audited as ``break-glass.report`` when done). None: wait for the count.
 
         The requester is an administrator of the organization acting with their own
         credential. The operator (no user) may only execute as an explicit, reasoned override,
@@ -151,9 +162,16 @@ class BreakGlassService:
                 return BreakGlassOutcome("pending", request)
             outcome = self._execute(uow, actor, the_org, request, override=operator_override)
             uow.commit()
-        return self._with_recovery(actor, the_org, self._report(actor, the_org, outcome))
+        return self._finish(actor, the_org, outcome, count_within)
 
-    def approve(self, actor: Actor, org: str, request_id: str, confirm: str | None) -> BreakGlassOutcome:
+    def approve(
+        self,
+        actor: Actor,
+        org: str,
+        request_id: str,
+        confirm: str | None,
+        count_within: float | None = None,
+    ) -> BreakGlassOutcome:
         """The second admin's approval executes a pending request: an administrator of the
         organization, with their own credential, who is not the requester."""
         rid = parse_uuid(request_id, "requestId", code="invalidRequestId")
@@ -180,7 +198,7 @@ class BreakGlassService:
                 raise Forbidden("a second administrator must approve", code="sameApprover")
             outcome = self._execute(uow, actor, the_org, replace(request, approved_by=actor.user_id))
             uow.commit()
-        return self._with_recovery(actor, the_org, self._report(actor, the_org, outcome))
+        return self._finish(actor, the_org, outcome, count_within)
 
     def requests(self, actor: Actor, org: str) -> list[BreakGlassRequest]:
         with reading(self._uow) as uow:
@@ -232,6 +250,31 @@ class BreakGlassService:
             },
         )
         return BreakGlassOutcome("executed", done, marks_before=before)
+
+    def _finish(
+        self, actor: Actor, org: Organization, outcome: BreakGlassOutcome, count_within: float | None
+    ) -> BreakGlassOutcome:
+        """The recovery token and the count of what died. The watermark is committed and
+        announced already: every node refuses the organization's tokens while this runs."""
+        if count_within is None:
+            return self._with_recovery(actor, org, self._report(actor, org, outcome))
+        began = time.monotonic()
+        counted: list[BreakGlassOutcome] = []
+        done = threading.Event()
+
+        def count() -> None:
+            try:
+                counted.append(self._report(actor, org, outcome))
+            except Exception:  # the execution is audited already; only the figures are missing
+                log.exception("break-glass %s: counting what died failed", outcome.request.id)
+            finally:
+                done.set()
+
+        threading.Thread(target=count, name="tokenwarden-break-glass-count", daemon=True).start()
+        with_recovery = self._with_recovery(actor, org, replace(outcome, revoked=None))
+        if done.wait(max(0.0, count_within - (time.monotonic() - began))) and counted:
+            return replace(with_recovery, revoked=counted[0].revoked)
+        return with_recovery
 
     def _report(self, actor: Actor, org: Organization, outcome: BreakGlassOutcome) -> BreakGlassOutcome:
         """Count what died — after the watermark is committed and announced, so counting a
