@@ -17,10 +17,12 @@ from bench import (
     bulk_csv,
     csv_contention,
     http_load,
+    http_servers,
     lifecycle,
     oauth,
     propagation,
     rotation,
+    summary,
     validation,
 )
 
@@ -52,6 +54,7 @@ def main() -> None:
         choices=[
             "validation",
             "http",
+            "http-servers",
             "propagation",
             "csv",
             "contention",
@@ -63,7 +66,7 @@ def main() -> None:
         help="run one group",
     )
     args = parser.parse_args()
-    sizes = [10_000] if args.quick else [100_000, 1_000_000]
+    sizes = [10_000] if args.quick else [10_000, 100_000, 1_000_000]
     calls = 100_000 if args.quick else 500_000
     results: dict[str, object] = {"when": datetime.now(UTC).isoformat(), "machine": machine()}
     if args.only in (None, "validation"):
@@ -87,6 +90,10 @@ def main() -> None:
         print("HTTP (2 workers, wrk on the same machine)...", file=sys.stderr)
         results["http"] = http_load.run(duration=3 if args.quick else 10, repeats=1 if args.quick else 3)
         print(json.dumps(results["http"], indent=2), file=sys.stderr)
+    if args.only in (None, "http-servers") and not args.skip_http:
+        print("HTTP doors against a raw ASGI hello, uvicorn and granian (issue 15)...", file=sys.stderr)
+        results["http_servers"] = http_servers.run(quick=args.quick)
+        print(json.dumps(results["http_servers"], indent=2), file=sys.stderr)
     if args.only in (None, "oauth"):
         print(
             "OAuth (issue 11): JWT vs PAT in process; introspection and token endpoint over HTTP...",
@@ -115,6 +122,7 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    print("\n" + summary.render(summary.summarize(results)), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The HTTP ceiling: a raw ASGI hello, served exactly like ``tokenwarden serve`` serves the app
-(uvicorn, same worker count, same loop and HTTP parser, no access log).
+(the same server — uvicorn or granian — same worker count and options, no access log).
 
 It reads the whole request body (as the introspection door does) and answers a small JSON
 object, so beside it an endpoint's figure says what the endpoint itself costs.
 
-``python -m bench.hello_asgi PORT WORKERS`` (from the repository root).
+``python -m bench.hello_asgi PORT WORKERS [uvicorn|granian]`` (from the repository root).
 """
 
 from __future__ import annotations
@@ -39,18 +39,14 @@ async def app(
 
 
 def main() -> None:
-    import uvicorn
+    from tokenwarden.cli.serving import serve_asgi
 
     port, workers = int(sys.argv[1]), int(sys.argv[2])
-    # The keyword arguments of `tokenwarden serve` (cli/main.py), minus the factory.
-    uvicorn.run(
-        "bench.hello_asgi:app",
-        host="127.0.0.1",
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    server = sys.argv[3] if len(sys.argv) > 3 else "uvicorn"
+    # Exactly as `tokenwarden serve` serves the app (cli/serving.py), minus the factory.
+    serve_asgi(
+        server, "bench.hello_asgi:app", host="127.0.0.1", port=port, workers=workers, log_level="warning"
+    )  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

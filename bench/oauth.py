@@ -110,7 +110,7 @@ def _wait_healthy(base: str, path: str = "/health", method: str = "GET") -> None
 class Deployment:
     """A database, an in-process container on it (set-up only) and ``tokenwarden serve``."""
 
-    def __init__(self, backend: str, workers: int) -> None:
+    def __init__(self, backend: str, workers: int, server: str = "uvicorn") -> None:
         from tokenwarden.bootstrap import build
         from tokenwarden.settings import Settings
 
@@ -143,7 +143,7 @@ class Deployment:
         port = _free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.server = subprocess.Popen(
-            [EXE, "serve", "--port", str(port), "--workers", str(workers)],
+            [EXE, "serve", "--port", str(port), "--workers", str(workers), "--server", server],
             env=self.env,
             cwd=self.tmp.name,
             stdout=subprocess.DEVNULL,
@@ -227,10 +227,10 @@ class Deployment:
 
 
 @contextmanager
-def hello_server(workers: int) -> Iterator[str]:
+def hello_server(workers: int, server: str = "uvicorn") -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.hello_asgi", str(port), str(workers)],
+        [sys.executable, "-m", "bench.hello_asgi", str(port), str(workers), server],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

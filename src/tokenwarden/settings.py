@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    server: Literal["uvicorn", "granian"] = Field(
+        default="uvicorn", description="the HTTP server `tokenwarden serve` runs (see BENCHMARKS.md)"
+    )
     staleness_seconds: float = Field(default=1.0, gt=0, description="max age of the cache view")
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     usage_flush_seconds: float = Field(default=2.0, gt=0)

@@ -175,6 +175,7 @@ def test_a_remembered_introspection_answer_follows_the_owner_state_and_the_issue
     # A new owner state (the Validator replaces it on any change) is a new answer.
     owner = c.validator.validate(jwt).user
     c.validator._users[owner.id] = UserState(owner.id, "renamed@clients.acme", True, owner.members)
+    c.validator._gen += 1  # as applying the change that replaced it does
     assert introspect(c, client, secret, jwt)["username"] == "renamed@clients.acme"
     c.oauth.revoke(post({"token": jwt}, (client.client_id, secret)), ISSUER)
     assert introspect(c, client, secret, jwt) == {"active": False}

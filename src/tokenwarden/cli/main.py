@@ -164,11 +164,19 @@ def serve(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, max=64, help="Worker processes (default 1).")
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="HTTP server: uvicorn (default) or granian (TOKENWARDEN_SERVER)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (upgrades the database schema first)."""
-    import uvicorn
+    from tokenwarden.cli.serving import SERVERS, serve_asgi
 
     settings = Settings()
+    chosen = server or settings.server
+    if chosen not in SERVERS:
+        fail(f"unknown server {chosen!r}: choose one of {', '.join(SERVERS)}")
+        return
     try:
         c = build(settings, create_pepper=True)
         c.database.upgrade()
@@ -182,19 +190,15 @@ def serve(
         err.print("[yellow]warning:[/] the database has no organization yet: run `tokenwarden init` first")
     bind_host = host or settings.host
     bind_port = port or settings.port
-    err.print(f"tokenwarden {__version__} on http://{bind_host}:{bind_port} (database {url})")
-    uvicorn.run(
+    err.print(f"tokenwarden {__version__} on http://{bind_host}:{bind_port} ({chosen}, database {url})")
+    serve_asgi(
+        chosen,  # checked against SERVERS above
         "tokenwarden.http.app:app_from_env",
         factory=True,
         host=bind_host,
         port=bind_port,
         workers=workers or settings.workers,
         log_level=settings.log_level,
-        access_log=False,
-        # X-Forwarded-For is honoured by tokenwarden itself, from TOKENWARDEN_TRUSTED_PROXIES
-        # only (uvicorn would trust any loopback client's header by default)
-        proxy_headers=False,
-        forwarded_allow_ips="",
     )
 
 

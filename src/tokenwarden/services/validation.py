@@ -50,10 +50,13 @@ class CachedToken:
         "issued",
         "kind",
         "literal_scopes",
+        "memo",
         "org_id",
         "revoked",
         "scopes",
         "targets",
+        "used",
+        "used_ip",
         "user_id",
         "valid_to",
     )
@@ -82,6 +85,9 @@ class CachedToken:
         self.valid_to = valid_to
         self.revoked = revoked
         self.client_id = client_id  # the OAuth client it was issued to (its watermark applies)
+        self.used = 0.0  # last use (time.time()) and its address, drained by drain_usage
+        self.used_ip: str | None = None
+        self.memo: Caller | None = None  # the last accepted answer, reused while nothing changed
 
 
 class MemberState:
@@ -114,15 +120,30 @@ class UserState:
 
 class Caller:
     """A validated credential: the token, its owner, the token's key (keyed secret hash) and the
-    organization the answer is for (the one asked about, else the token's own)."""
+    organization the answer is for (the one asked about, else the token's own).
 
-    __slots__ = ("key", "org_id", "token", "user")
+    Immutable by convention: the validator hands the same object out again for the same question
+    (``gen``, ``asked_scope``, ``asked_org``) while no change has been applied since."""
 
-    def __init__(self, token: CachedToken, user: UserState, key: bytes, org_id: str) -> None:
+    __slots__ = ("asked_org", "asked_scope", "gen", "key", "org_id", "token", "user")
+
+    def __init__(
+        self,
+        token: CachedToken,
+        user: UserState,
+        key: bytes,
+        org_id: str,
+        gen: int = -1,
+        asked_scope: str | None = None,
+        asked_org: str | None = None,
+    ) -> None:
         self.token = token
         self.user = user
         self.key = key
         self.org_id = org_id
+        self.gen = gen
+        self.asked_scope = asked_scope
+        self.asked_org = asked_org
 
     def role_in(self, org_id: str) -> Role | None:
         return self.user.roles.get(org_id)
@@ -160,7 +181,7 @@ class Validator:
         self._reader = reader
         self._writer = writer
         self._hasher = hasher
-        self._hash = hasher.hash
+        self._hash = hasher.hash_function
         self._catalog = catalog
         self._stale_after = staleness_seconds
         self._max_entries = max_entries
@@ -173,7 +194,9 @@ class Validator:
         self._org_cutoffs: dict[str, dict[TokenKind, float]] = {}
         self._client_cutoffs: dict[str, dict[TokenKind, float]] = {}  # OAuth client id -> kind -> cut
         self._interned: dict[object, object] = {}
-        self._usage: dict[bytes, tuple[float, str | None]] = {}
+        # Tokens first used since the last drain (their entries carry the time and address).
+        self._used: list[tuple[bytes, CachedToken]] = []
+        self._drained_at = time.time()  # entries start unused (0.0), so a first use is recorded
         self._seq = 0
         self._synced_at = float("-inf")
         self._sync_lock = threading.Lock()
@@ -217,6 +240,20 @@ class Validator:
         entry = self._tokens.get(h)
         if entry is None:
             entry = self._miss(secret, h)
+        memo = entry.memo
+        if (
+            memo is not None
+            and memo.gen == self._gen
+            and memo.asked_scope == needed_scope
+            and memo.asked_org == org_id
+            and entry.issued <= now < entry.valid_to
+        ):  # the same question, nothing applied since: the same answer
+            if entry.used < self._drained_at:
+                self._used.append((h, entry))
+            entry.used = now
+            entry.used_ip = ip
+            return memo
+        gen = self._gen  # read before deciding, so a change applied meanwhile voids the memo
         try:  # free unless raised; a refusal names the token so it is counted against it
             user = self._users.get(entry.user_id) or self._load_user(entry.user_id)
             if entry.revoked:
@@ -225,8 +262,12 @@ class Validator:
         except DomainError as exc:
             exc.token_key = h
             raise
-        self._usage[h] = (now, ip)
-        return Caller(entry, user, h, org)
+        caller = entry.memo = Caller(entry, user, h, org, gen, needed_scope, org_id)
+        if entry.used < self._drained_at:
+            self._used.append((h, entry))
+        entry.used = now
+        entry.used_ip = ip
+        return caller
 
     def decide(
         self,
@@ -315,19 +356,34 @@ class Validator:
             if h in self._announced_revoked:
                 raise InvalidToken("token is revoked")
             return None
-        user = self._users.get(entry.user_id)
-        if user is None:
-            return None
-        # :meth:`validate` from here on, without hashing the secret a second time.
-        try:
-            if entry.revoked:
-                raise InvalidToken("token is revoked")
-            org = self.decide(entry, user, now, needed_scope, org_id)
-        except DomainError as exc:
-            exc.token_key = h
-            raise
-        self._usage[h] = (now, ip)
-        return Caller(entry, user, h, org)
+        memo = entry.memo
+        if (
+            memo is not None
+            and memo.gen == self._gen
+            and memo.asked_scope == needed_scope
+            and memo.asked_org == org_id
+            and entry.issued <= now < entry.valid_to
+        ):
+            caller = memo
+        else:
+            gen = self._gen
+            user = self._users.get(entry.user_id)
+            if user is None:
+                return None
+            # :meth:`validate` from here on, without hashing the secret a second time.
+            try:
+                if entry.revoked:
+                    raise InvalidToken("token is revoked")
+                org = self.decide(entry, user, now, needed_scope, org_id)
+            except DomainError as exc:
+                exc.token_key = h
+                raise
+            caller = entry.memo = Caller(entry, user, h, org, gen, needed_scope, org_id)
+        if entry.used < self._drained_at:
+            self._used.append((h, entry))
+        entry.used = now
+        entry.used_ip = ip
+        return caller
 
     def _jwt_key(self, jwt: str) -> bytes:
         """The cache key of a JWT access token — the keyed hash of the whole token, as stored —
@@ -525,8 +581,10 @@ class Validator:
                             log.warning("event gap %s -> %s: flushing cache", self._seq, event.seq)
                             self._flush()
                             self._load_client_cutoffs(uow)
-                        self._gen += 1
-                        self._apply(event, uow)
+                        try:
+                            self._apply(event, uow)
+                        finally:  # after the change: an answer decided before it is then void
+                            self._gen += 1
                         self._seq = event.seq
                         applied += 1
                     if len(batch) < 1000:
@@ -656,8 +714,10 @@ class Validator:
     # ---------------------------------------------------------------- usage
     def drain_usage(self) -> list[tuple[bytes, datetime, str | None]]:
         """Take the uses recorded since the last drain (secret hash, time, ip), newest per token."""
-        usage, self._usage = self._usage, {}
-        return [(h, datetime.fromtimestamp(ts, UTC), ip) for h, (ts, ip) in usage.items()]
+        self._drained_at = time.time()  # a use after this is recorded for the next drain
+        used, self._used = self._used, []
+        entries = dict(used)  # two threads may both have listed a token's first use
+        return [(h, datetime.fromtimestamp(e.used, UTC), e.used_ip) for h, e in entries.items()]
 
     def cache_size(self) -> int:
         return len(self._tokens)
