@@ -33,7 +33,7 @@ from tokenwarden.ports.repositories import Database, UnitOfWorkFactory
 from tokenwarden.ports.secrets import SecretStore
 from tokenwarden.ports.token_sources import TokenSource
 from tokenwarden.services.access_tokens import AccessTokenMinter, JwtVerifier
-from tokenwarden.services.accounts import AccountService, ThrottlePolicy
+from tokenwarden.services.accounts import CHALLENGE_INFO, AccountService, ThrottlePolicy
 from tokenwarden.services.audit_chain import AuditChainService, CheckpointPolicy
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
@@ -59,6 +59,7 @@ from tokenwarden.services.lifecycle_jobs import (
 )
 from tokenwarden.services.local_source import LocalPatSource
 from tokenwarden.services.managed import ManagedCredentialService, ado_credential_aad
+from tokenwarden.services.mfa import MfaService
 from tokenwarden.services.notifications import NotificationAdmin
 from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
@@ -115,6 +116,7 @@ class Container:
     # ---- issue 11 part 1: local accounts, sign-in, browser sessions
     accounts: AccountService
     sessions: SessionService
+    mfa: MfaService  # issue 16: second factors and step-up
     # ---- issue 12: lifecycle jobs and notifications
     jobs: JobRunner
     delivery: OutboxDelivery
@@ -334,6 +336,7 @@ def wire(
         ),
         catalog.parse(settings.session_scopes),
     )
+    mfa = MfaService(uow, clock, hasher)
     accounts = AccountService(
         uow,
         clock,
@@ -350,6 +353,8 @@ def wire(
             window=timedelta(seconds=settings.signin_window_seconds),
         ),
         min_password_length=settings.password_min_length,
+        mfa=mfa,
+        challenge_box=SecretBox(hasher, CHALLENGE_INFO),
     )
     # ---- issue 13: rotation into secret stores
     stores = SecretStores(settings, database)
@@ -378,7 +383,8 @@ def wire(
         settings, uow, clock, catalog, hasher, rotation, audit_chain, usage
     )
     # ----
-    return Container(
+    container = Container(
+        mfa=mfa,
         managed=ManagedCredentialService(
             uow,
             clock,
@@ -452,6 +458,10 @@ def wire(
         ),
         token_care=TokenCareService(uow, clock, pats),
     )
+    # issue 16: break-glass, policy changes and bulk revocation need a fresh second factor
+    for service in (container.break_glass, container.policies, container.bulk_revoke, container.revocation):
+        service.step_up = mfa.require_step_up
+    return container
 
 
 def wire_lifecycle(

@@ -68,6 +68,14 @@ class AuditEventType(StrEnum):
     WEBHOOK_DELETE = "Notifications.WebhookDeleteEvent"
     NOTIFICATION_REPLAY = "Notifications.ReplayEvent"
     JOB_RUN = "Jobs.RunRequestedEvent"
+    # issue 16: second factors
+    MFA_ENROLL = "Mfa.EnrollEvent"
+    MFA_REMOVE = "Mfa.RemoveEvent"
+    MFA_RESET = "Mfa.ResetEvent"
+    MFA_STEP_UP = "Mfa.StepUpEvent"
+    MFA_FAILED = "Mfa.FailedEvent"
+    MFA_RECOVERY_CODE_USED = "Mfa.RecoveryCodeUsedEvent"
+    MFA_RECOVERY_CODES_RENEW = "Mfa.RecoveryCodesRenewEvent"
     POLICY_ENFORCE = "Policy.EnforcementEvent"
     TOKEN_WATCHERS_CHANGE = "Token.WatchersChangeEvent"
     # ---- issue 13: rotation

@@ -69,6 +69,8 @@ class OrgPolicy:
     expiry_warning_days: tuple[int, ...] = DEFAULT_WARNING_DAYS  # most distant first
     dormant_revoke_days: int | None = None  # revoke tokens unused this long (None: off)
     security_contact: str | None = None  # also hears every expiry warning of the organization
+    # ---- issue 16: administrators sign in with a second factor (and step up before the worst)
+    admins_require_mfa: bool = False
 
     def __post_init__(self) -> None:
         check_warning_days(self.expiry_warning_days)

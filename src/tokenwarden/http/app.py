@@ -23,6 +23,7 @@ from tokenwarden.http.api import admin, bulk, invitations, pats, reports, revoca
 from tokenwarden.http.api import alerts as alerts_api
 from tokenwarden.http.api import jobs as jobs_api  # issue 12
 from tokenwarden.http.api import lifecycle as lifecycle_api  # issue 12: enforcement, self-service
+from tokenwarden.http.api import mfa as mfa_api  # issue 16: second factors and step-up
 from tokenwarden.http.api import rotation as rotation_api  # issue 13: managed credentials, rotation
 from tokenwarden.http.api import secret_scanning as secret_scanning_api
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
@@ -161,6 +162,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     include(usage_api.router)  # issue 14: usage records
     include(alerts_api.router)  # issue 14: alerts, detection policy
     include(secret_scanning_api.router)  # issue 14: GitHub secret-scanning intake
+    include(mfa_api.router)  # issue 16: second factors and step-up
 
     @app.middleware("http")
     async def count_requests(

@@ -23,6 +23,7 @@ from tokenwarden.ports.lifecycle import (
     OutboxRepository,
     WebhookRepository,
 )
+from tokenwarden.ports.mfa import MfaRepository
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
@@ -407,6 +408,7 @@ class UnitOfWork(Protocol):
     rotations: RotationRepository
     usage: UsageRepository  # issue 14: usage records
     alerts: AlertRepository  # issue 14: security alerts, detection policies
+    mfa: MfaRepository  # issue 16: second factors, recovery codes, step-ups
 
     def __enter__(self) -> Self: ...
     def __exit__(

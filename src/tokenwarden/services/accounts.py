@@ -18,21 +18,26 @@ Hashing is slow on purpose: callers on an event loop run :meth:`AccountService.s
 
 from __future__ import annotations
 
+import binascii
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
-from tokenwarden.domain.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
+from tokenwarden.domain.errors import DomainError, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from tokenwarden.domain.passwords import check_password
 from tokenwarden.domain.principals import IdentitySource, User, normalize_upn
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_user, reading
+from tokenwarden.services.mfa import MfaService
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.sessions import IssuedSession, SessionService
+from tokenwarden.services.signing import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,20 @@ class ThrottlePolicy:
     account_failures: int = 5
     ip_failures: int = 20
     window: timedelta = timedelta(minutes=15)
+
+
+CHALLENGE_SECONDS: Final = 300
+CHALLENGE_INFO: Final = b"tokenwarden sign-in second-step challenges"
+_CHALLENGE_AAD: Final = "tw-mfa-challenge|"
+
+
+class SecondFactorRequired(Unauthenticated):
+    """The password was right; the account has a second factor: ``challenge`` (opaque, five
+    minutes) goes back with the code to :meth:`AccountService.complete_sign_in`."""
+
+    def __init__(self, challenge: str) -> None:
+        super().__init__("enter the code from your authenticator app", code="mfaRequired")
+        self.challenge = challenge
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +92,11 @@ class AccountService:
         throttle: ThrottlePolicy,
         *,
         min_password_length: int = 12,
+        mfa: MfaService | None = None,
+        challenge_box: SecretBox | None = None,
     ) -> None:
+        self._mfa = mfa
+        self._box = challenge_box
         self._uow = uow
         self._clock = clock
         self._passwords = passwords
@@ -126,10 +149,13 @@ class AccountService:
         ip: str | None,
         user_agent: str | None,
         previous_session: str | None = None,
+        binding: str = "",
     ) -> SignedIn:
         """Check a password and open a new browser session (a new id every time; the session
         the browser came with, ``previous_session``, is revoked). Raises Unauthenticated
-        (``signInFailed``) for any wrong credential and TooManyRequests past a limit."""
+        (``signInFailed``) for any wrong credential and TooManyRequests past a limit. When the
+        account has a second factor, raises :class:`SecondFactorRequired` with a challenge for
+        :meth:`complete_sign_in`, bound to ``binding`` (the browser's CSRF cookie value)."""
         login = (login or "").strip()
         if not login or not password:
             raise InvalidInput("enter your user name and your password", code="credentialsRequired")
@@ -155,29 +181,100 @@ class AccountService:
             uow.oauth.record_attempt(key, ip, now, True)
             if rehashed is not None and stored is not None:
                 uow.oauth.replace_password_hash(user.id, stored, rehashed)
-            actor = Actor(user_id=user.id, upn=user.upn, ip=ip, user_agent=user_agent)
-            old = self._sessions.live_session_by_secret(uow, previous_session)
-            if old is not None:
-                self._sessions.revoke_in(uow, actor, [old], "replaced by a new sign-in")
-            issued = self._sessions.issue_in(uow, user, home, ip=ip, user_agent=user_agent)
-            audit(
-                uow,
-                self._clock,
-                actor,
-                AuditEventType.SIGN_IN,
-                org_id=home,
-                target_type="session",
-                target_id=issued.record.authorization_id,
-                details={
-                    "upn": user.upn,
-                    "userAgent": issued.record.user_agent,
-                    "validTo": issued.record.valid_to.isoformat(),
-                    "replacedSession": old.authorization_id if old else None,
-                },
-            )
-            self._maybe_purge(uow, now)
+            if self._mfa is not None and self._mfa.has_factor(uow, user.id):
+                uow.commit()  # the password was right: the second step decides
+                raise SecondFactorRequired(self._challenge(user.id, now, binding))
+            signed = self._open_session(uow, user, home, ip, user_agent, previous_session, mfa=None)
             uow.commit()
+        return signed
+
+    def complete_sign_in(
+        self,
+        challenge: str,
+        code: str,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        binding: str = "",
+        previous_session: str | None = None,
+    ) -> SignedIn:
+        """The second step: the challenge :meth:`sign_in` gave (for this browser, ``binding``,
+        at most five minutes old) and a TOTP or recovery code. The new session counts as
+        stepped up. A wrong code is counted (5 in 15 minutes: 429)."""
+        if self._mfa is None:
+            raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
+        user_id = self._open_challenge(challenge, binding)
+        now = self._clock.now()
+        with reading(self._uow) as uow:
+            user = uow.users.get(user_id)
+            home = self._sessions.home_org(uow, user) if user is not None else None
+        if user is None or not user.is_active or home is None:
+            raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
+        actor = Actor(user_id=user.id, upn=user.upn, ip=ip, user_agent=user_agent)
+        self._mfa.check(actor, user.id, code, None)
+        with self._uow() as uow:
+            signed = self._open_session(uow, user, home, ip, user_agent, previous_session, mfa=now)
+            uow.commit()
+        return signed
+
+    def _open_session(
+        self,
+        uow: UnitOfWork,
+        user: User,
+        home: str,
+        ip: str | None,
+        user_agent: str | None,
+        previous_session: str | None,
+        *,
+        mfa: datetime | None,
+    ) -> SignedIn:
+        actor = Actor(user_id=user.id, upn=user.upn, ip=ip, user_agent=user_agent)
+        old = self._sessions.live_session_by_secret(uow, previous_session)
+        if old is not None:
+            self._sessions.revoke_in(uow, actor, [old], "replaced by a new sign-in")
+        issued = self._sessions.issue_in(uow, user, home, ip=ip, user_agent=user_agent)
+        if mfa is not None:  # signed in with the second factor: stepped up from the start
+            uow.mfa.record_step_up(issued.record.secret_hash, user.id, mfa)
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.SIGN_IN,
+            org_id=home,
+            target_type="session",
+            target_id=issued.record.authorization_id,
+            details={
+                "upn": user.upn,
+                "userAgent": issued.record.user_agent,
+                "validTo": issued.record.valid_to.isoformat(),
+                "replacedSession": old.authorization_id if old else None,
+                "mfa": mfa is not None,
+            },
+        )
+        self._maybe_purge(uow, self._clock.now())
         return SignedIn(user, issued, old.authorization_id if old else None)
+
+    def _challenge(self, user_id: str, now: datetime, binding: str) -> str:
+        expires = int(now.timestamp()) + CHALLENGE_SECONDS
+        if self._box is None:
+            raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
+        return self._box.seal_text(json.dumps({"u": user_id, "exp": expires}), aad=_CHALLENGE_AAD + binding)
+
+    def _open_challenge(self, challenge: str, binding: str) -> str:
+        expired = Unauthenticated(
+            "the sign-in took too long or was started in another browser: enter your password again",
+            code="signInExpired",
+        )
+        if self._box is None or not challenge or len(challenge) > 1024 or not challenge.isascii():
+            raise expired
+        try:
+            data = json.loads(self._box.open_text(challenge, aad=_CHALLENGE_AAD + binding))
+            user_id, expires = str(data["u"]), int(data["exp"])
+        except (DomainError, ValueError, KeyError, TypeError, binascii.Error):
+            raise expired from None
+        if expires < self._clock.now().timestamp():
+            raise expired
+        return user_id
 
     # ------------------------------------------------------------------ throttling
     def _check_throttle(

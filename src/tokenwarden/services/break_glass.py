@@ -31,9 +31,11 @@ from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import BreakGlassRequest, UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import (
     Actor,
+    StepUpCheck,
     audit,
     get_org,
     new_id,
+    no_step_up,
     parse_uuid,
     publish,
     reading,
@@ -68,6 +70,7 @@ class BreakGlassService:
         self._uow = uow
         self._clock = clock
         self._pats = pats
+        self.step_up: StepUpCheck = no_step_up  # break-glass needs a fresh second factor
 
     def preview(self, actor: Actor, org: str, top: int = 10) -> dict[str, Any]:
         """What break-glass would kill now: live tokens per kind, top owners, top clients."""
@@ -127,6 +130,7 @@ class BreakGlassService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            self.step_up(uow, actor, the_org.id)
             _refuse_recovery_token(uow, actor)
             _check_confirmation(the_org, confirm)
             policy = uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
@@ -183,6 +187,7 @@ class BreakGlassService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            self.step_up(uow, actor, the_org.id)
             _refuse_recovery_token(uow, actor)
             _check_confirmation(the_org, confirm)
             request = uow.break_glass.get(rid)

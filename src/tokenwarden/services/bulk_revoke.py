@@ -31,7 +31,7 @@ from tokenwarden.domain.principals import Organization, normalize_upn
 from tokenwarden.domain.spreadsheet import safe_cell
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.ports.repositories import BulkJob, BulkJobItem, UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, reading, require_admin
+from tokenwarden.services.common import Actor, StepUpCheck, audit, get_org, no_step_up, reading, require_admin
 from tokenwarden.services.revocation import raise_member_marks
 from tokenwarden.services.signals import emit_sessions_revoked
 
@@ -119,6 +119,7 @@ class BulkRevokeService:
         self._store_chunk = store_chunk_size
         self._yield_ratio = yield_ratio
         self._sleep = sleep
+        self.step_up: StepUpCheck = no_step_up  # bulk revocation needs a fresh second factor
 
     @property
     def yield_ratio(self) -> float:
@@ -161,6 +162,8 @@ class BulkRevokeService:
         with reading(self._uow) as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            if not dry_run:
+                self.step_up(uow, actor, the_org.id)
         rows = tuple(parse_user_csv(csv_bytes))  # outside any transaction: never holds a write lock
         kinds = tuple(dict.fromkeys(kinds))
         now = self._clock.now()

@@ -167,6 +167,16 @@ def token_reaches(uow: UnitOfWork, record: TokenRecord, org_id: str) -> bool:
     return org_id in record.target_orgs
 
 
+StepUpCheck = Callable[[UnitOfWork, Actor, str], None]
+"""Raise Forbidden unless the actor may do a step-up-protected action in the organization now
+(services.mfa.MfaService.require_step_up); wired by bootstrap."""
+
+
+def no_step_up(uow: UnitOfWork, actor: Actor, org_id: str) -> None:
+    """The default :data:`StepUpCheck`: nothing required (a container without MFA wired)."""
+    return None
+
+
 def require_admin(uow: UnitOfWork, actor: Actor, org_id: str) -> None:
     """Raise Forbidden unless the actor is an active administrator of ``org_id`` acting through
     a token valid there (the operator always is)."""

@@ -10,7 +10,17 @@ from tokenwarden.domain.errors import Forbidden, InvalidInput
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.ports.repositories import UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, member_of, publish, reading, require_admin
+from tokenwarden.services.common import (
+    Actor,
+    StepUpCheck,
+    audit,
+    get_org,
+    member_of,
+    no_step_up,
+    publish,
+    reading,
+    require_admin,
+)
 
 EDITABLE = (
     "max_lifetime_days",
@@ -24,6 +34,7 @@ EDITABLE = (
     "expiry_warning_days",
     "dormant_revoke_days",
     "security_contact",
+    "admins_require_mfa",
 )
 
 
@@ -40,6 +51,7 @@ def policy_as_dict(policy: OrgPolicy) -> dict[str, Any]:
         "expiryWarningDays": list(policy.expiry_warning_days),
         "dormantRevokeDays": policy.dormant_revoke_days,
         "securityContact": policy.security_contact,
+        "adminsRequireMfa": policy.admins_require_mfa,
     }
 
 
@@ -47,6 +59,7 @@ class PolicyService:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
+        self.step_up: StepUpCheck = no_step_up  # policy changes need a fresh second factor
 
     def get(self, actor: Actor, org: str) -> OrgPolicy:
         with reading(self._uow) as uow:
@@ -62,6 +75,7 @@ class PolicyService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            self.step_up(uow, actor, the_org.id)
             current = uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
             if "creation_allowlist" in changes:
                 names = changes["creation_allowlist"] or []

@@ -26,9 +26,11 @@ from tokenwarden.domain.watermarks import (
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import (
     Actor,
+    StepUpCheck,
     audit,
     get_org,
     member_of,
+    no_step_up,
     publish,
     reading,
     require_admin,
@@ -110,6 +112,7 @@ class RevocationService:
         self._hasher = hasher
         self._clock = clock
         self._catalog = catalog
+        self.step_up: StepUpCheck = no_step_up  # revoking every risky user needs a fresh second factor
 
     # ------------------------------------------------------------------ one user
     def revoke_user(
@@ -263,6 +266,7 @@ class RevocationService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            self.step_up(uow, actor, the_org.id)
             ids = uow.users.ids_at_risk(the_org.id, levels)
             kind_values = [k.value for k in kinds]
             counts = (

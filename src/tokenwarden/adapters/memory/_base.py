@@ -27,6 +27,7 @@ from tokenwarden.domain.usage import UsageCount
 from tokenwarden.domain.watermarks import CLIENT_REMOVED, SubjectType, mark_names_for
 from tokenwarden.ports.alerts import Alert, StoredPolicy
 from tokenwarden.ports.lifecycle import JobLease, JobRun, OutboxMessage, PolicyEnforcement, Webhook
+from tokenwarden.ports.mfa import MfaFactor
 from tokenwarden.ports.repositories import (
     BreakGlassRequest,
     BulkJob,
@@ -71,6 +72,9 @@ class MemoryStore:
     usage: dict[tuple[str, datetime, str, str, str, str], UsageCount] = field(default_factory=dict)
     alerts: dict[str, Alert] = field(default_factory=dict)
     detection_policies: dict[str, StoredPolicy] = field(default_factory=dict)
+    mfa_factors: dict[str, MfaFactor] = field(default_factory=dict)
+    mfa_codes: dict[tuple[str, bytes], datetime | None] = field(default_factory=dict)  # -> used at
+    mfa_step_ups: dict[bytes, tuple[str, datetime]] = field(default_factory=dict)  # credential -> (user, at)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 

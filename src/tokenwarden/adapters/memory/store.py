@@ -27,6 +27,7 @@ from tokenwarden.adapters.memory.lifecycle import (
     MemoryOutboxRepository,
     MemoryWebhookRepository,
 )
+from tokenwarden.adapters.memory.mfa import MemoryMfaRepository
 from tokenwarden.adapters.memory.oauth import MemoryOAuthRepository
 from tokenwarden.adapters.memory.policies import MemoryPolicyRepository
 from tokenwarden.adapters.memory.reports import MemoryReportRepository
@@ -48,6 +49,7 @@ from tokenwarden.ports.lifecycle import (
     OutboxRepository,
     WebhookRepository,
 )
+from tokenwarden.ports.mfa import MfaRepository
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
@@ -97,6 +99,7 @@ class MemoryUnitOfWork:
     rotations: RotationRepository
     usage: UsageRepository
     alerts: AlertRepository
+    mfa: MfaRepository
 
     def __init__(
         self, store: MemoryStore, hooks: Sequence[CommitHook] = (), intent_hooks: Sequence[IntentHook] = ()
@@ -133,6 +136,7 @@ class MemoryUnitOfWork:
         self.rotations = MemoryRotationRepository(s, j)
         self.usage = MemoryUsageRepository(s, j)
         self.alerts = MemoryAlertRepository(s, j)
+        self.mfa = MemoryMfaRepository(s, j)
         return self
 
     def __exit__(

@@ -165,6 +165,8 @@ org_policies = Table(
     Column("expiry_warning_days", JSON(), nullable=True),
     Column("dormant_revoke_days", Integer(), nullable=True),
     Column("security_contact", String(320), nullable=True),
+    # issue 16: administrators must sign in with a second factor
+    Column("admins_require_mfa", Boolean(), nullable=False, server_default=false()),
 )
 
 audit_log = Table(
@@ -243,6 +245,36 @@ detection_policies = Table(
     Column("org_id", String(36), primary_key=True),
     Column("data", JSON(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# issue 16: TOTP factors (the seed sealed, the last accepted step), recovery codes (keyed hashes)
+# and step-ups (a credential's keyed hash -> when it last proved the second factor)
+mfa_factors = Table(
+    "mfa_factors",
+    metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("sealed_secret", String(512), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime(), nullable=True),
+    Column("last_step", BigInteger(), nullable=False),
+)
+
+mfa_recovery_codes = Table(
+    "mfa_recovery_codes",
+    metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("code_hash", LargeBinary(64), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+)
+
+mfa_step_ups = Table(
+    "mfa_step_ups",
+    metadata,
+    Column("credential_hash", LargeBinary(64), primary_key=True),
+    Column("user_id", String(36), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_mfa_step_ups_user", "user_id"),
 )
 
 # The newest entry of each chain ('' = the installation's): appenders lock their chain's row, so

@@ -39,6 +39,7 @@ from tokenwarden.adapters.sql.repositories.lifecycle import (
     SqlOutboxRepository,
     SqlWebhookRepository,
 )
+from tokenwarden.adapters.sql.repositories.mfa import SqlMfaRepository
 from tokenwarden.adapters.sql.repositories.rotation import (
     SqlManagedCredentialRepository,
     SqlRotationRepository,
@@ -53,6 +54,7 @@ from tokenwarden.ports.lifecycle import (
     OutboxRepository,
     WebhookRepository,
 )
+from tokenwarden.ports.mfa import MfaRepository
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.repositories import (
@@ -83,7 +85,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests check it against the migrations directory). Stale, it
 # only makes ``upgrade`` run alembic, which then finds nothing to do.
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0013"
 WRITE_LOCK_SECONDS = 30.0  # = SQLite's busy timeout (engine.py)
 
 
@@ -112,6 +114,7 @@ class SqlUnitOfWork:
     rotations: RotationRepository
     usage: UsageRepository
     alerts: AlertRepository
+    mfa: MfaRepository
 
     def __init__(
         self,
@@ -174,6 +177,7 @@ class SqlUnitOfWork:
         self.rotations = SqlRotationRepository(conn)
         self.usage = SqlUsageRepository(conn)
         self.alerts = SqlAlertRepository(conn)
+        self.mfa = SqlMfaRepository(conn)
         return self
 
     def __exit__(

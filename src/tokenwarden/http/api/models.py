@@ -74,6 +74,9 @@ class PolicyPatch(Body):
         max_length=320,
         description='"" clears',
     )
+    admins_require_mfa: bool | None = Field(
+        default=None, alias="adminsRequireMfa", description="administrators must use a second factor"
+    )
 
 
 class RuleCreate(Body):

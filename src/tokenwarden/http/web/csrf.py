@@ -43,6 +43,12 @@ def _cookie_value(request: Request) -> str | None:
     return value
 
 
+def csrf_binding(request: Request) -> str:
+    """This browser's CSRF cookie value ('' without one): what binds a sign-in's second step
+    to the browser that passed the first."""
+    return _cookie_value(request) or ""
+
+
 def csrf_token(request: Request, response: Response | None = None) -> str:
     """The CSRF form token for this browser. When the browser has no CSRF cookie yet, one is
     chosen for the request and set on ``response`` (call again with the response you return if

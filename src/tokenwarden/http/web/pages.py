@@ -10,13 +10,14 @@ from typing import Final
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
-from tokenwarden.domain.errors import DomainError, InvalidInput, TooManyRequests, Unauthenticated
+from tokenwarden.domain.errors import DomainError, InvalidInput, NotFound, TooManyRequests, Unauthenticated
 from tokenwarden.http.auth import client_ip
 from tokenwarden.http.deps import container
 from tokenwarden.http.errors import headers_of, status_of
-from tokenwarden.http.web.csrf import check_csrf, csrf_token, rotate_csrf
+from tokenwarden.http.web.csrf import check_csrf, csrf_binding, csrf_token, rotate_csrf
 from tokenwarden.http.web.render import render, render_error
 from tokenwarden.http.web.session import (
     DEFAULT_NEXT,
@@ -28,6 +29,7 @@ from tokenwarden.http.web.session import (
     set_session_cookie,
     signin_redirect,
 )
+from tokenwarden.services.accounts import SecondFactorRequired, SignedIn
 
 router = APIRouter(include_in_schema=False)
 MAX_FIELD: Final = 4096
@@ -62,7 +64,10 @@ async def signin(request: Request) -> Response:
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
             previous_session=session_secret(request),
+            binding=csrf_binding(request),
         )
+    except SecondFactorRequired as second:
+        return _mfa_form(request, target=target, challenge=second.challenge)
     except (TooManyRequests, Unauthenticated, InvalidInput) as exc:
         retry = {k: v for k, v in headers_of(exc).items() if k.lower() == "retry-after"}
         return _signin_form(
@@ -75,11 +80,185 @@ async def signin(request: Request) -> Response:
         )
     except DomainError as exc:
         return render_error(request, exc)
+    return _signed_in(request, target, signed)
+
+
+@router.post(SIGNIN_PATH + "/mfa")
+async def signin_second_step(request: Request) -> Response:
+    """The second step of a sign-in: the challenge of the first and a TOTP or recovery code."""
+    form = await request.form()
+    try:
+        check_csrf(request, form)
+    except DomainError as exc:
+        return render_error(request, exc, sign_in_again=SIGNIN_PATH)
+    target = safe_next(form.get("next")) or DEFAULT_NEXT
+    challenge = _text(form, "challenge")
+    c = container(request)
+    try:
+        signed = await run_in_threadpool(
+            c.accounts.complete_sign_in,
+            challenge,
+            _text(form, "code"),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            binding=csrf_binding(request),
+            previous_session=session_secret(request),
+        )
+    except Unauthenticated as exc:  # expired, another browser, or the account changed meanwhile
+        return _signin_form(request, target=target, error=exc.message, status=status_of(exc))
+    except (TooManyRequests, InvalidInput, NotFound) as exc:
+        retry = {k: v for k, v in headers_of(exc).items() if k.lower() == "retry-after"}
+        return _mfa_form(
+            request,
+            target=target,
+            challenge=challenge,
+            error=exc.message,
+            status=status_of(exc),
+            headers=retry,
+        )
+    except DomainError as exc:
+        return render_error(request, exc)
+    return _signed_in(request, target, signed)
+
+
+def _signed_in(request: Request, target: str, signed: SignedIn) -> Response:
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
-    max_age = int(c.sessions.window.absolute.total_seconds())
+    max_age = int(container(request).sessions.window.absolute.total_seconds())
     set_session_cookie(request, response, signed.session.secret, max_age)
     rotate_csrf(request, response)  # nothing learnt before sign-in stays valid after it
     return response
+
+
+# ---------------------------------------------------------------------- second factor
+@router.get("/account/mfa")
+async def mfa_page(request: Request) -> Response:
+    """Two-step verification: its status, or a new enrolment (QR code and key) to confirm."""
+    target = safe_next(request.query_params.get("next")) or "/account"
+    try:
+        current = await browser_session(request)
+        if current is None:
+            return signin_redirect(request)
+        c = container(request)
+        actor = current.actor(client_ip(request))
+        status = await run_in_threadpool(c.mfa.status, actor)
+        context: dict[str, object] = {
+            "title": "Two-step verification",
+            "upn": current.upn,
+            "next": target,
+            "enrolled": status.enrolled,
+            "required": status.required,
+            "confirmed_at": _when(status.confirmed_at),
+            "codes_left": status.recovery_codes_left,
+        }
+        if not status.enrolled:
+            enrolment = await run_in_threadpool(c.mfa.begin, actor)
+            context.update(secret=enrolment.secret, qr_svg=Markup(enrolment.qr_svg))  # noqa: S704  # segno's SVG of our own URI
+    except DomainError as exc:
+        return render_error(request, exc)
+    return _page(request, "mfa_enrol.html", context)
+
+
+@router.post("/account/mfa")
+async def mfa_confirm(request: Request) -> Response:
+    form = await request.form()
+    target = safe_next(form.get("next")) or "/account"
+    try:
+        check_csrf(request, form)
+        current = await browser_session(request)
+        if current is None:
+            return signin_redirect(request)
+        c = container(request)
+        actor = current.actor(client_ip(request))
+        try:
+            codes = await run_in_threadpool(c.mfa.confirm, actor, _text(form, "code"))
+        except (InvalidInput, TooManyRequests) as exc:
+            status = await run_in_threadpool(c.mfa.status, actor)
+            enrolment = await run_in_threadpool(c.mfa.begin, actor)
+            return _page(
+                request,
+                "mfa_enrol.html",
+                {
+                    "title": "Set up two-step verification",
+                    "upn": current.upn,
+                    "next": target,
+                    "enrolled": False,
+                    "required": status.required,
+                    "secret": enrolment.secret,
+                    "qr_svg": Markup(enrolment.qr_svg),  # noqa: S704  # segno's SVG of our own URI
+                    "error": exc.message + " (a new key is shown: scan it again)",
+                },
+                status=status_of(exc),
+            )
+    except DomainError as exc:
+        return render_error(request, exc)
+    return _page(
+        request,
+        "mfa_enrol.html",
+        {
+            "title": "Recovery codes",
+            "upn": current.upn,
+            "next": target,
+            "enrolled": False,
+            "recovery_codes": codes,
+        },
+    )
+
+
+@router.post("/account/mfa/remove")
+async def mfa_remove(request: Request) -> Response:
+    form = await request.form()
+    try:
+        check_csrf(request, form)
+        current = await browser_session(request)
+        if current is None:
+            return signin_redirect(request)
+        await run_in_threadpool(
+            container(request).mfa.remove, current.actor(client_ip(request)), _text(form, "code")
+        )
+    except DomainError as exc:
+        return render_error(request, exc)
+    return RedirectResponse("/account/mfa", status_code=303, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/account/step-up")
+async def step_up_page(request: Request) -> Response:
+    """Enter the code again before a sensitive action (``next``: where to go back)."""
+    target = safe_next(request.query_params.get("next")) or "/account"
+    try:
+        if await browser_session(request) is None:
+            return signin_redirect(request)
+    except DomainError as exc:
+        return render_error(request, exc)
+    return _mfa_form(request, target=target, action="/account/step-up", button="Continue")
+
+
+@router.post("/account/step-up")
+async def step_up(request: Request) -> Response:
+    form = await request.form()
+    target = safe_next(form.get("next")) or "/account"
+    try:
+        check_csrf(request, form)
+        current = await browser_session(request)
+        if current is None:
+            return signin_redirect(request)
+        try:
+            await run_in_threadpool(
+                container(request).mfa.step_up, current.actor(client_ip(request)), _text(form, "code")
+            )
+        except (InvalidInput, TooManyRequests, NotFound) as exc:
+            retry = {k: v for k, v in headers_of(exc).items() if k.lower() == "retry-after"}
+            return _mfa_form(
+                request,
+                target=target,
+                action="/account/step-up",
+                button="Continue",
+                error=exc.message,
+                status=status_of(exc),
+                headers=retry,
+            )
+    except DomainError as exc:
+        return render_error(request, exc)
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/signout")
@@ -170,6 +349,43 @@ def _signin_form(
         },
         status=status,
         headers=headers,
+    )
+    csrf_token(request, response)
+    return response
+
+
+def _mfa_form(
+    request: Request,
+    *,
+    target: str,
+    challenge: str | None = None,
+    action: str = SIGNIN_PATH + "/mfa",
+    button: str = "Verify",
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    context: dict[str, object] = {
+        "title": "Two-step verification",
+        "next": target,
+        "challenge": challenge,
+        "action": action,
+        "button": button,
+        "error": error,
+    }
+    return _page(request, "signin_mfa.html", context, status=status, headers=headers)
+
+
+def _page(
+    request: Request,
+    template: str,
+    context: dict[str, object],
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    response = render(
+        request, template, {**context, "csrf": csrf_token(request)}, status=status, headers=headers
     )
     csrf_token(request, response)
     return response

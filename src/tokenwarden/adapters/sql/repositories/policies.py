@@ -38,6 +38,7 @@ class SqlPolicyRepository:
             ),
             dormant_revoke_days=row.dormant_revoke_days,
             security_contact=row.security_contact,
+            admins_require_mfa=bool(row.admins_require_mfa),
         )
 
     def save(self, policy: OrgPolicy) -> None:
@@ -53,6 +54,7 @@ class SqlPolicyRepository:
             "expiry_warning_days": list(policy.expiry_warning_days),
             "dormant_revoke_days": policy.dormant_revoke_days,
             "security_contact": policy.security_contact,
+            "admins_require_mfa": policy.admins_require_mfa,
         }
         changed = self._c.execute(
             update(t.org_policies).where(t.org_policies.c.org_id == policy.org_id).values(**values)
