@@ -38,6 +38,7 @@ from tokenwarden.services.audit_chain import AuditChainService, CheckpointPolicy
 from tokenwarden.services.audit_log import AuditService
 from tokenwarden.services.break_glass import BreakGlassService
 from tokenwarden.services.bulk_revoke import BulkRevokeService
+from tokenwarden.services.console import ConsoleService
 from tokenwarden.services.detection import DetectionService
 from tokenwarden.services.directory import DirectoryService
 from tokenwarden.services.dormancy import DormancyJob
@@ -117,6 +118,7 @@ class Container:
     accounts: AccountService
     sessions: SessionService
     mfa: MfaService  # issue 16: second factors and step-up
+    console: ConsoleService  # issue 16: the admin console's reads
     # ---- issue 12: lifecycle jobs and notifications
     jobs: JobRunner
     delivery: OutboxDelivery
@@ -385,6 +387,7 @@ def wire(
     # ----
     container = Container(
         mfa=mfa,
+        console=ConsoleService(uow, clock, catalog),
         managed=ManagedCredentialService(
             uow,
             clock,

@@ -30,6 +30,7 @@ from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in an
 from tokenwarden.http.api import usage as usage_api
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, ado_audit, graph
+from tokenwarden.http.console import routes as console_routes  # issue 16: the admin console
 from tokenwarden.http.docs import install_docs
 from tokenwarden.http.errors import (
     ADO_TYPE_KEYS,
@@ -163,6 +164,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     include(alerts_api.router)  # issue 14: alerts, detection policy
     include(secret_scanning_api.router)  # issue 14: GitHub secret-scanning intake
     include(mfa_api.router)  # issue 16: second factors and step-up
+    include(console_routes.router)  # issue 16: the admin console
 
     @app.middleware("http")
     async def count_requests(

@@ -17,6 +17,7 @@ from tokenwarden.domain.principals import Invitation, Membership, Organization, 
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.alerts import AlertRepository
+from tokenwarden.ports.console import ConsoleRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
     LifecycleRepository,
@@ -409,6 +410,7 @@ class UnitOfWork(Protocol):
     usage: UsageRepository  # issue 14: usage records
     alerts: AlertRepository  # issue 14: security alerts, detection policies
     mfa: MfaRepository  # issue 16: second factors, recovery codes, step-ups
+    console: ConsoleRepository  # issue 16: the console's paged queries
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -314,6 +314,12 @@ class MfaService:
                 code="stepUpRequired",
             )
 
+    def ensure_step_up(self, actor: Actor, org_id: str) -> None:
+        """:meth:`require_step_up` in a read of its own (for actions made of several service
+        calls, such as a console action on many users)."""
+        with reading(self._uow) as uow:
+            self.require_step_up(uow, actor, org_id)
+
     def _step_up_until(self, uow: UnitOfWork, actor: Actor) -> datetime | None:
         if actor.token is None or actor.token.key is None:
             return None

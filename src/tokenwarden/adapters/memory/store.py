@@ -15,6 +15,7 @@ from tokenwarden.adapters.memory.alerts import MemoryAlertRepository
 from tokenwarden.adapters.memory.audit import MemoryAuditRepository
 from tokenwarden.adapters.memory.break_glass import MemoryBreakGlassRepository
 from tokenwarden.adapters.memory.bulk_jobs import MemoryBulkJobRepository
+from tokenwarden.adapters.memory.console import MemoryConsoleRepository
 from tokenwarden.adapters.memory.directory import (
     MemoryInvitationRepository,
     MemoryOrgRepository,
@@ -43,6 +44,7 @@ from tokenwarden.adapters.memory.watermarks import MemoryWatermarkRepository
 from tokenwarden.domain.clock import SystemClock
 from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.ports.alerts import AlertRepository
+from tokenwarden.ports.console import ConsoleRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
     LifecycleRepository,
@@ -100,6 +102,7 @@ class MemoryUnitOfWork:
     usage: UsageRepository
     alerts: AlertRepository
     mfa: MfaRepository
+    console: ConsoleRepository
 
     def __init__(
         self, store: MemoryStore, hooks: Sequence[CommitHook] = (), intent_hooks: Sequence[IntentHook] = ()
@@ -137,6 +140,7 @@ class MemoryUnitOfWork:
         self.usage = MemoryUsageRepository(s, j)
         self.alerts = MemoryAlertRepository(s, j)
         self.mfa = MemoryMfaRepository(s, j)
+        self.console = MemoryConsoleRepository(s, j)
         return self
 
     def __exit__(

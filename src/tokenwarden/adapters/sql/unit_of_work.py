@@ -33,6 +33,7 @@ from tokenwarden.adapters.sql.repositories import (
     SqlWatermarkRepository,
 )
 from tokenwarden.adapters.sql.repositories.alerts import SqlAlertRepository
+from tokenwarden.adapters.sql.repositories.console import SqlConsoleRepository
 from tokenwarden.adapters.sql.repositories.lifecycle import (
     SqlJobRepository,
     SqlLifecycleRepository,
@@ -48,6 +49,7 @@ from tokenwarden.adapters.sql.repositories.usage import SqlUsageRepository
 from tokenwarden.domain.errors import Unavailable
 from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.ports.alerts import AlertRepository
+from tokenwarden.ports.console import ConsoleRepository
 from tokenwarden.ports.lifecycle import (
     JobRepository,
     LifecycleRepository,
@@ -115,6 +117,7 @@ class SqlUnitOfWork:
     usage: UsageRepository
     alerts: AlertRepository
     mfa: MfaRepository
+    console: ConsoleRepository
 
     def __init__(
         self,
@@ -178,6 +181,7 @@ class SqlUnitOfWork:
         self.usage = SqlUsageRepository(conn)
         self.alerts = SqlAlertRepository(conn)
         self.mfa = SqlMfaRepository(conn)
+        self.console = SqlConsoleRepository(conn)
         return self
 
     def __exit__(

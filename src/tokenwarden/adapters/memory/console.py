@@ -1,0 +1,66 @@
+"""The console's paged queries in memory (issue 16)."""
+
+from __future__ import annotations
+
+from tokenwarden.adapters.memory._base import _cut_by_watermark, _Repo
+from tokenwarden.domain.principals import Membership, User
+from tokenwarden.domain.scopes import FULL_ACCESS
+from tokenwarden.domain.tokens import TokenRecord
+from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, MemberQuery, TokenQuery
+
+
+class MemoryConsoleRepository(_Repo):
+    def members(self, query: MemberQuery) -> tuple[list[tuple[User, Membership]], int]:
+        text = (query.text or "").casefold()
+        found = []
+        for (org_id, user_id), m in self.s.memberships.items():
+            user = self.s.users.get(user_id)
+            if org_id != query.org_id or user is None:
+                continue
+            if text and text not in user.upn.casefold() and text not in user.display_name.casefold():
+                continue
+            if query.status and m.status.value != query.status:
+                continue
+            if query.role and m.role.value != query.role:
+                continue
+            if query.risk == "any" and m.risk_level.value in ("none", "hidden"):
+                continue
+            if query.risk and query.risk != "any" and m.risk_level.value != query.risk:
+                continue
+            found.append((user, m))
+        found.sort(key=lambda um: um[0].upn.casefold())
+        return found[query.offset : query.offset + query.limit], len(found)
+
+    def tokens(self, query: TokenQuery) -> tuple[list[TokenRecord], int]:
+        now = query.now
+        found = []
+        for r in self.s.tokens.values():
+            if r.org_id != query.org_id:
+                continue
+            if query.owner_id and r.user_id != query.owner_id:
+                continue
+            if query.kind and r.kind.value != query.kind:
+                continue
+            if query.scope and query.scope.casefold() not in (s.casefold() for s in r.scopes):
+                continue
+            if query.full_scope and FULL_ACCESS not in r.scopes:
+                continue
+            cut = r.revoked_at is not None or _cut_by_watermark(self.s, r)
+            live = not cut and r.valid_to > now
+            if (query.state == LIVE or query.expiring_before is not None) and not live:
+                continue
+            if query.state == REVOKED and not cut:
+                continue
+            if query.state == EXPIRED and (r.revoked_at is not None or r.valid_to > now):
+                continue
+            if query.expiring_before is not None and not r.valid_to < query.expiring_before:
+                continue
+            if (
+                query.unused_since is not None
+                and r.last_used_at is not None
+                and r.last_used_at >= query.unused_since
+            ):
+                continue
+            found.append(r)
+        found.sort(key=lambda r: (-r.created_at.timestamp(), r.authorization_id))
+        return found[query.offset : query.offset + query.limit], len(found)

@@ -1,0 +1,105 @@
+"""The console's paged queries in SQL (issue 16): filters and counts in the database, so a page
+of an organization with 10,000 members and 100,000 tokens costs one page of rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from tokenwarden.adapters.sql import tables as t
+from tokenwarden.adapters.sql.repositories._rows import _cut_by_watermark, _membership, _token, _user
+from tokenwarden.domain.principals import Membership, User
+from tokenwarden.domain.scopes import FULL_ACCESS
+from tokenwarden.domain.tokens import TokenRecord
+from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, MemberQuery, TokenQuery
+
+
+def _like_text(value: str) -> str:
+    escaped = value.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _has_scope(column: Any, scope: str) -> Any:
+    padded = " " + column + " "
+    return padded.like(_like_text(f" {scope} "), escape="\\")
+
+
+class SqlConsoleRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def members(self, query: MemberQuery) -> tuple[list[tuple[User, Membership]], int]:
+        m, u = t.memberships.c, t.users.c
+        where: list[Any] = [m.org_id == query.org_id]
+        if query.text:
+            pattern = _like_text(query.text)
+            where.append(
+                or_(
+                    u.upn_key.like(pattern, escape="\\"),
+                    func.lower(u.display_name).like(pattern, escape="\\"),
+                )
+            )
+        if query.status:
+            where.append(m.status == query.status)
+        if query.role:
+            where.append(m.role == query.role)
+        if query.risk == "any":
+            where.append(m.risk_level.notin_(("none", "hidden")))
+        elif query.risk:
+            where.append(m.risk_level == query.risk)
+        joined = t.memberships.join(t.users, u.id == m.user_id)
+        total = int(self._c.execute(select(func.count()).select_from(joined).where(*where)).scalar_one())
+        ids = [
+            str(r[0])
+            for r in self._c.execute(
+                select(u.id)
+                .select_from(joined)
+                .where(*where)
+                .order_by(u.upn_key)
+                .offset(query.offset)
+                .limit(query.limit)
+            )
+        ]
+        if not ids:
+            return [], total
+        users = {r.id: _user(r) for r in self._c.execute(select(t.users).where(u.id.in_(ids)))}
+        members = {
+            r.user_id: _membership(r)
+            for r in self._c.execute(
+                select(t.memberships).where(m.org_id == query.org_id, m.user_id.in_(ids))
+            )
+        }
+        return [(users[i], members[i]) for i in ids if i in users and i in members], total
+
+    def tokens(self, query: TokenQuery) -> tuple[list[TokenRecord], int]:
+        c = t.tokens.c
+        where: list[Any] = [c.org_id == query.org_id]
+        if query.owner_id:
+            where.append(c.user_id == query.owner_id)
+        if query.kind:
+            where.append(c.kind == query.kind)
+        if query.scope:
+            where.append(_has_scope(c.scopes, query.scope))
+        if query.full_scope:
+            where.append(_has_scope(c.scopes, FULL_ACCESS))
+        live = and_(c.revoked_at.is_(None), c.valid_to > query.now, ~_cut_by_watermark(c))
+        if query.state == LIVE or query.expiring_before is not None:
+            where.append(live)
+        elif query.state == REVOKED:
+            where.append(or_(c.revoked_at.is_not(None), _cut_by_watermark(c)))
+        elif query.state == EXPIRED:
+            where.append(and_(c.revoked_at.is_(None), c.valid_to <= query.now))
+        if query.expiring_before is not None:
+            where.append(c.valid_to < query.expiring_before)
+        if query.unused_since is not None:
+            where.append(or_(c.last_used_at.is_(None), c.last_used_at < query.unused_since))
+        total = int(self._c.execute(select(func.count()).select_from(t.tokens).where(*where)).scalar_one())
+        rows = self._c.execute(
+            select(t.tokens)
+            .where(*where)
+            .order_by(c.created_at.desc(), c.id)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+        return [_token(r) for r in rows], total

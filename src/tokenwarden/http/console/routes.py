@@ -1,0 +1,472 @@
+"""The admin console at ``/console`` (issue 16): server-rendered pages on the sign-in session.
+
+Every page: the session cookie (else the sign-in page, which comes back here), a strict CSP
+(scripts and styles from this origin only, nothing inline, no framing), CSRF on every change,
+every value escaped by Jinja2. Administrators see their organization (the session's home
+organization); members see their own tokens. An administrator of an organization that requires
+MFA is sent to set it up first; actions that need a step-up send the browser to the step-up
+page and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData
+
+from tokenwarden.domain.errors import DomainError, Forbidden, InvalidInput
+from tokenwarden.domain.principals import RiskLevel, RiskState, UserStatus
+from tokenwarden.domain.tokens import TokenKind
+from tokenwarden.http.auth import client_ip
+from tokenwarden.http.deps import container
+from tokenwarden.http.errors import status_of
+from tokenwarden.http.web.csrf import check_csrf, csrf_token
+from tokenwarden.http.web.render import SECURITY_HEADERS, render_error
+from tokenwarden.http.web.session import BrowserSession, browser_session, current_target, signin_redirect
+from tokenwarden.ports.console import TOKEN_STATES
+from tokenwarden.services.common import Actor
+from tokenwarden.services.console import MEMBER_STATUSES, RISKS, ROLES, Viewer
+from tokenwarden.services.pats import PatService
+
+router = APIRouter(include_in_schema=False)
+
+CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+MAX_SELECTED: Final = 500
+ADMIN_NAV: Final = (("/console/users", "Users"), ("/console/tokens", "Tokens"))
+MEMBER_NAV: Final = (("/console/tokens", "My tokens"), ("/account", "My sessions"))
+# (action, label, what stops working): Entra's wording for sessions
+USER_ACTIONS: Final = (
+    (
+        "revoke-sessions",
+        "Revoke sessions",
+        "Their browser sessions, refresh tokens and access tokens stop working at once on every "
+        "node; they must sign in again. Their PATs keep working.",
+    ),
+    (
+        "revoke-tokens",
+        "Revoke all tokens",
+        "Every token they hold in this organization — PATs, sessions, refresh and access tokens — "
+        "stops working at once. Scripts and CI jobs using their PATs get 401.",
+    ),
+    (
+        "disable",
+        "Disable",
+        "They can no longer sign in or use any token in this organization until enabled again.",
+    ),
+    (
+        "confirm-compromised",
+        "Confirm compromised",
+        "Their risk becomes high (confirmed compromised): risk-based revocation and policies apply to them.",
+    ),
+    ("dismiss-risk", "Dismiss risk", "Their risk is cleared (dismissed); nothing they hold is revoked."),
+)
+_ACTIONS: Final = {a: (label, warning) for a, label, warning in USER_ACTIONS}
+
+
+# ---------------------------------------------------------------------- rendering
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("tokenwarden.http.console", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "—"
+
+
+def _page(
+    request: Request, template: str, viewer: Viewer, context: Mapping[str, Any], *, status: int = 200
+) -> HTMLResponse:
+    csrf = csrf_token(request)
+    html = (
+        _environment()
+        .get_template(template)
+        .render(
+            viewer=viewer,
+            nav=ADMIN_NAV if viewer.is_admin else MEMBER_NAV,
+            here=request.url.path,
+            csrf=csrf,
+            when=_when,
+            flash=request.query_params.get("done", "")[:200],
+            **context,
+        )
+    )
+    response = HTMLResponse(html, status_code=status)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    response.headers["Content-Security-Policy"] = CSP
+    csrf_token(request, response)
+    return response
+
+
+def _error(request: Request, viewer: Viewer, exc: DomainError) -> HTMLResponse:
+    context = {"title": "Refused", "heading": "That did not work", "message": exc.message}
+    return _page(request, "error.html", viewer, context, status=status_of(exc))
+
+
+class _Signin(Exception):
+    """Not signed in (or not usable here): answer with ``response``."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def _viewer(request: Request) -> tuple[BrowserSession, Viewer, Actor]:
+    """The signed-in console user, or raise _Signin with the page to answer instead."""
+    try:
+        session = await browser_session(request)
+    except DomainError as exc:
+        raise _Signin(render_error(request, exc)) from exc
+    if session is None:
+        raise _Signin(signin_redirect(request))
+    c = container(request)
+    actor = session.actor(client_ip(request))
+    try:
+        viewer = await run_in_threadpool(c.console.viewer, actor, session.org_id)
+        if viewer.is_admin:
+            status = await run_in_threadpool(c.mfa.status, actor)
+            if status.required and not status.enrolled:
+                target = quote(current_target(request), safe="")
+                raise _Signin(RedirectResponse(f"/account/mfa?next={target}", status_code=303))
+    except DomainError as exc:
+        raise _Signin(render_error(request, exc)) from exc
+    return session, viewer, actor
+
+
+def _step_up_redirect(request: Request, back: str) -> Response:
+    return RedirectResponse(f"/account/step-up?next={quote(back, safe='')}", status_code=303)
+
+
+def _done(path: str, message: str) -> Response:
+    return RedirectResponse(f"{path}?{urlencode({'done': message})}", status_code=303)
+
+
+# ---------------------------------------------------------------------- static files
+_STATIC: Final = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "vendor/htmx-2.0.11.min.js": "text/javascript",
+    "vendor/chart-4.6.1.umd.min.js": "text/javascript",
+}
+
+
+@router.get("/console/static/{name:path}")
+def static(name: str) -> Response:
+    media = _STATIC.get(name)
+    if media is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    return Response(
+        _static_bytes(name),
+        media_type=media,
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@lru_cache(maxsize=8)
+def _static_bytes(name: str) -> bytes:
+    return resources.files("tokenwarden.http.console").joinpath("static", *name.split("/")).read_bytes()
+
+
+# ---------------------------------------------------------------------- pages
+@router.get("/console")
+async def home(request: Request) -> Response:
+    try:
+        _, viewer, _ = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    return RedirectResponse("/console/users" if viewer.is_admin else "/console/tokens", status_code=303)
+
+
+@router.get("/console/users")
+async def users(request: Request) -> Response:
+    try:
+        _, viewer, _ = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    q = request.query_params
+    f = {k: q.get(k, "")[:256] for k in ("q", "status", "role", "risk")}
+    try:
+        page = await run_in_threadpool(
+            container(request).console.members,
+            viewer,
+            text=f["q"],
+            status=f["status"],
+            role=f["role"],
+            risk=f["risk"],
+            offset=_int(q.get("offset"), 0),
+        )
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    base = "/console/users?" + urlencode({k: v for k, v in f.items() if v}) + ("&" if any(f.values()) else "")
+    context = {
+        "title": "Users",
+        "page": page,
+        "f": f,
+        "statuses": MEMBER_STATUSES,
+        "roles": ROLES,
+        "risks": RISKS,
+        "actions": USER_ACTIONS,
+        "query_base": base,
+    }
+    return _page(request, "users.html", viewer, context)
+
+
+@router.get("/console/users/{user}")
+async def user_page(request: Request, user: str) -> Response:
+    try:
+        _, viewer, _ = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    c = container(request)
+    try:
+        found = await run_in_threadpool(c.console.member, viewer, user[:256])
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    context = {
+        "title": found.user.display_name,
+        "user": found.user,
+        "m": found.membership,
+        "tokens": found.tokens,
+        "tokens_total": found.tokens_total,
+        "now": c.console.now(),
+        "actions": USER_ACTIONS,
+    }
+    return _page(request, "user.html", viewer, context)
+
+
+@router.get("/console/users/{user}/confirm/{action}")
+async def confirm_page(request: Request, user: str, action: str) -> Response:
+    """The confirmation without script: the same question as the dialog, Yes and No."""
+    try:
+        _, viewer, _ = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    if action not in _ACTIONS:
+        return _error(request, viewer, InvalidInput(f"unknown action {action[:40]!r}"))
+    try:
+        found = await run_in_threadpool(container(request).console.member, viewer, user[:256])
+        if not viewer.is_admin:
+            raise Forbidden("organization administrators only", code="accessDenied")
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    label, warning = _ACTIONS[action]
+    context = {
+        "title": label,
+        "question": f"{label} for {found.user.display_name}?",
+        "warning": warning,
+        "action": f"/console/users/{found.user.id}/{action}",
+        "hidden": (),
+        "back": f"/console/users/{found.user.id}",
+    }
+    return _page(request, "confirm.html", viewer, context)
+
+
+@router.post("/console/users/bulk")
+async def bulk_users(request: Request) -> Response:
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        check_csrf(request, form)
+        action = _text(form, "action")
+        if action not in _ACTIONS:
+            raise InvalidInput("choose an action", code="invalidAction")
+        ids = [v for v in form.getlist("user") if isinstance(v, str)][: MAX_SELECTED + 1]
+        if not ids:
+            raise InvalidInput("select at least one user", code="nothingSelected")
+        if len(ids) > MAX_SELECTED:
+            raise InvalidInput(f"at most {MAX_SELECTED} users at once", code="tooManySelected")
+        label, warning = _ACTIONS[action]
+        if _text(form, "confirmed") != "yes":
+            context = {
+                "title": label,
+                "question": f"{label}: {len(ids)} users?",
+                "warning": warning,
+                "action": "/console/users/bulk",
+                "hidden": [("action", action), *(("user", i) for i in ids)],
+                "back": "/console/users",
+            }
+            return _page(request, "confirm.html", viewer, context)
+        if not viewer.is_admin:
+            raise Forbidden("organization administrators only", code="accessDenied")
+        await run_in_threadpool(_act_on_many, request, actor, viewer, action, ids)
+    except DomainError as exc:
+        if exc.code == "stepUpRequired":
+            return _step_up_redirect(request, "/console/users")
+        return _error(request, viewer, exc)
+    return _done("/console/users", f"{label}: done for {len(ids)} users.")
+
+
+@router.post("/console/users/{user}/{action}")
+async def user_action(request: Request, user: str, action: str) -> Response:
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    back = f"/console/users/{quote(user[:256], safe='')}"
+    try:
+        check_csrf(request, form)
+        if action not in _ACTIONS:
+            raise InvalidInput(f"unknown action {action[:40]!r}", code="invalidAction")
+        if _text(form, "confirmed") != "yes":
+            raise InvalidInput("the action was not confirmed", code="notConfirmed")
+        if not viewer.is_admin:
+            raise Forbidden("organization administrators only", code="accessDenied")
+        found = await run_in_threadpool(container(request).console.member, viewer, user[:256])
+        await run_in_threadpool(_act_on_many, request, actor, viewer, action, [found.user.id])
+    except DomainError as exc:
+        if exc.code == "stepUpRequired":
+            return _step_up_redirect(request, back)
+        return _error(request, viewer, exc)
+    return _done(back, f"{_ACTIONS[action][0]}: done.")
+
+
+def _act_on_many(request: Request, actor: Actor, viewer: Viewer, action: str, user_ids: list[str]) -> None:
+    """One action on members of the viewer's organization, through the services that audit
+    and propagate it. Members are resolved first: an id of another organization is NotFound."""
+    c = container(request)
+    org = viewer.org.id
+    members = [c.directory.get_member(actor, org, u)[0] for u in dict.fromkeys(user_ids)]
+    if len(members) > 1 and action in ("revoke-sessions", "revoke-tokens", "disable"):
+        c.mfa.ensure_step_up(actor, org)  # bulk revocation: a fresh second factor
+    if action in ("confirm-compromised", "dismiss-risk"):
+        level, state = (
+            (RiskLevel.HIGH, RiskState.CONFIRMED_COMPROMISED)
+            if action == "confirm-compromised"
+            else (RiskLevel.NONE, RiskState.DISMISSED)
+        )
+        c.revocation.set_risk(actor, org, [u.id for u in members], level, state)
+        return
+    for u in members:
+        if action == "revoke-sessions":
+            c.revocation.revoke_sign_in_sessions(actor, org, u.id)
+        elif action == "revoke-tokens":
+            c.revocation.revoke_user(actor, org, u.id)
+        elif action == "disable":
+            c.directory.set_status(actor, org, u.upn, UserStatus.DISABLED)
+
+
+@router.get("/console/tokens")
+async def tokens(request: Request) -> Response:
+    try:
+        _, viewer, _ = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    q = request.query_params
+    f = {k: q.get(k, "")[:256] for k in ("owner", "kind", "scope", "state", "expiring", "dormant", "full")}
+    c = container(request)
+    try:
+        page, owners = await run_in_threadpool(
+            lambda: c.console.tokens(
+                viewer,
+                owner=f["owner"] or None,
+                kind=f["kind"] or None,
+                scope=f["scope"] or None,
+                state=f["state"] or None,
+                expiring_days=_opt_int(f["expiring"], "expiring within"),
+                full_scope=f["full"] == "1",
+                dormant_days=_opt_int(f["dormant"], "dormant for"),
+                offset=_int(q.get("offset"), 0),
+            )
+        )
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    base = (
+        "/console/tokens?" + urlencode({k: v for k, v in f.items() if v}) + ("&" if any(f.values()) else "")
+    )
+    context = {
+        "title": "Tokens",
+        "page": page,
+        "owners": owners,
+        "f": f,
+        "kinds": [k.value for k in TokenKind],
+        "states": TOKEN_STATES,
+        "now": c.console.now(),
+        "query_base": base,
+    }
+    return _page(request, "tokens.html", viewer, context)
+
+
+@router.post("/console/tokens/revoke")
+async def revoke_tokens(request: Request) -> Response:
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        check_csrf(request, form)
+        ids = [v for v in form.getlist("token") if isinstance(v, str)][: MAX_SELECTED + 1]
+        if not ids:
+            raise InvalidInput("select at least one token", code="nothingSelected")
+        if len(ids) > MAX_SELECTED:
+            raise InvalidInput(f"at most {MAX_SELECTED} tokens at once", code="tooManySelected")
+        if _text(form, "confirmed") != "yes":
+            context = {
+                "title": "Revoke tokens",
+                "question": f"Revoke {len(ids)} tokens?",
+                "warning": "The selected tokens stop working on every node at once.",
+                "action": "/console/tokens/revoke",
+                "hidden": [("token", i) for i in ids],
+                "back": "/console/tokens",
+            }
+            return _page(request, "confirm.html", viewer, context)
+        c = container(request)
+        if viewer.is_admin:
+            count = await run_in_threadpool(c.pats.revoke_many, actor, viewer.org.id, ids)
+        else:  # a member revokes their own
+            count = await run_in_threadpool(_revoke_own, c.pats, actor, viewer.org.id, ids)
+    except DomainError as exc:
+        if exc.code == "stepUpRequired":
+            return _step_up_redirect(request, "/console/tokens")
+        return _error(request, viewer, exc)
+    return _done("/console/tokens", f"Revoked {count} tokens.")
+
+
+def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> int:
+    """A member revokes their own PATs (each checked by the PAT service: theirs, this org)."""
+    for token_id in ids:
+        pats.revoke(actor, token_id, org_id=org_id)
+    return len(ids)
+
+
+# ---------------------------------------------------------------------- input helpers
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value[:4096] if isinstance(value, str) else ""
+
+
+def _int(value: str | None, default: int) -> int:
+    if not value:
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise_input = InvalidInput("a page offset is a whole number", code="invalidFilter")
+        raise raise_input
+    return int(value)
+
+
+def _opt_int(value: str, what: str) -> int | None:
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 5:
+        raise InvalidInput(f"{what}: a number of days", code="invalidFilter")
+    return int(value)

@@ -1,0 +1,201 @@
+"""What the admin console reads (issue 16): paged members and tokens of one organization, a
+member's page, each in the state that organization sees. Administrators see their
+organization; a member sees only their own tokens. Actions go through the existing services
+(revocation, directory, sessions), so they are authorized, audited and propagated as
+everywhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Generic, TypeVar
+
+from tokenwarden.domain.clock import Clock
+from tokenwarden.domain.errors import Forbidden, InvalidInput
+from tokenwarden.domain.principals import Membership, Organization, Role, User
+from tokenwarden.domain.scopes import ScopeCatalog
+from tokenwarden.domain.tokens import TokenKind, TokenRecord
+from tokenwarden.ports.console import TOKEN_STATES, MemberQuery, TokenQuery
+from tokenwarden.ports.repositories import UnitOfWorkFactory
+from tokenwarden.services.common import Actor, get_org, member_of, reading, require_member
+from tokenwarden.services.effective import EffectiveView
+
+PAGE_SIZE: Final = 50
+MAX_PAGE: Final = 200
+MAX_TEXT: Final = 256
+MEMBER_STATUSES: Final = ("active", "disabled")
+ROLES: Final = tuple(r.value for r in Role)
+RISKS: Final = ("any", "low", "medium", "high")
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking: the user, the organization the console is for, and their role there."""
+
+    user: User
+    org: Organization
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_next(self) -> bool:
+        return self.offset + self.limit < self.total
+
+    @property
+    def has_previous(self) -> bool:
+        return self.offset > 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPage:
+    user: User
+    membership: Membership
+    tokens: list[TokenRecord]  # every kind issued here, newest first, in their state here
+    tokens_total: int
+
+
+class ConsoleService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, catalog: ScopeCatalog) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._catalog = catalog
+
+    def viewer(self, actor: Actor, org_id: str) -> Viewer:
+        """The console's user in ``org_id`` (an active member), else Forbidden."""
+        with reading(self._uow) as uow:
+            org = get_org(uow, org_id)
+            m = require_member(uow, actor, org.id)
+            user = uow.users.get(actor.user_id or "")
+            if user is None:
+                raise Forbidden("not a member of this organization", code="accessDenied")
+            return Viewer(user, org, m.role)
+
+    def members(
+        self,
+        viewer: Viewer,
+        *,
+        text: str | None = None,
+        status: str | None = None,
+        role: str | None = None,
+        risk: str | None = None,
+        offset: int = 0,
+        limit: int = PAGE_SIZE,
+    ) -> Page[tuple[User, Membership]]:
+        _admin(viewer)
+        query = MemberQuery(
+            viewer.org.id,
+            text=_text(text),
+            status=_choice("status", status, MEMBER_STATUSES),
+            role=_choice("role", role, ROLES),
+            risk=_choice("risk", risk, RISKS),
+            offset=_offset(offset),
+            limit=_limit(limit),
+        )
+        with reading(self._uow) as uow:
+            rows, total = uow.console.members(query)
+        return Page(rows, total, query.offset, query.limit)
+
+    def member(self, viewer: Viewer, user: str) -> MemberPage:
+        """A member's page (admins; a member may open only their own)."""
+        with reading(self._uow) as uow:
+            target, membership = member_of(uow, viewer.org.id, user)
+            if not viewer.is_admin and target.id != viewer.user.id:
+                raise Forbidden("organization administrators only", code="accessDenied")
+            query = TokenQuery(viewer.org.id, self._clock.now(), owner_id=target.id, limit=MAX_PAGE)
+            records, total = uow.console.tokens(query)
+            shown = EffectiveView(uow, self._catalog, viewer.org.id).apply(records)
+        return MemberPage(target, membership, shown, total)
+
+    def tokens(
+        self,
+        viewer: Viewer,
+        *,
+        owner: str | None = None,
+        kind: str | None = None,
+        scope: str | None = None,
+        state: str | None = None,
+        expiring_days: int | None = None,
+        full_scope: bool = False,
+        dormant_days: int | None = None,
+        offset: int = 0,
+        limit: int = PAGE_SIZE,
+    ) -> tuple[Page[TokenRecord], dict[str, User]]:
+        """Tokens issued in the organization (a member: their own only), in their state here,
+        with their owners."""
+        now = self._clock.now()
+        if expiring_days is not None and not 0 <= expiring_days <= 3650:
+            raise InvalidInput("expiring within: 0 to 3650 days", code="invalidFilter")
+        if dormant_days is not None and not 1 <= dormant_days <= 3650:
+            raise InvalidInput("dormant for: 1 to 3650 days", code="invalidFilter")
+        with reading(self._uow) as uow:
+            owner_id = viewer.user.id
+            if viewer.is_admin:
+                owner_id = member_of(uow, viewer.org.id, owner)[0].id if owner else ""
+            query = TokenQuery(
+                viewer.org.id,
+                now,
+                owner_id=owner_id or None,
+                kind=_choice("kind", kind, tuple(k.value for k in TokenKind)),
+                scope=_text(scope),
+                state=_choice("state", state, TOKEN_STATES),
+                expiring_before=now + timedelta(days=expiring_days) if expiring_days is not None else None,
+                full_scope=full_scope,
+                unused_since=now - timedelta(days=dormant_days) if dormant_days is not None else None,
+                offset=_offset(offset),
+                limit=_limit(limit),
+            )
+            records, total = uow.console.tokens(query)
+            shown = EffectiveView(uow, self._catalog, viewer.org.id).apply(records)
+            owners = {
+                u.id: u for u in (uow.users.get(i) for i in {r.user_id for r in shown}) if u is not None
+            }
+        return Page(shown, total, query.offset, query.limit), owners
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+
+def _admin(viewer: Viewer) -> None:
+    if not viewer.is_admin:
+        raise Forbidden("organization administrators only", code="accessDenied")
+
+
+def _text(value: str | None) -> str | None:
+    value = (value or "").strip()
+    if len(value) > MAX_TEXT:
+        raise InvalidInput(f"search text: at most {MAX_TEXT} characters", code="invalidFilter")
+    return value or None
+
+
+def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    if not value:
+        return None
+    if value not in allowed:
+        raise InvalidInput(f"{name}: one of {', '.join(allowed)}", code="invalidFilter")
+    return value
+
+
+def _offset(value: int) -> int:
+    if not 0 <= value <= 10_000_000:
+        raise InvalidInput("offset out of range", code="invalidFilter")
+    return value
+
+
+def _limit(value: int) -> int:
+    if not 1 <= value <= MAX_PAGE:
+        raise InvalidInput(f"page size: 1 to {MAX_PAGE}", code="invalidFilter")
+    return value

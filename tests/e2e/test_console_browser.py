@@ -1,0 +1,246 @@
+"""Issue 16: the admin console in a real browser (Playwright driving Debian's Chromium) against a
+real ``tokenwarden serve``: sign-in with MFA, Revoke sessions of one user (their live session
+refused at once), bulk revocation of three selected users, an XSS display name rendered as
+text, CSRF, framing, a member kept out of admin pages, and axe-core on every page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import LiveServer, live, run_cli
+from tokenwarden.domain import mfa
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "correct horse battery staple 42"
+XSS = "<img src=x onerror=alert(1)>"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    if shutil.which("chromium") is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("Debian's chromium is not installed")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    yield from live(tmp_path)
+
+
+def _code(secret: str, offset: int = 0) -> str:
+    return mfa.code_at(secret, mfa.step_of(datetime.now(UTC)) + offset)
+
+
+def _api(server: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {server.admin_token}"})
+
+
+def _people(server: LiveServer) -> dict[str, str]:
+    """alice..dave (members with a PAT each) and the XSS-named user; the admin's password."""
+    assert (
+        run_cli(["user", "passwd", "admin@acme.test"], server.env, Path("."), input=PASSWORD).returncode == 0
+    )
+    pats: dict[str, str] = {}
+    with _api(server) as api:
+        for name in ("alice", "bob", "carol", "dave"):
+            upn = f"{name}@acme.test"
+            r = api.post(f"/api/v1/orgs/{server.org}/users", json={"upn": upn, "displayName": name.title()})
+            assert r.status_code == 201, r.text
+        r = api.post(
+            f"/api/v1/orgs/{server.org}/users", json={"upn": "mallory@acme.test", "displayName": XSS}
+        )
+        assert r.status_code == 201, r.text
+    for name in ("alice", "bob", "carol", "dave"):
+        pats[name] = _operator_pat(server, f"{name}@acme.test")
+    assert (
+        run_cli(["user", "passwd", "alice@acme.test"], server.env, Path("."), input=PASSWORD).returncode == 0
+    )
+    return pats
+
+
+def _operator_pat(server: LiveServer, upn: str) -> str:
+    made = run_cli(
+        [
+            "pat",
+            "create",
+            "--org",
+            server.org,
+            "--user",
+            upn,
+            "--name",
+            f"{upn.split('@')[0]}-ci",
+            "--scope",
+            "vso.code",
+            "--json",
+        ],
+        server.env,
+        Path("."),
+    )
+    assert made.returncode == 0, made.stderr
+    import json
+
+    return str(json.loads(made.stdout)["token"])
+
+
+def _enrol_admin(server: LiveServer) -> str:
+    with _api(server) as api:
+        secret = api.post("/api/v1/me/mfa").json()["secret"]
+        assert api.post("/api/v1/me/mfa/confirm", json={"code": _code(secret, -1)}).status_code == 200
+    return str(secret)
+
+
+def _valid(server: LiveServer, token: str) -> int:
+    return httpx.get(
+        f"{server.base_url}/api/v1/validate", headers={"Authorization": f"Bearer {token}"}
+    ).status_code
+
+
+def _axe(page: Any) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+    assert not bad, [(v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in bad]
+
+
+class Framer:
+    """Another origin that tries to frame the console."""
+
+    def __init__(self, target: str) -> None:
+        body = f"<html><body><iframe id='f' src='{target}'></iframe></body></html>".encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.url = f"http://127.0.0.2:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_console_flows_in_chromium(server: LiveServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    pats = _people(server)
+    secret = _enrol_admin(server)
+    base = server.base_url
+    # alice's own browser session, live before the admin acts
+    alice = httpx.Client(base_url=base)
+    page0 = alice.get("/signin")
+    import re
+
+    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page0.text)
+    assert csrf
+    signed = alice.post(
+        "/signin", data={"username": "alice@acme.test", "password": PASSWORD, "csrf_token": csrf.group(1)}
+    )
+    assert signed.status_code == 303
+    assert alice.get("/api/v1/me/sessions").status_code == 200
+    alerts: list[str] = []
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        try:
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
+            page.goto(f"{base}/console")
+            assert page.url.startswith(f"{base}/signin")
+            page.fill("#username", "admin@acme.test")
+            page.fill("#password", PASSWORD)
+            page.press("#password", "Enter")
+            page.wait_for_selector("#code")  # the second step
+            page.fill("#code", _code(secret))
+            page.press("#code", "Enter")
+            page.wait_for_selector("h1:has-text('Users')")
+            _axe(page)
+            # the XSS display name is text, not markup
+            assert page.locator(f"text={XSS}").count() >= 1
+            assert page.locator("img").count() == 0
+            # Revoke sessions of one user: the dialog, then Yes
+            page.click("a:has-text('Alice')")
+            page.wait_for_selector("h1:has-text('Alice')")
+            _axe(page)
+            page.click("a:has-text('Revoke sessions')")
+            dialog = page.locator("#dialog-revoke-sessions")
+            assert dialog.is_visible()
+            assert "refresh tokens and access tokens stop working" in dialog.inner_text()
+            dialog.locator("button:has-text('Yes')").click()
+            page.wait_for_selector("#flash")
+            assert "Revoke sessions: done" in page.inner_text("#flash")
+            assert alice.get("/api/v1/me/sessions").status_code == 401  # her live session: refused
+            assert _valid(server, pats["alice"]) == 200  # Revoke sessions leaves PATs alone
+            # bulk: three selected users, Revoke all tokens
+            page.goto(f"{base}/console/users")
+            for name in ("Bob", "Carol", "Dave"):
+                page.check(f"input[aria-label='Select {name}']")
+            page.select_option("#bulk-action", "revoke-tokens")
+            page.click("#bulk-form button:has-text('Apply')")
+            bulk = page.locator("#bulk-dialog")
+            assert bulk.is_visible() and "3" in bulk.inner_text()
+            bulk.locator("button:has-text('Yes')").click()
+            page.wait_for_selector("#flash")
+            assert "done for 3 users" in page.inner_text("#flash")
+            for name in ("bob", "carol", "dave"):
+                assert _valid(server, pats[name]) == 401, name
+            assert _valid(server, pats["alice"]) == 200
+            page.goto(f"{base}/console/tokens?state=live")
+            _axe(page)
+            # framing: another origin's iframe gets nothing
+            framer = Framer(f"{base}/console/users")
+            try:
+                frame_page = ctx.new_page()
+                frame_page.goto(framer.url)
+                frame_page.wait_for_timeout(500)
+                inner = frame_page.frames[1] if len(frame_page.frames) > 1 else None
+                assert inner is None or "Users" not in (inner.content() or "")
+            finally:
+                framer.httpd.shutdown()
+        finally:
+            browser.close()
+    assert alerts == []
+
+
+def test_console_refuses_csrf_framing_and_members_by_url(server: LiveServer) -> None:
+    import re
+
+    _people(server)
+    base = server.base_url
+    alice = httpx.Client(base_url=base)
+    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', alice.get("/signin").text)
+    assert csrf
+    assert (
+        alice.post(
+            "/signin", data={"username": "alice@acme.test", "password": PASSWORD, "csrf_token": csrf.group(1)}
+        ).status_code
+        == 303
+    )
+    page = alice.get("/console/users")
+    assert page.status_code == 403  # a member, by URL
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    with _api(server) as api:
+        admin_id = api.get(f"/api/v1/orgs/{server.org}/users/admin@acme.test").json()["id"]
+    forged = alice.post(f"/console/users/{admin_id}/disable", data={"confirmed": "yes"})
+    assert forged.status_code == 403  # no CSRF token
+    mine = alice.get("/console/tokens")
+    assert mine.status_code == 200 and "alice" in mine.text and "bob-ci" not in mine.text
+    assert mine.headers["x-frame-options"] == "DENY"
