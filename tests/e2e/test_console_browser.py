@@ -171,6 +171,10 @@ def test_console_flows_in_chromium(server: LiveServer) -> None:
             page.wait_for_selector("#code")  # the second step
             page.fill("#code", _code(secret))
             page.press("#code", "Enter")
+            page.wait_for_selector("h1:has-text('Dashboard')")  # an admin lands on the dashboard
+            page.wait_for_function("window.Chart && Object.keys(window.Chart.instances).length === 5")
+            _axe(page)
+            page.goto(f"{base}/console/users")
             page.wait_for_selector("h1:has-text('Users')")
             _axe(page)
             # the XSS display name is text, not markup

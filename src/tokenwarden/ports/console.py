@@ -46,6 +46,17 @@ class TokenQuery:
     limit: int = 50
 
 
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    """The console's charts for one organization (as lists aligned with their labels)."""
+
+    expiring_per_week: list[int]  # live tokens ending in week 0..11 from now
+    live_by_scope: dict[str, int]  # live tokens per literal scope (a token counts once per scope)
+    revoked_per_day: dict[str, int]  # YYYY-MM-DD -> tokens revoked directly that day (last 30 days)
+    requests_per_day: dict[str, int]  # YYYY-MM-DD -> recorded requests (validations) that day
+    open_alerts_by_level: dict[str, int]
+
+
 class ConsoleRepository(Protocol):
     def members(self, query: MemberQuery) -> tuple[list[tuple[User, Membership]], int]:
         """One page of the organization's members (UPN order) and how many match in all."""
@@ -53,4 +64,8 @@ class ConsoleRepository(Protocol):
 
     def tokens(self, query: TokenQuery) -> tuple[list[TokenRecord], int]:
         """One page of the organization's tokens (newest first) and how many match in all."""
+        ...
+
+    def dashboard(self, org_id: str, now: datetime, since: datetime) -> Dashboard:
+        """The charts' figures: expiry over the next 12 weeks, activity since ``since``."""
         ...

@@ -60,6 +60,20 @@ class Page(Generic[T]):
         return self.offset > 0
 
 
+DAYS: Final = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One chart: ``id`` names its canvas and data block; values align with labels."""
+
+    id: str
+    title: str
+    type: str
+    labels: list[str]
+    values: list[int]
+
+
 @dataclass(frozen=True, slots=True)
 class MemberPage:
     user: User
@@ -164,6 +178,49 @@ class ConsoleService:
                 u.id: u for u in (uow.users.get(i) for i in {r.user_id for r in shown}) if u is not None
             }
         return Page(shown, total, query.offset, query.limit), owners
+
+    def dashboard(self, viewer: Viewer) -> list[Chart]:
+        """The dashboard's five charts for the viewer's organization (admins)."""
+        _admin(viewer)
+        now = self._clock.now()
+        since = (now - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        with reading(self._uow) as uow:
+            d = uow.console.dashboard(viewer.org.id, now, since)
+        days = [(since + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(DAYS)]
+        scopes = sorted(d.live_by_scope.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
+        levels: list[str] = [lv for lv in ("high", "medium", "low", "info") if lv in d.open_alerts_by_level]
+        levels += sorted(set(d.open_alerts_by_level) - set(levels))
+        return [
+            Chart(
+                "expiring",
+                "Tokens expiring per week (next 12 weeks)",
+                "bar",
+                [f"week {i + 1}" for i in range(12)],
+                d.expiring_per_week,
+            ),
+            Chart("scopes", "Live tokens by scope", "bar", [s for s, _ in scopes], [n for _, n in scopes]),
+            Chart(
+                "revocations",
+                f"Tokens revoked per day (last {DAYS} days)",
+                "line",
+                days,
+                [d.revoked_per_day.get(x, 0) for x in days],
+            ),
+            Chart(
+                "validations",
+                f"Requests with tokens per day (last {DAYS} days)",
+                "line",
+                days,
+                [d.requests_per_day.get(x, 0) for x in days],
+            ),
+            Chart(
+                "alerts",
+                "Open alerts by level",
+                "doughnut",
+                levels,
+                [d.open_alerts_by_level[x] for x in levels],
+            ),
+        ]
 
     def now(self) -> datetime:
         return self._clock.now()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime, timedelta
+
 from tokenwarden.adapters.memory._base import _cut_by_watermark, _Repo
 from tokenwarden.domain.principals import Membership, User
 from tokenwarden.domain.scopes import FULL_ACCESS
 from tokenwarden.domain.tokens import TokenRecord
-from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, MemberQuery, TokenQuery
+from tokenwarden.ports.alerts import CLOSED
+from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, Dashboard, MemberQuery, TokenQuery
 
 
 class MemoryConsoleRepository(_Repo):
@@ -64,3 +68,25 @@ class MemoryConsoleRepository(_Repo):
             found.append(r)
         found.sort(key=lambda r: (-r.created_at.timestamp(), r.authorization_id))
         return found[query.offset : query.offset + query.limit], len(found)
+
+    def dashboard(self, org_id: str, now: datetime, since: datetime) -> Dashboard:
+        weeks = [0] * 12
+        by_scope: Counter[str] = Counter()
+        revoked: Counter[str] = Counter()
+        for r in self.s.tokens.values():
+            if r.org_id != org_id:
+                continue
+            if r.revoked_at is not None and r.revoked_at >= since:
+                revoked[r.revoked_at.strftime("%Y-%m-%d")] += 1
+            if r.revoked_at is not None or r.valid_to <= now or _cut_by_watermark(self.s, r):
+                continue
+            by_scope.update(set(r.scopes))
+            if r.valid_to < now + timedelta(weeks=12):
+                weeks[min(11, int((r.valid_to - now).total_seconds() // (7 * 86400)))] += 1
+        day_from = since.strftime("%Y-%m-%d")
+        requests: Counter[str] = Counter()
+        for u in self.s.usage.values():
+            if u.org_id == org_id and u.day >= day_from:
+                requests[u.day] += u.count
+        alerts = Counter(a.level for a in self.s.alerts.values() if a.org_id == org_id and a.status != CLOSED)
+        return Dashboard(weeks, dict(by_scope), dict(revoked), dict(requests), dict(alerts))

@@ -10,6 +10,7 @@ page and back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from tokenwarden.domain.errors import DomainError, Forbidden, InvalidInput
@@ -44,7 +46,11 @@ CSP: Final = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 MAX_SELECTED: Final = 500
-ADMIN_NAV: Final = (("/console/users", "Users"), ("/console/tokens", "Tokens"))
+ADMIN_NAV: Final = (
+    ("/console/dashboard", "Dashboard"),
+    ("/console/users", "Users"),
+    ("/console/tokens", "Tokens"),
+)
 MEMBER_NAV: Final = (("/console/tokens", "My tokens"), ("/account", "My sessions"))
 # (action, label, what stops working): Entra's wording for sessions
 USER_ACTIONS: Final = (
@@ -190,7 +196,24 @@ async def home(request: Request) -> Response:
         _, viewer, _ = await _viewer(request)
     except _Signin as s:
         return s.response
-    return RedirectResponse("/console/users" if viewer.is_admin else "/console/tokens", status_code=303)
+    return RedirectResponse("/console/dashboard" if viewer.is_admin else "/console/tokens", status_code=303)
+
+
+@router.get("/console/dashboard")
+async def dashboard(request: Request) -> Response:
+    try:
+        _, viewer, _ = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        charts = await run_in_threadpool(container(request).console.dashboard, viewer)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    data = {
+        ch.id: _json_block({"type": ch.type, "label": ch.title, "labels": ch.labels, "values": ch.values})
+        for ch in charts
+    }
+    return _page(request, "dashboard.html", viewer, {"title": "Dashboard", "charts": charts, "data": data})
 
 
 @router.get("/console/users")
@@ -447,6 +470,13 @@ def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> 
     for token_id in ids:
         pats.revoke(actor, token_id, org_id=org_id)
     return len(ids)
+
+
+def _json_block(value: object) -> Markup:
+    """JSON for a ``<script type="application/json">`` block: ``<``, ``>`` and ``&`` escaped as
+    JSON unicode escapes, so no value can close the element (a block's text is not HTML-decoded)."""
+    text = json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text)  # noqa: S704  # escaped above for the script-data context
 
 
 # ---------------------------------------------------------------------- input helpers

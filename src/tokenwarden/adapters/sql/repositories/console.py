@@ -3,7 +3,8 @@ of an organization with 10,000 members and 100,000 tokens costs one page of rows
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from sqlalchemy import Connection, and_, func, or_, select
 
@@ -12,7 +13,10 @@ from tokenwarden.adapters.sql.repositories._rows import _cut_by_watermark, _memb
 from tokenwarden.domain.principals import Membership, User
 from tokenwarden.domain.scopes import FULL_ACCESS
 from tokenwarden.domain.tokens import TokenRecord
-from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, MemberQuery, TokenQuery
+from tokenwarden.ports.alerts import CLOSED
+from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, Dashboard, MemberQuery, TokenQuery
+
+WEEK: Final = 7 * 86400
 
 
 def _like_text(value: str) -> str:
@@ -103,3 +107,36 @@ class SqlConsoleRepository:
             .limit(query.limit)
         )
         return [_token(r) for r in rows], total
+
+    def dashboard(self, org_id: str, now: datetime, since: datetime) -> Dashboard:
+        c = t.tokens.c
+        live = and_(c.org_id == org_id, c.revoked_at.is_(None), c.valid_to > now, ~_cut_by_watermark(c))
+        horizon = now + timedelta(weeks=12)
+        weeks = [0] * 12
+        for (valid_to,) in self._c.execute(select(c.valid_to).where(live, c.valid_to < horizon)):
+            weeks[min(11, int((valid_to - now).total_seconds() // WEEK))] += 1
+        by_scope: dict[str, int] = {}
+        for scopes, n in self._c.execute(select(c.scopes, func.count()).where(live).group_by(c.scopes)):
+            for scope in str(scopes).split():
+                by_scope[scope] = by_scope.get(scope, 0) + int(n)
+        revoked: dict[str, int] = {}
+        q = select(c.revoked_at).where(c.org_id == org_id, c.revoked_at >= since)
+        for (at,) in self._c.execute(q):
+            day = at.strftime("%Y-%m-%d")
+            revoked[day] = revoked.get(day, 0) + 1
+        u = t.token_usage.c
+        day_from = since.strftime("%Y-%m-%d")
+        requests = {
+            str(day): int(n)
+            for day, n in self._c.execute(
+                select(u.day, func.sum(u.count)).where(u.org_id == org_id, u.day >= day_from).group_by(u.day)
+            )
+        }
+        a = t.alerts.c
+        alerts = {
+            str(level): int(n)
+            for level, n in self._c.execute(
+                select(a.level, func.count()).where(a.org_id == org_id, a.status != CLOSED).group_by(a.level)
+            )
+        }
+        return Dashboard(weeks, by_scope, revoked, requests, alerts)
