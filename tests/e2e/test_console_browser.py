@@ -172,7 +172,8 @@ def test_console_flows_in_chromium(server: LiveServer) -> None:
             page.fill("#code", _code(secret))
             page.press("#code", "Enter")
             page.wait_for_selector("h1:has-text('Dashboard')")  # an admin lands on the dashboard
-            page.wait_for_function("window.Chart && Object.keys(window.Chart.instances).length === 5")
+            page.wait_for_load_state("load")
+            assert page.evaluate("() => Object.keys(window.Chart.instances).length") == 5
             _axe(page)
             page.goto(f"{base}/console/users")
             page.wait_for_selector("h1:has-text('Users')")
@@ -209,6 +210,36 @@ def test_console_flows_in_chromium(server: LiveServer) -> None:
             assert _valid(server, pats["alice"]) == 200
             page.goto(f"{base}/console/tokens?state=live")
             _axe(page)
+            # a CSV with an unknown user: the dry run's table, the run, the results file
+            page.goto(f"{base}/console/bulk")
+            _axe(page)
+            page.set_input_files(
+                "input[name=file]",
+                files=[
+                    {
+                        "name": "leavers.csv",
+                        "mimeType": "text/csv",
+                        "buffer": b"UserPrincipalName\nalice@acme.test\nghost@acme.test\n",
+                    }
+                ],
+            )
+            page.click("button:has-text('Dry run')")
+            page.wait_for_selector("table")  # the dry run completed: the page shows its rows
+            assert "ghost@acme.test" in page.inner_text("table")
+            assert _valid(server, pats["alice"]) == 200  # a dry run revokes nothing
+            _axe(page)
+            page.click("a:has-text('Run it')")
+            page.locator("#run-dialog button:has-text('Yes')").click()
+            page.wait_for_selector("h1:has-text('Revocation of leavers.csv')")
+            page.wait_for_selector("#progress:has-text('completed')")  # htmx polled until completed
+            with page.expect_download() as download:
+                page.click("a#results")
+            results = Path(download.value.path()).read_text()
+            assert results.splitlines()[0].startswith("UserPrincipalName,Status")
+            lines = {line.split(",")[0]: line for line in results.splitlines()[1:]}
+            assert lines["alice@acme.test"].split(",")[1] == "Success"
+            assert lines["ghost@acme.test"].split(",")[1] != "Success"
+            assert _valid(server, pats["alice"]) == 401
             # framing: another origin's iframe gets nothing
             framer = Framer(f"{base}/console/users")
             try:

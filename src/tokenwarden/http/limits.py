@@ -29,7 +29,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Render = Callable[[Scope, DomainError], Response]
 
-UPLOAD_PATHS = re.compile(r"^/api/v1/orgs/[^/]+/revocations/users-csv/?$", re.IGNORECASE)
+UPLOAD_PATHS = re.compile(r"^(/api/v1/orgs/[^/]+/revocations/users-csv|/console/bulk)/?$", re.IGNORECASE)
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 

@@ -23,11 +23,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
+from tokenwarden.domain.csv_users import MAX_CSV_BYTES, size_error
 from tokenwarden.domain.errors import DomainError, Forbidden, InvalidInput
 from tokenwarden.domain.principals import RiskLevel, RiskState, UserStatus
 from tokenwarden.domain.tokens import TokenKind
+from tokenwarden.domain.watermarks import ALL_KINDS, parse_kinds
+from tokenwarden.http.api.bulk import start_runner
 from tokenwarden.http.auth import client_ip
 from tokenwarden.http.deps import container
 from tokenwarden.http.errors import status_of
@@ -35,6 +38,7 @@ from tokenwarden.http.web.csrf import check_csrf, csrf_token
 from tokenwarden.http.web.render import SECURITY_HEADERS, render_error
 from tokenwarden.http.web.session import BrowserSession, browser_session, current_target, signin_redirect
 from tokenwarden.ports.console import TOKEN_STATES
+from tokenwarden.services.bulk_revoke import results_csv
 from tokenwarden.services.common import Actor
 from tokenwarden.services.console import MEMBER_STATUSES, RISKS, ROLES, Viewer
 from tokenwarden.services.pats import PatService
@@ -50,7 +54,9 @@ ADMIN_NAV: Final = (
     ("/console/dashboard", "Dashboard"),
     ("/console/users", "Users"),
     ("/console/tokens", "Tokens"),
+    ("/console/bulk", "CSV revocation"),
 )
+SHOWN_ROWS: Final = 500
 MEMBER_NAV: Final = (("/console/tokens", "My tokens"), ("/account", "My sessions"))
 # (action, label, what stops working): Entra's wording for sessions
 USER_ACTIONS: Final = (
@@ -463,6 +469,174 @@ async def revoke_tokens(request: Request) -> Response:
             return _step_up_redirect(request, "/console/tokens")
         return _error(request, viewer, exc)
     return _done("/console/tokens", f"Revoked {count} tokens.")
+
+
+# ---------------------------------------------------------------------- CSV of users
+@router.get("/console/bulk")
+async def bulk_page(request: Request) -> Response:
+    try:
+        _, viewer, _ = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    if not viewer.is_admin:
+        return _error(request, viewer, Forbidden("organization administrators only", code="accessDenied"))
+    return _page(request, "bulk.html", viewer, {"title": "CSV revocation"})
+
+
+@router.post("/console/bulk")
+async def bulk_upload(request: Request) -> Response:
+    """A CSV of users, as a dry run first: a job whose rows say what a run would do."""
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+        check_csrf(request, form)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("choose a CSV file", code="invalidCsv")
+        content = await upload.read(MAX_CSV_BYTES + 1)
+        if len(content) > MAX_CSV_BYTES:
+            raise size_error(len(content))
+        service = container(request).bulk_revoke
+        name = (upload.filename or "upload")[:200]
+        submission = await run_in_threadpool(
+            service.submit, actor, viewer.org.id, content, ALL_KINDS, True, name
+        )
+        if submission.job.status != "completed":
+            start_runner(service, actor, submission)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    return RedirectResponse(f"/console/bulk/{submission.job.id}", status_code=303)
+
+
+def _job_view(request: Request, viewer: Viewer, actor: Actor, job_id: str) -> dict[str, Any]:
+    service = container(request).bulk_revoke
+    st = service.status(actor, job_id[:80], viewer.org.id)
+    rows = (
+        service.results(actor, st.job.id, viewer.org.id) if st.state == "completed" and st.job.dry_run else []
+    )
+    return {
+        "title": "CSV revocation",
+        "job": st.job,
+        "st": st,
+        "rows": rows[:SHOWN_ROWS],
+        "more": len(rows) > SHOWN_ROWS,
+    }
+
+
+@router.get("/console/bulk/{job_id}")
+async def bulk_job(request: Request, job_id: str) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        context = await run_in_threadpool(_job_view, request, viewer, actor, job_id)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    return _page(request, "bulk_job.html", viewer, context)
+
+
+@router.get("/console/bulk/{job_id}/progress")
+async def bulk_progress(request: Request, job_id: str) -> Response:
+    """The progress bar alone (htmx polls it every second until the job completes)."""
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        st = await run_in_threadpool(container(request).bulk_revoke.status, actor, job_id[:80], viewer.org.id)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    html = _environment().get_template("bulk_progress.html").render(job=st.job, st=st)
+    response = HTMLResponse(html)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    response.headers["Content-Security-Policy"] = CSP
+    if st.state == "completed":  # the whole page again: a dry run's table, the final counts
+        response.headers["HX-Refresh"] = "true"
+    return response
+
+
+@router.get("/console/bulk/{job_id}/confirm")
+async def bulk_confirm(request: Request, job_id: str) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+        st = await run_in_threadpool(container(request).bulk_revoke.status, actor, job_id[:80], viewer.org.id)
+    except _Signin as s:
+        return s.response
+    except DomainError as exc:
+        return render_error(request, exc)
+    context = {
+        "title": "Run the revocation",
+        "question": f"Revoke the tokens of {st.total} users?",
+        "warning": "Every token of the users found stops working on every node.",
+        "action": f"/console/bulk/{st.job.id}/run",
+        "hidden": (),
+        "back": f"/console/bulk/{st.job.id}",
+    }
+    return _page(request, "confirm.html", viewer, context)
+
+
+@router.post("/console/bulk/{job_id}/run")
+async def bulk_run(request: Request, job_id: str) -> Response:
+    """Run what a dry run showed: the same rows, in the same order (needs a step-up)."""
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    back = f"/console/bulk/{quote(job_id[:80], safe='')}"
+    try:
+        check_csrf(request, form)
+        if _text(form, "confirmed") != "yes":
+            raise InvalidInput("the run was not confirmed", code="notConfirmed")
+        service = container(request).bulk_revoke
+        dry = await run_in_threadpool(service.status, actor, job_id[:80], viewer.org.id)
+        if not dry.job.dry_run or dry.state != "completed":
+            raise InvalidInput("only a completed dry run can be run", code="notADryRun")
+        rows = await run_in_threadpool(service.results, actor, dry.job.id, viewer.org.id)
+        content = ("UserPrincipalName\n" + "".join(f"{r.upn}\n" for r in rows)).encode()
+        submission = await run_in_threadpool(
+            service.submit,
+            actor,
+            viewer.org.id,
+            content,
+            parse_kinds(dry.job.kinds) if dry.job.kinds else ALL_KINDS,
+            False,
+            dry.job.source_name,
+        )
+        if submission.job.status != "completed":
+            start_runner(service, actor, submission)
+    except DomainError as exc:
+        if exc.code == "stepUpRequired":
+            return _step_up_redirect(request, back)
+        return _error(request, viewer, exc)
+    return RedirectResponse(f"/console/bulk/{submission.job.id}", status_code=303)
+
+
+@router.get("/console/bulk/{job_id}/results.csv")
+async def bulk_results(request: Request, job_id: str) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        rows = await run_in_threadpool(
+            container(request).bulk_revoke.results, actor, job_id[:80], viewer.org.id
+        )
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    return Response(
+        results_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="results-{quote(job_id[:80])}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> int:
