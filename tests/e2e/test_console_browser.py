@@ -70,7 +70,7 @@ def _people(server: LiveServer) -> dict[str, str]:
     return pats
 
 
-def _operator_pat(server: LiveServer, upn: str) -> str:
+def _operator_pat(server: LiveServer, upn: str, scope: str = "vso.code") -> str:
     made = run_cli(
         [
             "pat",
@@ -82,7 +82,7 @@ def _operator_pat(server: LiveServer, upn: str) -> str:
             "--name",
             f"{upn.split('@')[0]}-ci",
             "--scope",
-            "vso.code",
+            scope,
             "--json",
         ],
         server.env,
@@ -279,3 +279,70 @@ def test_console_refuses_csrf_framing_and_members_by_url(server: LiveServer) -> 
     mine = alice.get("/console/tokens")
     assert mine.status_code == 200 and "alice" in mine.text and "bob-ci" not in mine.text
     assert mine.headers["x-frame-options"] == "DENY"
+
+
+def test_break_glass_requested_by_one_admin_and_approved_by_another(server: LiveServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert (
+        run_cli(["user", "passwd", "admin@acme.test"], server.env, Path("."), input=PASSWORD).returncode == 0
+    )
+    with _api(server) as api:
+        r = api.post(f"/api/v1/orgs/{server.org}/users", json={"upn": "root@acme.test", "role": "admin"})
+        assert r.status_code == 201, r.text
+        assert (
+            api.patch(f"/api/v1/orgs/{server.org}/policy", json={"breakGlassTwoPerson": True}).status_code
+            == 200
+        )
+    assert (
+        run_cli(["user", "passwd", "root@acme.test"], server.env, Path("."), input=PASSWORD).returncode == 0
+    )
+    first = _enrol_admin(server)
+    root_pat = _operator_pat(server, "root@acme.test", "app_token")
+    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {root_pat}"}) as api:
+        second = api.post("/api/v1/me/mfa").json()["secret"]
+        assert api.post("/api/v1/me/mfa/confirm", json={"code": _code(second, -1)}).status_code == 200
+    base = server.base_url
+
+    def sign_in(ctx: Any, upn: str, secret: str) -> Any:
+        page = ctx.new_page()
+        page.goto(f"{base}/console/break-glass")
+        page.fill("#username", upn)
+        page.fill("#password", PASSWORD)
+        page.press("#password", "Enter")
+        page.wait_for_selector("#code")
+        page.fill("#code", _code(secret))
+        page.press("#code", "Enter")
+        page.wait_for_selector("h1:has-text('Break glass')")
+        return page
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        try:
+            a = sign_in(browser.new_context(), "admin@acme.test", first)
+            _axe(a)
+            assert int(a.inner_text("#bg-total")) >= 2  # the admins' PATs at least
+            a.fill("input[name=confirm]", "not the name")
+            a.click("button:has-text('Request break-glass')")
+            a.wait_for_selector("#console-error, .error")
+            assert _valid(server, server.admin_token) == 200  # a wrong confirmation does nothing
+            a.goto(f"{base}/console/break-glass")
+            a.fill("input[name=confirm]", server.org)
+            a.fill("input[name=reason]", "leaked admin token")
+            a.click("button:has-text('Request break-glass')")
+            a.wait_for_selector("#flash")
+            assert "second administrator" in a.inner_text("#flash")
+            assert "waiting for a second administrator" in a.inner_text("table:last-of-type")
+            assert _valid(server, server.admin_token) == 200  # pending: nothing revoked yet
+            b = sign_in(browser.new_context(), "root@acme.test", second)
+            b.fill("form[action$='/approve'] input[name=confirm]", server.org)
+            b.click("button:has-text('Approve and execute')")
+            b.wait_for_selector("#executed")
+            assert "Sign in again" in b.inner_text("#executed")
+            _axe(b)
+            b.goto(f"{base}/console/break-glass")  # the approver's session died with the rest
+            assert b.url.startswith(f"{base}/signin")
+        finally:
+            browser.close()
+    assert _valid(server, server.admin_token) == 401
+    assert _valid(server, root_pat) == 401

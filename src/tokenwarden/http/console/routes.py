@@ -55,6 +55,7 @@ ADMIN_NAV: Final = (
     ("/console/users", "Users"),
     ("/console/tokens", "Tokens"),
     ("/console/bulk", "CSV revocation"),
+    ("/console/break-glass", "Break glass"),
 )
 SHOWN_ROWS: Final = 500
 MEMBER_NAV: Final = (("/console/tokens", "My tokens"), ("/account", "My sessions"))
@@ -637,6 +638,82 @@ async def bulk_results(request: Request, job_id: str) -> Response:
             "Cache-Control": "no-store",
         },
     )
+
+
+# ---------------------------------------------------------------------- break-glass
+def _break_glass_context(request: Request, viewer: Viewer, actor: Actor) -> dict[str, Any]:
+    c = container(request)
+    preview = c.break_glass.preview(actor, viewer.org.id)
+    found = c.break_glass.requests(actor, viewer.org.id)
+    names: dict[str, str] = {}
+    for user_id in {r.requested_by for r in found if r.requested_by}:
+        try:
+            names[user_id] = c.directory.get_member(actor, viewer.org.id, user_id)[0].upn
+        except DomainError:  # no longer a member: the id is shown
+            continue
+    return {"title": "Break glass", "preview": preview, "requests": found[:50], "names": names}
+
+
+@router.get("/console/break-glass")
+async def break_glass_page(request: Request) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        context = await run_in_threadpool(_break_glass_context, request, viewer, actor)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    return _page(request, "break_glass.html", viewer, context)
+
+
+@router.post("/console/break-glass")
+async def break_glass_start(request: Request) -> Response:
+    return await _break_glass(request, None)
+
+
+@router.post("/console/break-glass/{request_id}/approve")
+async def break_glass_approve(request: Request, request_id: str) -> Response:
+    return await _break_glass(request, request_id[:80])
+
+
+async def _break_glass(request: Request, request_id: str | None) -> Response:
+    """Start (or approve) a break-glass: the typed confirmation, a step-up; the recovery token
+    is shown in this answer only (every session of the organization, this one too, has ended)."""
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    c = container(request)
+    try:
+        check_csrf(request, form)
+        confirm, reason = _text(form, "confirm"), _text(form, "reason")[:512] or None
+        if request_id is None:
+            outcome = await run_in_threadpool(
+                lambda: c.break_glass.start(actor, viewer.org.id, confirm, reason, count_within=0.05)
+            )
+        else:
+            outcome = await run_in_threadpool(
+                lambda: c.break_glass.approve(actor, viewer.org.id, request_id, confirm, count_within=0.05)
+            )
+        if outcome.status == "pending":
+            context = await run_in_threadpool(_break_glass_context, request, viewer, actor)
+            return _page(request, "break_glass.html", viewer, {**context, "pending_started": True})
+    except DomainError as exc:
+        if exc.code == "stepUpRequired":
+            return _step_up_redirect(request, "/console/break-glass")
+        return _error(request, viewer, exc)
+    secret = outcome.recovery.secret if outcome.recovery is not None else ""
+    context = {
+        "title": "Break glass",
+        "executed": True,
+        "recovery": secret,
+        "preview": None,
+        "requests": [],
+        "names": {},
+    }
+    return _page(request, "break_glass.html", viewer, context)
 
 
 def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> int:
