@@ -230,7 +230,7 @@ async def users(request: Request) -> Response:
     except _Signin as s:
         return s.response
     q = request.query_params
-    f = {k: q.get(k, "")[:256] for k in ("q", "status", "role", "risk")}
+    f = {k: q.get(k, "")[:1024] for k in ("q", "status", "role", "risk")}
     try:
         page = await run_in_threadpool(
             container(request).console.members,
@@ -402,7 +402,7 @@ async def tokens(request: Request) -> Response:
     except _Signin as s:
         return s.response
     q = request.query_params
-    f = {k: q.get(k, "")[:256] for k in ("owner", "kind", "scope", "state", "expiring", "dormant", "full")}
+    f = {k: q.get(k, "")[:1024] for k in ("owner", "kind", "scope", "state", "expiring", "dormant", "full")}
     c = container(request)
     try:
         page, owners = await run_in_threadpool(

@@ -1,0 +1,150 @@
+"""Issue 16: the console over HTTP with a controllable clock — a step-up older than five minutes
+sends a bulk action to the step-up page and back; garbage input is a 4xx page, never a 500; a
+member reaches no admin page or action; the MFA policy sends an administrator to enrol."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Server
+from tests.e2e.signin_helpers import ALICE, PASSWORD, browser, csrf_of, past_clock, sign_in, start_server
+from tests.unit.conftest import FakeClock
+from tokenwarden.domain import mfa
+from tokenwarden.domain.principals import Role
+from tokenwarden.services.common import OPERATOR, Actor, TokenReach
+
+_CHALLENGE = re.compile(r'name="challenge" value="([^"]+)"')
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return past_clock(hours=1)
+
+
+@pytest.fixture
+def server(tmp_path: Path, clock: FakeClock) -> Iterator[Server]:
+    yield from start_server(tmp_path, clock)
+
+
+def _code(secret: str, clock: FakeClock) -> str:
+    return mfa.code_at(secret, mfa.step_of(clock.now()))
+
+
+def _admin_alice_with_mfa(server: Server, clock: FakeClock) -> str:
+    c = server.container
+    c.directory.set_role(OPERATOR, server.org, ALICE, Role.ADMIN)
+    for upn in ("bob@acme.test", "carol@acme.test"):
+        c.directory.add_user(OPERATOR, server.org, upn)
+    alice = c.directory.get_member(OPERATOR, server.org, ALICE)[0]
+    actor = Actor(alice.id, alice.upn, token=TokenReach(frozenset({"app_token"}), None, b"e" * 16))
+    secret = c.mfa.begin(actor).secret
+    c.mfa.confirm(actor, _code(secret, clock))
+    clock.advance(seconds=mfa.STEP_SECONDS)
+    return secret
+
+
+def _sign_in_with_code(server: Server, secret: str, clock: FakeClock) -> None:
+    first = sign_in(server.client)
+    found = _CHALLENGE.search(first.text)
+    assert first.status_code == 200 and found, first.text
+    done = server.client.post(
+        "/signin/mfa",
+        data={"challenge": found.group(1), "code": _code(secret, clock), "csrf_token": csrf_of(first.text)},
+    )
+    assert done.status_code == 303, done.text
+
+
+def _bulk(server: Server, ids: list[str]) -> object:
+    page = server.client.get("/console/users")
+    assert page.status_code == 200, page.text
+    return server.client.post(
+        "/console/users/bulk",
+        data={"action": "revoke-sessions", "user": ids, "confirmed": "yes", "csrf_token": csrf_of(page.text)},
+    )
+
+
+def test_a_step_up_older_than_five_minutes_is_asked_again(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    _sign_in_with_code(server, secret, clock)
+    c = server.container
+    ids = [
+        c.directory.get_member(OPERATOR, server.org, u)[0].id for u in ("bob@acme.test", "carol@acme.test")
+    ]
+    ok = _bulk(server, ids)
+    assert ok.status_code == 303 and "done" in ok.headers["location"]  # type: ignore[attr-defined]
+    clock.advance(minutes=5, seconds=30)
+    refused = _bulk(server, ids)
+    assert refused.status_code == 303  # type: ignore[attr-defined]
+    assert refused.headers["location"] == "/account/step-up?next=%2Fconsole%2Fusers"  # type: ignore[attr-defined]
+    page = server.client.get("/account/step-up", params={"next": "/console/users"})
+    assert page.status_code == 200 and 'name="code"' in page.text
+    clock.advance(seconds=mfa.STEP_SECONDS)
+    up = server.client.post(
+        "/account/step-up",
+        data={"code": _code(secret, clock), "next": "/console/users", "csrf_token": csrf_of(page.text)},
+    )
+    assert up.status_code == 303 and up.headers["location"] == "/console/users"
+    again = _bulk(server, ids)
+    assert "done" in again.headers["location"]  # type: ignore[attr-defined]
+
+
+def test_an_mfa_policy_sends_an_administrator_to_enrol(server: Server) -> None:
+    c = server.container
+    c.directory.set_role(OPERATOR, server.org, ALICE, Role.ADMIN)
+    c.policies.update(OPERATOR, server.org, admins_require_mfa=True)
+    assert sign_in(server.client).status_code == 303
+    r = server.client.get("/console/users")
+    assert r.status_code == 303 and r.headers["location"].startswith("/account/mfa?next=")
+
+
+def test_garbage_is_a_clear_4xx_page(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    _sign_in_with_code(server, secret, clock)
+    for url in (
+        "/console/users?offset=-1",
+        "/console/users?offset=abc",
+        "/console/users?status=bogus",
+        "/console/users?q=" + "x" * 300,
+        "/console/tokens?expiring=999999",
+        "/console/tokens?kind=nope",
+        "/console/users/not-a-user",
+        "/console/users/00000000-0000-4000-8000-000000000000/confirm/explode",
+        "/console/bulk/not-a-job",
+        "/console/static/../../etc/passwd",
+    ):
+        r = server.client.get(url)
+        assert 400 <= r.status_code < 500, (url, r.status_code, r.text[:200])
+    page = server.client.get("/console/users")
+    token = csrf_of(page.text)
+    for data in (
+        {"action": "explode", "user": ["x"], "confirmed": "yes"},
+        {"action": "disable", "confirmed": "yes"},
+        {"action": "disable", "user": ["x"] * 501, "confirmed": "yes"},
+        {"action": "disable", "user": ["00000000-0000-4000-8000-000000000000"], "confirmed": "yes"},
+    ):
+        r = server.client.post("/console/users/bulk", data={**data, "csrf_token": token})
+        assert 400 <= r.status_code < 500, (data["action"], r.status_code, r.text[:200])
+
+
+def test_a_member_reaches_no_admin_page_or_action(server: Server) -> None:
+    assert sign_in(server.client).status_code == 303  # alice: a plain member
+    for url in ("/console/users", "/console/dashboard", "/console/bulk", "/console/break-glass"):
+        r = server.client.get(url)
+        assert r.status_code == 403, (url, r.status_code)
+    admin_id = server.container.directory.get_member(OPERATOR, server.org, "admin@acme.test")[0].id
+    page = server.client.get("/console/tokens")
+    assert page.status_code == 200
+    r = server.client.post(
+        f"/console/users/{admin_id}/revoke-tokens",
+        data={"confirmed": "yes", "csrf_token": csrf_of(page.text)},
+    )
+    assert r.status_code == 403
+    assert server.container.validator.validate(server.admin_token)  # untouched
+    other = browser(server)  # not signed in: the sign-in page, which comes back
+    r = other.get("/console/users")
+    assert r.status_code == 303 and r.headers["location"] == "/signin?next=%2Fconsole%2Fusers"
+    assert PASSWORD not in r.text
