@@ -87,6 +87,13 @@ def policy_set(
         str | None,
         typer.Option("--security-contact", help='Address that also hears every expiry warning ("" clears).'),
     ] = None,
+    admins_mfa: Annotated[
+        bool | None,
+        typer.Option(
+            "--admins-require-mfa/--admins-mfa-optional",
+            help="Administrators must use a second factor (and step up before break-glass).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Change an organization's PAT policy (options left out keep their value)."""
@@ -110,6 +117,7 @@ def policy_set(
             "expiry_warning_days": thresholds,
             "dormant_revoke_days": dormant_days,
             "security_contact": security_contact,
+            "admins_require_mfa": admins_mfa,
         }.items()
         if v is not None
     }
