@@ -296,6 +296,7 @@ def wire(
         max_entries=settings.cache_max_entries,
         negative_max_entries=settings.negative_cache_max_entries,
         jwt_verifier=JwtVerifier(keys),
+        usage_resolution_seconds=settings.usage_last_used_resolution_seconds,
     )
     bus = make_bus(settings)
 

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     staleness_seconds: float = Field(default=1.0, gt=0, description="max age of the cache view")
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     usage_flush_seconds: float = Field(default=2.0, gt=0)
+    usage_last_used_resolution_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="a token's last use is written at most once this often (its first use is written at the next flush)",
+    )
     cache_max_entries: int = Field(default=1_000_000, ge=1000)
     negative_cache_max_entries: int = Field(default=100_000, ge=100)
     scope_catalog_file: Path | None = None

@@ -104,7 +104,7 @@ def test_the_memo_never_outlives_the_token(
         container.validator.validate_in_memory(issued.secret)
 
 
-def test_usage_lists_each_token_once_per_drain(container: Container, bob: User) -> None:
+def test_usage_lists_each_token_once_per_drain_and_epoch(container: Container, bob: User) -> None:
     a = create(container, bob)
     v = container.validator
     v.drain_usage()
@@ -112,5 +112,9 @@ def test_usage_lists_each_token_once_per_drain(container: Container, bob: User) 
         v.validate(a.secret, ip=ip)
     assert [(key, ip) for key, _, ip in v.drain_usage()] == [(a.record.secret_hash, "192.0.2.3")]
     v.validate_in_memory(a.secret, ip="192.0.2.4")
-    assert [ip for _, _, ip in v.drain_usage()] == ["192.0.2.4"]
+    assert v.drain_usage() == []  # listed once this epoch (usage_last_used_resolution_seconds)
+    v._epoch_ends = 0.0  # the epoch is over
+    assert v.drain_usage() == []
+    v.validate_in_memory(a.secret, ip="192.0.2.5")
+    assert [ip for _, _, ip in v.drain_usage()] == ["192.0.2.5"]
     assert v.drain_usage() == []
