@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (
     audit_usage,
     bulk_csv,
+    console_pages,
     csv_contention,
     http_load,
     http_servers,
@@ -55,6 +56,7 @@ def main() -> None:
             "validation",
             "http",
             "http-servers",
+            "console",
             "propagation",
             "csv",
             "contention",
@@ -94,6 +96,10 @@ def main() -> None:
         print("HTTP doors against a raw ASGI hello, uvicorn and granian (issue 15)...", file=sys.stderr)
         results["http_servers"] = http_servers.run(quick=args.quick)
         print(json.dumps(results["http_servers"], indent=2), file=sys.stderr)
+    if args.only in (None, "console"):
+        print("console pages at 10,000 users and 100,000 tokens (issue 16)...", file=sys.stderr)
+        results["console"] = console_pages.run(1_000 if args.quick else 10_000, 10, 5 if args.quick else 40)
+        print(json.dumps(results["console"], indent=2), file=sys.stderr)
     if args.only in (None, "oauth"):
         print(
             "OAuth (issue 11): JWT vs PAT in process; introspection and token endpoint over HTTP...",

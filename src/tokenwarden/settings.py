@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     usage_last_used_resolution_seconds: float = Field(
         default=60.0,
         ge=0,
-        description="a token's last use is written at most once this often (its first use is written at the next flush)",
+        description="a token's last use is written at most once this often (its first use at the next flush)",
     )
     cache_max_entries: int = Field(default=1_000_000, ge=1000)
     negative_cache_max_entries: int = Field(default=100_000, ge=100)

@@ -148,3 +148,50 @@ def test_a_member_reaches_no_admin_page_or_action(server: Server) -> None:
     r = other.get("/console/users")
     assert r.status_code == 303 and r.headers["location"] == "/signin?next=%2Fconsole%2Fusers"
     assert PASSWORD not in r.text
+
+
+def test_audit_page_filters_exports_and_shows_the_chain(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    _sign_in_with_code(server, secret, clock)
+    page = server.client.get("/console/audit")
+    assert page.status_code == 200 and "Chain: <strong>intact</strong>" in page.text
+    assert "Mfa.EnrollEvent" in page.text
+    only = server.client.get("/console/audit", params={"event": "Session.SignIn"})
+    assert "Session.SignIn" in only.text and "Mfa.EnrollEvent" not in only.text
+    export = server.client.get("/console/audit.csv", params={"event": "Mfa.EnrollEvent"})
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    assert export.text.splitlines()[0].startswith("id,") and "Mfa.EnrollEvent" in export.text
+    assert server.client.get("/console/audit", params={"since": "yesterday"}).status_code == 400
+    assert server.client.get("/console/audit", params={"event": "No.SuchEvent"}).status_code == 400
+
+
+def test_alerts_page_acknowledges_and_closes(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    _sign_in_with_code(server, secret, clock)
+    c = server.container
+    tid = c.pats.create(
+        OPERATOR, org=server.org, user=ALICE, display_name="ci", scope="vso.code"
+    ).record.authorization_id
+    alert = c.detection.report_leak(tid, "found in a public repository", {"url": "https://example.test/x"})
+    assert alert is not None
+    page = server.client.get("/console/alerts")
+    assert "found in a public repository" in page.text
+    ack = server.client.post(
+        f"/console/alerts/{alert.id}", data={"status": "acknowledged", "csrf_token": csrf_of(page.text)}
+    )
+    assert ack.status_code == 303
+    page = server.client.get("/console/alerts")
+    assert "acknowledged" in page.text
+    bad = server.client.post(
+        f"/console/alerts/{alert.id}", data={"status": "deleted", "csrf_token": csrf_of(page.text)}
+    )
+    assert bad.status_code == 400
+    close = server.client.post(
+        f"/console/alerts/{alert.id}", data={"status": "closed", "csrf_token": csrf_of(page.text)}
+    )
+    assert close.status_code == 303
+    assert "found in a public repository" not in server.client.get("/console/alerts").text
+    assert (
+        "found in a public repository"
+        in server.client.get("/console/alerts", params={"status": "closed"}).text
+    )

@@ -12,7 +12,9 @@ from tests.e2e.conftest import run_cli
 def test_the_operator_sets_the_mfa_policy(tmp_path: Path) -> None:
     env = {**os.environ, "TOKENWARDEN_DATA_DIR": str(tmp_path / "data")}
     env.pop("TOKENWARDEN_DATABASE_URL", None)
-    assert run_cli(["init", "--org", "acme", "--admin", "a@acme.test", "--json"], env, tmp_path).returncode == 0
+    assert (
+        run_cli(["init", "--org", "acme", "--admin", "a@acme.test", "--json"], env, tmp_path).returncode == 0
+    )
     on = run_cli(["policy", "set", "--admins-require-mfa", "--json"], env, tmp_path)
     assert on.returncode == 0, on.stderr
     assert json.loads(on.stdout)["adminsRequireMfa"] is True

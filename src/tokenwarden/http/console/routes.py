@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Final
@@ -37,7 +37,10 @@ from tokenwarden.http.errors import status_of
 from tokenwarden.http.web.csrf import check_csrf, csrf_token
 from tokenwarden.http.web.render import SECURITY_HEADERS, render_error
 from tokenwarden.http.web.session import BrowserSession, browser_session, current_target, signin_redirect
+from tokenwarden.ports.alerts import ACKNOWLEDGED, OPEN, STATUSES
 from tokenwarden.ports.console import TOKEN_STATES
+from tokenwarden.ports.repositories import AuditQuery
+from tokenwarden.services.audit_log import audit_csv, audit_row
 from tokenwarden.services.bulk_revoke import results_csv
 from tokenwarden.services.common import Actor
 from tokenwarden.services.console import MEMBER_STATUSES, RISKS, ROLES, Viewer
@@ -55,8 +58,11 @@ ADMIN_NAV: Final = (
     ("/console/users", "Users"),
     ("/console/tokens", "Tokens"),
     ("/console/bulk", "CSV revocation"),
+    ("/console/audit", "Audit"),
+    ("/console/alerts", "Alerts"),
     ("/console/break-glass", "Break glass"),
 )
+AUDIT_PAGE: Final = 100
 SHOWN_ROWS: Final = 500
 MEMBER_NAV: Final = (("/console/tokens", "My tokens"), ("/account", "My sessions"))
 # (action, label, what stops working): Entra's wording for sessions
@@ -714,6 +720,110 @@ async def _break_glass(request: Request, request_id: str | None) -> Response:
         "names": {},
     }
     return _page(request, "break_glass.html", viewer, context)
+
+
+# ---------------------------------------------------------------------- audit and alerts
+def _audit_query(request: Request, viewer: Viewer, limit: int) -> tuple[AuditQuery, dict[str, str]]:
+    q = request.query_params
+    f = {k: q.get(k, "")[:256] for k in ("event", "actor", "since", "until")}
+    before = q.get("before")
+    query = AuditQuery(
+        since=_date(f["since"], "from"),
+        until=_date(f["until"], "until", end_of_day=True),
+        actor_id=f["actor"] or None,
+        event_types=(f["event"],) if f["event"] else (),
+        before_id=_int(before, 0) or None,
+        limit=limit,
+    )
+    return query, f
+
+
+@router.get("/console/audit")
+async def audit_page(request: Request) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    c = container(request)
+    try:
+        query, f = _audit_query(request, viewer, AUDIT_PAGE)
+        entries = await run_in_threadpool(c.audit.query, actor, viewer.org.id, query)
+        reports = await run_in_threadpool(c.audit_chain.verify, actor, viewer.org.id)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    context = {
+        "title": "Audit log",
+        "entries": entries,
+        "chain": reports[0],
+        "f": f,
+        "export_query": urlencode({k: v for k, v in f.items() if v}),
+        "next_before": entries[-1].id if len(entries) == AUDIT_PAGE else None,
+    }
+    return _page(request, "audit.html", viewer, context)
+
+
+@router.get("/console/audit.csv")
+async def audit_export(request: Request) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        query, _ = _audit_query(request, viewer, 10_000)
+        entries = await run_in_threadpool(container(request).audit.query, actor, viewer.org.id, query)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    return Response(
+        audit_csv([audit_row(e) for e in entries]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="audit.csv"', "Cache-Control": "no-store"},
+    )
+
+
+@router.get("/console/alerts")
+async def alerts_page(request: Request) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    status = request.query_params.get("status", "")[:32]
+    try:
+        statuses = (status,) if status else (OPEN, ACKNOWLEDGED)
+        found = await run_in_threadpool(
+            lambda: container(request).detection.find(actor, viewer.org.id, statuses=statuses, limit=200)
+        )
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    context = {"title": "Alerts", "alerts": found, "statuses": STATUSES, "f": {"status": status}}
+    return _page(request, "alerts.html", viewer, context)
+
+
+@router.post("/console/alerts/{alert_id}")
+async def alert_action(request: Request, alert_id: str) -> Response:
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        check_csrf(request, form)
+        status = _text(form, "status")
+        await run_in_threadpool(
+            container(request).detection.set_status, actor, viewer.org.id, alert_id[:64], status
+        )
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    return _done("/console/alerts", f"Alert {status}.")
+
+
+def _date(value: str, what: str, *, end_of_day: bool = False) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput(f"{what}: a date like 2026-12-31", code="invalidFilter") from None
+    return day + timedelta(days=1) if end_of_day else day
 
 
 def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> int:
