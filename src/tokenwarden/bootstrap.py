@@ -463,7 +463,13 @@ def wire(
         token_care=TokenCareService(uow, clock, pats),
     )
     # issue 16: break-glass, policy changes and bulk revocation need a fresh second factor
-    for service in (container.break_glass, container.policies, container.bulk_revoke, container.revocation):
+    for service in (
+        container.break_glass,
+        container.policies,
+        container.bulk_revoke,
+        container.revocation,
+        container.rules,
+    ):
         service.step_up = mfa.require_step_up
     return container
 

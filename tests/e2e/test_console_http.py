@@ -195,3 +195,36 @@ def test_alerts_page_acknowledges_and_closes(server: Server, clock: FakeClock) -
         "found in a public repository"
         in server.client.get("/console/alerts", params={"status": "closed"}).text
     )
+
+
+def test_a_rule_shows_what_it_would_cut_before_it_is_saved(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    _sign_in_with_code(server, secret, clock)
+    c = server.container
+    bob = c.pats.create(
+        OPERATOR, org=server.org, user="bob@acme.test", display_name="ci", scope="vso.packaging"
+    )
+    keep = c.pats.create(OPERATOR, org=server.org, user="bob@acme.test", display_name="ci2", scope="vso.code")
+    clock.advance(seconds=1)
+    page = server.client.get("/console/rules")
+    counted = server.client.post(
+        "/console/rules",
+        data={"scopes": "vso.packaging", "before": "", "csrf_token": csrf_of(page.text)},
+    )
+    assert counted.status_code == 200 and 'id="rule-preview"' in counted.text
+    assert "would cut <strong>1</strong>" in counted.text, re.findall(r"would cut.{0,120}", counted.text)
+    assert c.validator.validate(bob.secret)  # counting writes nothing
+    saved = server.client.post(
+        "/console/rules",
+        data={
+            "scopes": "vso.packaging",
+            "confirmed": "yes",
+            "csrf_token": csrf_of(counted.text),
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    with pytest.raises(Exception, match="revoked"):
+        c.validator.validate(bob.secret)
+    assert c.validator.validate(keep.secret)
+    bad = server.client.post("/console/rules", data={"before": "soon", "csrf_token": csrf_of(counted.text)})
+    assert bad.status_code == 400

@@ -15,7 +15,17 @@ from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, new_id, publish, reading, require_admin
+from tokenwarden.services.common import (
+    Actor,
+    StepUpCheck,
+    audit,
+    get_org,
+    new_id,
+    no_step_up,
+    publish,
+    reading,
+    require_admin,
+)
 from tokenwarden.services.effective import EffectiveView
 from tokenwarden.services.signals import emit_org_credential_change
 
@@ -64,6 +74,7 @@ class RuleService:
         self._uow = uow
         self._catalog = catalog
         self._clock = clock
+        self.step_up: StepUpCheck = no_step_up  # a rule is a bulk revocation: a fresh second factor
 
     def create(
         self,
@@ -88,6 +99,7 @@ class RuleService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            self.step_up(uow, actor, the_org.id)
             rule = self._rule(
                 uow,
                 the_org.id,

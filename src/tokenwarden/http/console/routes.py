@@ -58,6 +58,7 @@ ADMIN_NAV: Final = (
     ("/console/users", "Users"),
     ("/console/tokens", "Tokens"),
     ("/console/bulk", "CSV revocation"),
+    ("/console/rules", "Rules"),
     ("/console/audit", "Audit"),
     ("/console/alerts", "Alerts"),
     ("/console/break-glass", "Break glass"),
@@ -814,6 +815,66 @@ async def alert_action(request: Request, alert_id: str) -> Response:
     except DomainError as exc:
         return _error(request, viewer, exc)
     return _done("/console/alerts", f"Alert {status}.")
+
+
+# ---------------------------------------------------------------------- rules
+@router.get("/console/rules")
+async def rules_page(request: Request) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        rules = await run_in_threadpool(container(request).rules.find, actor, viewer.org.id)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    context: dict[str, Any] = {
+        "title": "Rules",
+        "rules": rules,
+        "f": {},
+        "kinds": [k.value for k in TokenKind],
+        "preview": None,
+    }
+    return _page(request, "rules.html", viewer, context)
+
+
+@router.post("/console/rules")
+async def rules_post(request: Request) -> Response:
+    """Count what the rule would cut (nothing written); with ``confirmed``, save it (step-up)."""
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    c = container(request)
+    f = {k: _text(form, k)[:1024] for k in ("scopes", "before", "after", "kinds")}
+    try:
+        check_csrf(request, form)
+        before = _date(f["before"], "issued before")
+        after = _date(f["after"], "issued on or after")
+        kinds = parse_kinds(f["kinds"]) if f["kinds"] else None
+        scopes = f["scopes"] or None
+        if _text(form, "confirmed") == "yes":
+            await run_in_threadpool(
+                lambda: c.rules.create(actor, viewer.org.id, scopes, before, created_after=after, kinds=kinds)
+            )
+            return _done("/console/rules", "Rule saved: the tokens it cuts stop working on every node.")
+        preview = await run_in_threadpool(
+            lambda: c.rules.preview(actor, viewer.org.id, scopes, before, created_after=after, kinds=kinds)
+        )
+        rules = await run_in_threadpool(c.rules.find, actor, viewer.org.id)
+    except DomainError as exc:
+        if exc.code == "stepUpRequired":
+            return _step_up_redirect(request, "/console/rules")
+        return _error(request, viewer, exc)
+    context = {
+        "title": "Rules",
+        "rules": rules,
+        "f": f,
+        "kinds": [k.value for k in TokenKind],
+        "preview": preview,
+    }
+    return _page(request, "rules.html", viewer, context)
 
 
 def _date(value: str, what: str, *, end_of_day: bool = False) -> datetime | None:
