@@ -6,6 +6,8 @@ everywhere else."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Generic, TypeVar
@@ -61,6 +63,7 @@ class Page(Generic[T]):
 
 
 DAYS: Final = 30
+DASHBOARD_SECONDS: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,8 @@ class ConsoleService:
         self._uow = uow
         self._clock = clock
         self._catalog = catalog
+        self._lock = threading.Lock()
+        self._dashboards: dict[str, tuple[list[Chart], datetime, float]] = {}
 
     def viewer(self, actor: Actor, org_id: str) -> Viewer:
         """The console's user in ``org_id`` (an active member), else Forbidden."""
@@ -179,9 +184,23 @@ class ConsoleService:
             }
         return Page(shown, total, query.offset, query.limit), owners
 
-    def dashboard(self, viewer: Viewer) -> list[Chart]:
-        """The dashboard's five charts for the viewer's organization (admins)."""
+    def dashboard(self, viewer: Viewer) -> tuple[list[Chart], datetime]:
+        """The dashboard's five charts for the viewer's organization (admins) and when they were
+        computed: they are kept for ``DASHBOARD_SECONDS`` (counting 100,000 tokens takes longer
+        than a page should), so every administrator of an organization sees the same figures."""
         _admin(viewer)
+        with self._lock:
+            cached = self._dashboards.get(viewer.org.id)
+        if cached is not None and time.monotonic() - cached[2] < DASHBOARD_SECONDS:
+            return cached[0], cached[1]
+        charts, at = self._dashboard(viewer)
+        with self._lock:
+            if len(self._dashboards) > 1000:
+                self._dashboards.clear()
+            self._dashboards[viewer.org.id] = (charts, at, time.monotonic())
+        return charts, at
+
+    def _dashboard(self, viewer: Viewer) -> tuple[list[Chart], datetime]:
         now = self._clock.now()
         since = (now - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
         with reading(self._uow) as uow:
@@ -220,7 +239,7 @@ class ConsoleService:
                 levels,
                 [d.open_alerts_by_level[x] for x in levels],
             ),
-        ]
+        ], now
 
     def now(self) -> datetime:
         return self._clock.now()

@@ -147,6 +147,7 @@ tokens = Table(
     Index("ix_tokens_parent", "parent_id"),
     Index("ix_tokens_org_kind", "org_id", "kind"),
     Index("ix_tokens_created_at", "created_at"),
+    Index("ix_tokens_org_created", "org_id", "created_at"),  # issue 16: the console's token pages
 )
 
 org_policies = Table(

@@ -220,14 +220,15 @@ async def dashboard(request: Request) -> Response:
     except _Signin as s:
         return s.response
     try:
-        charts = await run_in_threadpool(container(request).console.dashboard, viewer)
+        charts, as_of = await run_in_threadpool(container(request).console.dashboard, viewer)
     except DomainError as exc:
         return _error(request, viewer, exc)
     data = {
         ch.id: _json_block({"type": ch.type, "label": ch.title, "labels": ch.labels, "values": ch.values})
         for ch in charts
     }
-    return _page(request, "dashboard.html", viewer, {"title": "Dashboard", "charts": charts, "data": data})
+    context = {"title": "Dashboard", "charts": charts, "data": data, "as_of": _when(as_of)}
+    return _page(request, "dashboard.html", viewer, context)
 
 
 @router.get("/console/users")

@@ -1,4 +1,5 @@
-"""Second factors: TOTP, recovery codes, step-ups; the org policy "administrators must use MFA"
+"""Second factors: TOTP, recovery codes, step-ups; the org policy "administrators must use MFA";
+an index for the console's token pages
 
 Revision ID: 0013
 Revises: 0012
@@ -44,6 +45,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("credential_hash", name=op.f("pk_mfa_step_ups")),
     )
     op.create_index("ix_mfa_step_ups_user", "mfa_step_ups", ["user_id"], unique=False)
+    # the console pages tokens of one organization newest first
+    op.create_index("ix_tokens_org_created", "tokens", ["org_id", "created_at"], unique=False)
     with op.batch_alter_table("org_policies") as batch:
         batch.add_column(
             sa.Column("admins_require_mfa", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -51,6 +54,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tokens_org_created", table_name="tokens")
     with op.batch_alter_table("org_policies") as batch:
         batch.drop_column("admins_require_mfa")
     op.drop_table("mfa_step_ups")
