@@ -228,3 +228,26 @@ def test_a_rule_shows_what_it_would_cut_before_it_is_saved(server: Server, clock
     assert c.validator.validate(keep.secret)
     bad = server.client.post("/console/rules", data={"before": "soon", "csrf_token": csrf_of(counted.text)})
     assert bad.status_code == 400
+
+
+def test_a_users_page_shows_sign_ins_and_alerts(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    c = server.container
+    other = browser(server)
+    page = other.get("/signin")
+    wrong = other.post(
+        "/signin", data={"username": "bob@acme.test", "password": "nope", "csrf_token": csrf_of(page.text)}
+    )
+    assert wrong.status_code == 401
+    _sign_in_with_code(server, secret, clock)
+    bob = c.directory.get_member(OPERATOR, server.org, "bob@acme.test")[0]
+    tid = c.pats.create(
+        OPERATOR, org=server.org, user=bob.upn, display_name="ci", scope="vso.code"
+    ).record.authorization_id
+    c.detection.report_leak(tid, "pasted in a chat", {})
+    shown = server.client.get(f"/console/users/{bob.id}")
+    assert shown.status_code == 200
+    assert "failed: " in shown.text and "pasted in a chat" in shown.text
+    alice = c.directory.get_member(OPERATOR, server.org, ALICE)[0]
+    mine = server.client.get(f"/console/users/{alice.id}")
+    assert "signed in" in mine.text

@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from starlette.datastructures import FormData, UploadFile
 
+from tokenwarden.domain.audit import AuditEntry, AuditEventType
 from tokenwarden.domain.csv_users import MAX_CSV_BYTES, size_error
 from tokenwarden.domain.errors import DomainError, Forbidden, InvalidInput
 from tokenwarden.domain.principals import RiskLevel, RiskState, UserStatus
@@ -37,7 +38,7 @@ from tokenwarden.http.errors import status_of
 from tokenwarden.http.web.csrf import check_csrf, csrf_token
 from tokenwarden.http.web.render import SECURITY_HEADERS, render_error
 from tokenwarden.http.web.session import BrowserSession, browser_session, current_target, signin_redirect
-from tokenwarden.ports.alerts import ACKNOWLEDGED, OPEN, STATUSES
+from tokenwarden.ports.alerts import ACKNOWLEDGED, OPEN, STATUSES, Alert
 from tokenwarden.ports.console import TOKEN_STATES
 from tokenwarden.ports.repositories import AuditQuery
 from tokenwarden.services.audit_log import audit_csv, audit_row
@@ -265,18 +266,40 @@ async def users(request: Request) -> Response:
     return _page(request, "users.html", viewer, context)
 
 
+def _member_activity(
+    request: Request, viewer: Viewer, actor: Actor, user_id: str
+) -> tuple[list[AuditEntry], list[Alert]]:
+    """A member's recent sign-ins (the audit log) and open alerts on their tokens (admins)."""
+    if not viewer.is_admin:
+        return [], []
+    c = container(request)
+    events = (AuditEventType.SIGN_IN.value, AuditEventType.SIGN_IN_FAILED.value)
+    sign_ins = c.audit.query(
+        actor, viewer.org.id, AuditQuery(target_id=user_id, event_types=events, limit=20)
+    )
+    sign_ins += c.audit.query(
+        actor, viewer.org.id, AuditQuery(actor_id=user_id, event_types=events, limit=20)
+    )
+    unique = {e.id: e for e in sign_ins}.values()
+    alerts = [a for a in c.detection.find(actor, viewer.org.id, limit=500) if a.user_id == user_id]
+    return sorted(unique, key=lambda e: e.id or 0, reverse=True)[:20], alerts[:50]
+
+
 @router.get("/console/users/{user}")
 async def user_page(request: Request, user: str) -> Response:
     try:
-        _, viewer, _ = await _viewer(request)
+        _, viewer, actor = await _viewer(request)
     except _Signin as s:
         return s.response
     c = container(request)
     try:
         found = await run_in_threadpool(c.console.member, viewer, user[:256])
+        sign_ins, alerts = await run_in_threadpool(_member_activity, request, viewer, actor, found.user.id)
     except DomainError as exc:
         return _error(request, viewer, exc)
     context = {
+        "sign_ins": sign_ins,
+        "alerts": alerts,
         "title": found.user.display_name,
         "user": found.user,
         "m": found.membership,
