@@ -251,3 +251,31 @@ def test_a_users_page_shows_sign_ins_and_alerts(server: Server, clock: FakeClock
     alice = c.directory.get_member(OPERATOR, server.org, ALICE)[0]
     mine = server.client.get(f"/console/users/{alice.id}")
     assert "signed in" in mine.text
+
+
+def test_a_policy_change_shows_the_violations_it_would_create(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    _sign_in_with_code(server, secret, clock)
+    c = server.container
+    c.pats.create(
+        OPERATOR, org=server.org, user="bob@acme.test", display_name="long-lived", scope="vso.code"
+    )
+    page = server.client.get("/console/policy")
+    assert page.status_code == 200 and 'name="max_lifetime_days"' in page.text
+    form = {
+        "max_lifetime_days": "7",
+        "dormant_revoke_days": "0",
+        "security_contact": "",
+        "csrf_token": csrf_of(page.text),
+    }
+    preview = server.client.post("/console/policy", data=form)
+    assert preview.status_code == 200 and 'id="policy-preview"' in preview.text
+    assert "long-lived" in preview.text
+    assert c.policies.get(OPERATOR, server.org).max_lifetime_days != 7  # nothing written yet
+    saved = server.client.post(
+        "/console/policy", data={**form, "confirmed": "yes", "csrf_token": csrf_of(preview.text)}
+    )
+    assert saved.status_code == 303, saved.text
+    assert c.policies.get(OPERATOR, server.org).max_lifetime_days == 7
+    bad = server.client.post("/console/policy", data={**form, "max_lifetime_days": "9999"})
+    assert bad.status_code in (400, 403)

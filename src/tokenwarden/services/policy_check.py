@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tokenwarden.domain.clock import Clock, iso_z
+from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.policies import OrgPolicy
 from tokenwarden.domain.policy_violations import Violation, violations
 from tokenwarden.domain.scopes import FULL_ACCESS, ScopeCatalog
@@ -128,3 +129,30 @@ class PolicyCheckService:
             require_admin(uow, actor, the_org.id)
             policy = uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
             return find_violations(uow, self._catalog, the_org.id, policy, now)
+
+    def violations_if(self, actor: Actor, org: str, **changes: Any) -> list[TokenViolation]:
+        """The live PATs that would break the policy with ``changes`` applied (nothing is
+        written): what a policy change would create, before it is made."""
+        unknown = set(changes) - set(PREVIEWABLE)
+        if unknown:
+            raise InvalidInput(f"unknown policy field(s): {', '.join(sorted(unknown))}", code="invalidPolicy")
+        now = self._clock.now()
+        with reading(self._uow) as uow:
+            the_org = get_org(uow, org)
+            require_admin(uow, actor, the_org.id)
+            current = uow.policies.get(the_org.id) or OrgPolicy(org_id=the_org.id)
+            proposed = current.with_changes(**changes)
+            return find_violations(uow, self._catalog, the_org.id, proposed, now)
+
+
+PREVIEWABLE = (
+    "max_lifetime_days",
+    "restrict_full_scope",
+    "restrict_creation",
+    "require_external_identity",
+    "disable_pat_creation",
+    "break_glass_two_person",
+    "dormant_revoke_days",
+    "admins_require_mfa",
+    "security_contact",
+)

@@ -60,6 +60,7 @@ ADMIN_NAV: Final = (
     ("/console/tokens", "Tokens"),
     ("/console/bulk", "CSV revocation"),
     ("/console/rules", "Rules"),
+    ("/console/policy", "Policy"),
     ("/console/audit", "Audit"),
     ("/console/alerts", "Alerts"),
     ("/console/break-glass", "Break glass"),
@@ -899,6 +900,66 @@ async def rules_post(request: Request) -> Response:
         "preview": preview,
     }
     return _page(request, "rules.html", viewer, context)
+
+
+# ---------------------------------------------------------------------- policy
+@router.get("/console/policy")
+async def policy_page(request: Request) -> Response:
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    try:
+        policy = await run_in_threadpool(container(request).policies.get, actor, viewer.org.id)
+    except DomainError as exc:
+        return _error(request, viewer, exc)
+    return _page(request, "policy.html", viewer, {"title": "Policy", "p": policy, "preview": None})
+
+
+@router.post("/console/policy")
+async def policy_post(request: Request) -> Response:
+    """Show the violations a change would create (nothing written); with ``confirmed``, save it
+    (a step-up)."""
+    form = await request.form()
+    try:
+        _, viewer, actor = await _viewer(request)
+    except _Signin as s:
+        return s.response
+    c = container(request)
+    try:
+        check_csrf(request, form)
+        changes: dict[str, Any] = {
+            "max_lifetime_days": _form_int(form, "max_lifetime_days", "maximum lifetime"),
+            "dormant_revoke_days": _form_int(form, "dormant_revoke_days", "dormant days") or None,
+            "security_contact": _text(form, "security_contact")[:320].strip() or None,
+        }
+        for flag in (
+            "restrict_full_scope",
+            "disable_pat_creation",
+            "admins_require_mfa",
+            "break_glass_two_person",
+        ):
+            changes[flag] = _text(form, flag) == "1"
+        if _text(form, "confirmed") == "yes":
+            await run_in_threadpool(lambda: c.policies.update(actor, viewer.org.id, **changes))
+            return _done("/console/policy", "Policy saved.")
+        preview = await run_in_threadpool(
+            lambda: c.policy_check.violations_if(actor, viewer.org.id, **changes)
+        )
+        current = await run_in_threadpool(c.policies.get, actor, viewer.org.id)
+        shown = current.with_changes(**changes)
+    except DomainError as exc:
+        if exc.code == "stepUpRequired":
+            return _step_up_redirect(request, "/console/policy")
+        return _error(request, viewer, exc)
+    return _page(request, "policy.html", viewer, {"title": "Policy", "p": shown, "preview": preview})
+
+
+def _form_int(form: FormData, name: str, what: str) -> int:
+    value = _text(form, name).strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 6:
+        raise InvalidInput(f"{what}: a whole number", code="invalidPolicy")
+    return int(value)
 
 
 def _date(value: str, what: str, *, end_of_day: bool = False) -> datetime | None:
