@@ -210,7 +210,7 @@ def test_console_flows_in_chromium(server: LiveServer) -> None:
             assert _valid(server, pats["alice"]) == 200
             page.goto(f"{base}/console/tokens?state=live")
             _axe(page)
-            for path in ("/console/audit", "/console/alerts"):
+            for path in ("/console/audit", "/console/alerts", "/console/rules", "/console/policy"):
                 page.goto(base + path)
                 _axe(page)
             # a CSV with an unknown user: the dry run's table, the run, the results file
