@@ -148,6 +148,7 @@ tokens = Table(
     Index("ix_tokens_org_kind", "org_id", "kind"),
     Index("ix_tokens_created_at", "created_at"),
     Index("ix_tokens_org_created", "org_id", "created_at"),  # issue 16: the console's token pages
+    Index("ix_tokens_org_user_created", "org_id", "user_id", "created_at"),  # and a member's tokens
 )
 
 org_policies = Table(
