@@ -118,6 +118,11 @@ def test_tokens_filter_by_state_scope_owner_and_time(db: Database) -> None:
     with db.reader() as uow:
         first, total = uow.console.tokens(TokenQuery(acme, NOW, limit=2))
     assert total == 7 and [name[r.authorization_id] for r in first] == ["used", "cut"]  # newest first
+    with db.reader() as uow:
+        _, capped = uow.console.tokens(TokenQuery(acme, NOW, limit=2, count_up_to=1))
+        soonest, _ = uow.console.tokens(TokenQuery(acme, NOW, expiring_before=NOW + timedelta(days=365)))
+    assert capped == 3  # counted no further than the page and one more: "at least 3"
+    assert name[soonest[0].authorization_id] == "soon"  # expiring ones: soonest first
 
 
 def test_dashboard_counts_one_organization(db: Database) -> None:

@@ -257,9 +257,7 @@ def test_a_policy_change_shows_the_violations_it_would_create(server: Server, cl
     secret = _admin_alice_with_mfa(server, clock)
     _sign_in_with_code(server, secret, clock)
     c = server.container
-    c.pats.create(
-        OPERATOR, org=server.org, user="bob@acme.test", display_name="long-lived", scope="vso.code"
-    )
+    c.pats.create(OPERATOR, org=server.org, user="bob@acme.test", display_name="long-lived", scope="vso.code")
     page = server.client.get("/console/policy")
     assert page.status_code == 200 and 'name="max_lifetime_days"' in page.text
     form = {

@@ -44,6 +44,7 @@ class TokenQuery:
     unused_since: datetime | None = None  # dormant: never used, or last used before this
     offset: int = 0
     limit: int = 50
+    count_up_to: int | None = None  # count at most this many past the page (None: exact)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,8 @@ class ConsoleRepository(Protocol):
         ...
 
     def tokens(self, query: TokenQuery) -> tuple[list[TokenRecord], int]:
-        """One page of the organization's tokens (newest first) and how many match in all."""
+        """One page of the organization's tokens (newest first) and how many match in all — at
+        most ``offset + limit + count_up_to`` when that is set (more means "at least that many")."""
         ...
 
     def dashboard(self, org_id: str, now: datetime, since: datetime) -> Dashboard:

@@ -23,6 +23,7 @@ from tokenwarden.services.common import Actor, get_org, member_of, reading, requ
 from tokenwarden.services.effective import EffectiveView
 
 PAGE_SIZE: Final = 50
+COUNT_UP_TO: Final = 1000  # token pages count this many past the page, then say "more than"
 MAX_PAGE: Final = 200
 MAX_TEXT: Final = 256
 MEMBER_STATUSES: Final = ("active", "disabled")
@@ -52,6 +53,7 @@ class Page(Generic[T]):
     total: int
     offset: int
     limit: int
+    at_least: bool = False  # the count stopped at ``total``: there are at least that many
 
     @property
     def has_next(self) -> bool:
@@ -176,13 +178,15 @@ class ConsoleService:
                 unused_since=now - timedelta(days=dormant_days) if dormant_days is not None else None,
                 offset=_offset(offset),
                 limit=_limit(limit),
+                count_up_to=COUNT_UP_TO,
             )
             records, total = uow.console.tokens(query)
             shown = EffectiveView(uow, self._catalog, viewer.org.id).apply(records)
             owners = {
                 u.id: u for u in (uow.users.get(i) for i in {r.user_id for r in shown}) if u is not None
             }
-        return Page(shown, total, query.offset, query.limit), owners
+        capped = total >= query.offset + query.limit + COUNT_UP_TO
+        return Page(shown, total, query.offset, query.limit, at_least=capped), owners
 
     def dashboard(self, viewer: Viewer) -> tuple[list[Chart], datetime]:
         """The dashboard's five charts for the viewer's organization (admins) and when they were

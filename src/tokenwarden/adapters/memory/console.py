@@ -66,8 +66,14 @@ class MemoryConsoleRepository(_Repo):
             ):
                 continue
             found.append(r)
-        found.sort(key=lambda r: (-r.created_at.timestamp(), r.authorization_id))
-        return found[query.offset : query.offset + query.limit], len(found)
+        if query.expiring_before is not None:  # soonest first
+            found.sort(key=lambda r: (r.valid_to, r.authorization_id))
+        else:
+            found.sort(key=lambda r: (-r.created_at.timestamp(), r.authorization_id))
+        total = len(found)
+        if query.count_up_to is not None:
+            total = min(total, query.offset + query.limit + query.count_up_to)
+        return found[query.offset : query.offset + query.limit], total
 
     def dashboard(self, org_id: str, now: datetime, since: datetime) -> Dashboard:
         weeks = [0] * 12

@@ -149,6 +149,7 @@ tokens = Table(
     Index("ix_tokens_created_at", "created_at"),
     Index("ix_tokens_org_created", "org_id", "created_at"),  # issue 16: the console's token pages
     Index("ix_tokens_org_user_created", "org_id", "user_id", "created_at"),  # and a member's tokens
+    Index("ix_tokens_org_valid_to", "org_id", "valid_to"),  # and "expiring within N days"
 )
 
 org_policies = Table(

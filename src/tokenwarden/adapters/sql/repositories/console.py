@@ -98,13 +98,14 @@ class SqlConsoleRepository:
             where.append(c.valid_to < query.expiring_before)
         if query.unused_since is not None:
             where.append(or_(c.last_used_at.is_(None), c.last_used_at < query.unused_since))
-        total = int(self._c.execute(select(func.count()).select_from(t.tokens).where(*where)).scalar_one())
+        counted = select(c.id).where(*where)
+        if query.count_up_to is not None:  # stop scanning once that many more are found
+            counted = counted.limit(query.offset + query.limit + query.count_up_to)
+        total = int(self._c.execute(select(func.count()).select_from(counted.subquery())).scalar_one())
+        # expiring ones soonest first (and by the (org, valid_to) index); the rest newest first
+        order = (c.valid_to, c.id) if query.expiring_before is not None else (c.created_at.desc(), c.id)
         rows = self._c.execute(
-            select(t.tokens)
-            .where(*where)
-            .order_by(c.created_at.desc(), c.id)
-            .offset(query.offset)
-            .limit(query.limit)
+            select(t.tokens).where(*where).order_by(*order).offset(query.offset).limit(query.limit)
         )
         return [_token(r) for r in rows], total
 

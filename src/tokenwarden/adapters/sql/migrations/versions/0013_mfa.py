@@ -48,6 +48,7 @@ def upgrade() -> None:
     # the console pages tokens of one organization newest first
     op.create_index("ix_tokens_org_created", "tokens", ["org_id", "created_at"], unique=False)
     op.create_index("ix_tokens_org_user_created", "tokens", ["org_id", "user_id", "created_at"], unique=False)
+    op.create_index("ix_tokens_org_valid_to", "tokens", ["org_id", "valid_to"], unique=False)
     with op.batch_alter_table("org_policies") as batch:
         batch.add_column(
             sa.Column("admins_require_mfa", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -55,6 +56,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tokens_org_valid_to", table_name="tokens")
     op.drop_index("ix_tokens_org_user_created", table_name="tokens")
     op.drop_index("ix_tokens_org_created", table_name="tokens")
     with op.batch_alter_table("org_policies") as batch:
