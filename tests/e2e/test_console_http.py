@@ -162,6 +162,7 @@ def test_audit_page_filters_exports_and_shows_the_chain(server: Server, clock: F
     assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
     assert export.text.splitlines()[0].startswith("id,") and "Mfa.EnrollEvent" in export.text
     assert server.client.get("/console/audit", params={"since": "yesterday"}).status_code == 400
+    assert server.client.get("/console/audit", params={"until": "9999-12-31"}).status_code == 400
     assert server.client.get("/console/audit", params={"event": "No.SuchEvent"}).status_code == 400
 
 

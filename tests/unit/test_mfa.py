@@ -214,3 +214,15 @@ def test_removing_ones_own_factor_needs_a_current_code(
 def test_the_operator_has_no_second_factor(container: Container, init: InitResult) -> None:
     with pytest.raises(Forbidden):
         container.mfa.begin(OPERATOR)
+
+
+def test_failed_sign_ins_under_a_crafted_name_cannot_lock_someones_factor(
+    container: Container, alice: User, clock: FakeClock
+) -> None:
+    actor = acting(alice)
+    secret, _ = enrol(container, actor, clock)
+    for login in (f"mfa:{alice.id}", f"MFA:{alice.id}"):  # what the counter's key looks like
+        for _ in range(6):
+            with pytest.raises((Unauthenticated, TooManyRequests)):
+                container.accounts.sign_in(login, "wrong", ip="203.0.113.9", user_agent=None)
+    container.mfa.step_up(actor, code_now(secret, clock))  # not throttled

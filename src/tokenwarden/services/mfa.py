@@ -380,7 +380,10 @@ def _orgs_of(uow: UnitOfWork, user_id: str) -> list[str | None]:
 
 
 def _attempt_key(user_id: str) -> str:
-    return f"mfa:{user_id}"
+    """Wrong codes are counted beside wrong passwords, under a key no sign-in name can produce
+    (sign-in names are case-folded: no upper-case letter survives), so nobody can lock a
+    user's second factor by "signing in" as ``mfa:<their id>``."""
+    return f"MFA:{user_id}"
 
 
 def _qr_svg(uri: str) -> str:

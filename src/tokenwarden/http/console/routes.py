@@ -408,8 +408,8 @@ def _act_on_many(request: Request, actor: Actor, viewer: Viewer, action: str, us
     c = container(request)
     org = viewer.org.id
     members = [c.directory.get_member(actor, org, u)[0] for u in dict.fromkeys(user_ids)]
-    if len(members) > 1 and action in ("revoke-sessions", "revoke-tokens", "disable"):
-        c.mfa.ensure_step_up(actor, org)  # bulk revocation: a fresh second factor
+    if len(members) > 1:  # an action on many users (bulk revocation, risk): a fresh second factor
+        c.mfa.ensure_step_up(actor, org)
     if action in ("confirm-compromised", "dismiss-risk"):
         level, state = (
             (RiskLevel.HIGH, RiskState.CONFIRMED_COMPROMISED)
@@ -493,6 +493,8 @@ async def revoke_tokens(request: Request) -> Response:
             }
             return _page(request, "confirm.html", viewer, context)
         c = container(request)
+        if len(ids) > 1:  # bulk revocation: a fresh second factor
+            await run_in_threadpool(c.mfa.ensure_step_up, actor, viewer.org.id)
         if viewer.is_admin:
             count = await run_in_threadpool(c.pats.revoke_many, actor, viewer.org.id, ids)
         else:  # a member revokes their own
@@ -967,9 +969,9 @@ def _date(value: str, what: str, *, end_of_day: bool = False) -> datetime | None
         return None
     try:
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
+        return day + timedelta(days=1) if end_of_day else day
+    except (ValueError, OverflowError):
         raise InvalidInput(f"{what}: a date like 2026-12-31", code="invalidFilter") from None
-    return day + timedelta(days=1) if end_of_day else day
 
 
 def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> int:
