@@ -38,6 +38,7 @@ class Viewer:
     user: User
     org: Organization
     role: Role
+    orgs: tuple[tuple[str, str], ...] = ()  # (id, name) of every organization they are active in
 
     @property
     def is_admin(self) -> bool:
@@ -103,7 +104,12 @@ class ConsoleService:
             user = uow.users.get(actor.user_id or "")
             if user is None:
                 raise Forbidden("not a member of this organization", code="accessDenied")
-            return Viewer(user, org, m.role)
+            orgs = []
+            for other in uow.users.memberships_of(user.id):
+                found = uow.orgs.get(other.org_id) if other.is_active and actor.reaches(other.org_id) else None
+                if found is not None:
+                    orgs.append((found.id, found.name))
+            return Viewer(user, org, m.role, tuple(sorted(orgs, key=lambda o: o[1].casefold())))
 
     def members(
         self,

@@ -2,17 +2,14 @@
 
 Every page: the session cookie (else the sign-in page, which comes back here), a strict CSP
 (scripts and styles from this origin only, nothing inline, no framing), CSRF on every change,
-every value escaped by Jinja2. Administrators see their organization (the session's home
-organization); members see their own tokens. An administrator of an organization that requires
-MFA is sent to set it up first; actions that need a step-up send the browser to the step-up
-page and back.
+every value escaped by Jinja2. Administrators see their organization (the one chosen in the
+switcher, else the session's home organization); members see their own tokens. An
+administrator of an organization that requires MFA is sent to set it up first; actions that
+need a step-up send the browser to the step-up page and back (see ``common``).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Final
@@ -20,10 +17,8 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
-from starlette.datastructures import FormData, UploadFile
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import UploadFile
 
 from tokenwarden.domain.audit import AuditEntry, AuditEventType
 from tokenwarden.domain.csv_users import MAX_CSV_BYTES, size_error
@@ -32,12 +27,24 @@ from tokenwarden.domain.principals import RiskLevel, RiskState, UserStatus
 from tokenwarden.domain.tokens import TokenKind
 from tokenwarden.domain.watermarks import ALL_KINDS, parse_kinds
 from tokenwarden.http.api.bulk import start_runner
-from tokenwarden.http.auth import client_ip
+from tokenwarden.http.console.common import (
+    ORG_COOKIE,
+    date,
+    days,
+    done,
+    flash_labels,
+    form_int,
+    fragment,
+    json_block,
+    page,
+    refused,
+    signed_in,
+    text,
+    when,
+    whole,
+)
 from tokenwarden.http.deps import container
-from tokenwarden.http.errors import status_of
-from tokenwarden.http.web.csrf import check_csrf, csrf_token
-from tokenwarden.http.web.render import SECURITY_HEADERS, render_error
-from tokenwarden.http.web.session import BrowserSession, browser_session, current_target, signin_redirect
+from tokenwarden.http.web.csrf import check_csrf
 from tokenwarden.ports.alerts import ACKNOWLEDGED, OPEN, STATUSES, Alert
 from tokenwarden.ports.console import TOKEN_STATES
 from tokenwarden.ports.repositories import AuditQuery
@@ -49,25 +56,9 @@ from tokenwarden.services.pats import PatService
 
 router = APIRouter(include_in_schema=False)
 
-CSP: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-)
 MAX_SELECTED: Final = 500
-ADMIN_NAV: Final = (
-    ("/console/dashboard", "Dashboard"),
-    ("/console/users", "Users"),
-    ("/console/tokens", "Tokens"),
-    ("/console/bulk", "CSV revocation"),
-    ("/console/rules", "Rules"),
-    ("/console/policy", "Policy"),
-    ("/console/audit", "Audit"),
-    ("/console/alerts", "Alerts"),
-    ("/console/break-glass", "Break glass"),
-)
 AUDIT_PAGE: Final = 100
 SHOWN_ROWS: Final = 500
-MEMBER_NAV: Final = (("/console/tokens", "My tokens"), ("/account", "My sessions"))
 # (action, label, what stops working): Entra's wording for sessions
 USER_ACTIONS: Final = (
     (
@@ -97,86 +88,8 @@ USER_ACTIONS: Final = (
 _ACTIONS: Final = {a: (label, warning) for a, label, warning in USER_ACTIONS}
 
 
-# ---------------------------------------------------------------------- rendering
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return Environment(
-        loader=PackageLoader("tokenwarden.http.console", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "—"
-
-
-def _page(
-    request: Request, template: str, viewer: Viewer, context: Mapping[str, Any], *, status: int = 200
-) -> HTMLResponse:
-    csrf = csrf_token(request)
-    html = (
-        _environment()
-        .get_template(template)
-        .render(
-            viewer=viewer,
-            nav=ADMIN_NAV if viewer.is_admin else MEMBER_NAV,
-            here=request.url.path,
-            csrf=csrf,
-            when=_when,
-            flash=request.query_params.get("done", "")[:200],
-            **context,
-        )
-    )
-    response = HTMLResponse(html, status_code=status)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers[name] = value
-    response.headers["Content-Security-Policy"] = CSP
-    csrf_token(request, response)
-    return response
-
-
-def _error(request: Request, viewer: Viewer, exc: DomainError) -> HTMLResponse:
-    context = {"title": "Refused", "heading": "That did not work", "message": exc.message}
-    return _page(request, "error.html", viewer, context, status=status_of(exc))
-
-
-class _Signin(Exception):
-    """Not signed in (or not usable here): answer with ``response``."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-async def _viewer(request: Request) -> tuple[BrowserSession, Viewer, Actor]:
-    """The signed-in console user, or raise _Signin with the page to answer instead."""
-    try:
-        session = await browser_session(request)
-    except DomainError as exc:
-        raise _Signin(render_error(request, exc)) from exc
-    if session is None:
-        raise _Signin(signin_redirect(request))
-    c = container(request)
-    actor = session.actor(client_ip(request))
-    try:
-        viewer = await run_in_threadpool(c.console.viewer, actor, session.org_id)
-        if viewer.is_admin:
-            status = await run_in_threadpool(c.mfa.status, actor)
-            if status.required and not status.enrolled:
-                target = quote(current_target(request), safe="")
-                raise _Signin(RedirectResponse(f"/account/mfa?next={target}", status_code=303))
-    except DomainError as exc:
-        raise _Signin(render_error(request, exc)) from exc
-    return session, viewer, actor
-
-
-def _step_up_redirect(request: Request, back: str) -> Response:
-    return RedirectResponse(f"/account/step-up?next={quote(back, safe='')}", status_code=303)
-
-
-def _done(path: str, message: str) -> Response:
-    return RedirectResponse(f"{path}?{urlencode({'done': message})}", status_code=303)
+flash_labels({a: label for a, (label, _) in _ACTIONS.items()})
+flash_labels({s: s for s in STATUSES})
 
 
 # ---------------------------------------------------------------------- static files
@@ -208,55 +121,46 @@ def _static_bytes(name: str) -> bytes:
 # ---------------------------------------------------------------------- pages
 @router.get("/console")
 async def home(request: Request) -> Response:
-    try:
-        _, viewer, _ = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, _ = await signed_in(request)
     return RedirectResponse("/console/dashboard" if viewer.is_admin else "/console/tokens", status_code=303)
 
 
 @router.get("/console/dashboard")
 async def dashboard(request: Request) -> Response:
-    try:
-        _, viewer, _ = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, _ = await signed_in(request)
     try:
         charts, as_of = await run_in_threadpool(container(request).console.dashboard, viewer)
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     data = {
-        ch.id: _json_block({"type": ch.type, "label": ch.title, "labels": ch.labels, "values": ch.values})
+        ch.id: json_block({"type": ch.type, "label": ch.title, "labels": ch.labels, "values": ch.values})
         for ch in charts
     }
-    context = {"title": "Dashboard", "charts": charts, "data": data, "as_of": _when(as_of)}
-    return _page(request, "dashboard.html", viewer, context)
+    context = {"title": "Dashboard", "charts": charts, "data": data, "as_of": when(as_of)}
+    return page(request, "dashboard.html", viewer, context)
 
 
 @router.get("/console/users")
 async def users(request: Request) -> Response:
-    try:
-        _, viewer, _ = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, _ = await signed_in(request)
     q = request.query_params
     f = {k: q.get(k, "")[:1024] for k in ("q", "status", "role", "risk")}
     try:
-        page = await run_in_threadpool(
+        listing = await run_in_threadpool(
             container(request).console.members,
             viewer,
             text=f["q"],
             status=f["status"],
             role=f["role"],
             risk=f["risk"],
-            offset=_int(q.get("offset"), 0),
+            offset=whole(q.get("offset"), 0),
         )
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     base = "/console/users?" + urlencode({k: v for k, v in f.items() if v}) + ("&" if any(f.values()) else "")
     context = {
         "title": "Users",
-        "page": page,
+        "page": listing,
         "f": f,
         "statuses": MEMBER_STATUSES,
         "roles": ROLES,
@@ -264,7 +168,7 @@ async def users(request: Request) -> Response:
         "actions": USER_ACTIONS,
         "query_base": base,
     }
-    return _page(request, "users.html", viewer, context)
+    return page(request, "users.html", viewer, context)
 
 
 def _member_activity(
@@ -287,17 +191,14 @@ def _member_activity(
 
 
 @router.get("/console/users/{user}")
-async def user_page(request: Request, user: str) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+async def userpage(request: Request, user: str) -> Response:
+    viewer, actor = await signed_in(request)
     c = container(request)
     try:
         found = await run_in_threadpool(c.console.member, viewer, user[:256])
         sign_ins, alerts = await run_in_threadpool(_member_activity, request, viewer, actor, found.user.id)
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     context = {
         "sign_ins": sign_ins,
         "alerts": alerts,
@@ -309,24 +210,21 @@ async def user_page(request: Request, user: str) -> Response:
         "now": c.console.now(),
         "actions": USER_ACTIONS,
     }
-    return _page(request, "user.html", viewer, context)
+    return page(request, "user.html", viewer, context)
 
 
 @router.get("/console/users/{user}/confirm/{action}")
-async def confirm_page(request: Request, user: str, action: str) -> Response:
+async def confirmpage(request: Request, user: str, action: str) -> Response:
     """The confirmation without script: the same question as the dialog, Yes and No."""
-    try:
-        _, viewer, _ = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, _ = await signed_in(request)
     if action not in _ACTIONS:
-        return _error(request, viewer, InvalidInput(f"unknown action {action[:40]!r}"))
+        return refused(request, viewer, InvalidInput(f"unknown action {action[:40]!r}"))
     try:
         found = await run_in_threadpool(container(request).console.member, viewer, user[:256])
         if not viewer.is_admin:
             raise Forbidden("organization administrators only", code="accessDenied")
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     label, warning = _ACTIONS[action]
     context = {
         "title": label,
@@ -336,19 +234,16 @@ async def confirm_page(request: Request, user: str, action: str) -> Response:
         "hidden": (),
         "back": f"/console/users/{found.user.id}",
     }
-    return _page(request, "confirm.html", viewer, context)
+    return page(request, "confirm.html", viewer, context)
 
 
 @router.post("/console/users/bulk")
 async def bulk_users(request: Request) -> Response:
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         check_csrf(request, form)
-        action = _text(form, "action")
+        action = text(form, "action")
         if action not in _ACTIONS:
             raise InvalidInput("choose an action", code="invalidAction")
         ids = [v for v in form.getlist("user") if isinstance(v, str)][: MAX_SELECTED + 1]
@@ -357,7 +252,7 @@ async def bulk_users(request: Request) -> Response:
         if len(ids) > MAX_SELECTED:
             raise InvalidInput(f"at most {MAX_SELECTED} users at once", code="tooManySelected")
         label, warning = _ACTIONS[action]
-        if _text(form, "confirmed") != "yes":
+        if text(form, "confirmed") != "yes":
             context = {
                 "title": label,
                 "question": f"{label}: {len(ids)} users?",
@@ -366,40 +261,33 @@ async def bulk_users(request: Request) -> Response:
                 "hidden": [("action", action), *(("user", i) for i in ids)],
                 "back": "/console/users",
             }
-            return _page(request, "confirm.html", viewer, context)
+            return page(request, "confirm.html", viewer, context)
         if not viewer.is_admin:
             raise Forbidden("organization administrators only", code="accessDenied")
         await run_in_threadpool(_act_on_many, request, actor, viewer, action, ids)
     except DomainError as exc:
-        if exc.code == "stepUpRequired":
-            return _step_up_redirect(request, "/console/users")
-        return _error(request, viewer, exc)
-    return _done("/console/users", f"{label}: done for {len(ids)} users.")
+        return refused(request, viewer, exc, back="/console/users")
+    return done("/console/users", "users-action", n=len(ids), label=action)
 
 
 @router.post("/console/users/{user}/{action}")
 async def user_action(request: Request, user: str, action: str) -> Response:
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     back = f"/console/users/{quote(user[:256], safe='')}"
     try:
         check_csrf(request, form)
         if action not in _ACTIONS:
             raise InvalidInput(f"unknown action {action[:40]!r}", code="invalidAction")
-        if _text(form, "confirmed") != "yes":
+        if text(form, "confirmed") != "yes":
             raise InvalidInput("the action was not confirmed", code="notConfirmed")
         if not viewer.is_admin:
             raise Forbidden("organization administrators only", code="accessDenied")
         found = await run_in_threadpool(container(request).console.member, viewer, user[:256])
         await run_in_threadpool(_act_on_many, request, actor, viewer, action, [found.user.id])
     except DomainError as exc:
-        if exc.code == "stepUpRequired":
-            return _step_up_redirect(request, back)
-        return _error(request, viewer, exc)
-    return _done(back, f"{_ACTIONS[action][0]}: done.")
+        return refused(request, viewer, exc, back=back)
+    return done(back, "user-action", label=action)
 
 
 def _act_on_many(request: Request, actor: Actor, viewer: Viewer, action: str, user_ids: list[str]) -> None:
@@ -429,35 +317,32 @@ def _act_on_many(request: Request, actor: Actor, viewer: Viewer, action: str, us
 
 @router.get("/console/tokens")
 async def tokens(request: Request) -> Response:
-    try:
-        _, viewer, _ = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, _ = await signed_in(request)
     q = request.query_params
     f = {k: q.get(k, "")[:1024] for k in ("owner", "kind", "scope", "state", "expiring", "dormant", "full")}
     c = container(request)
     try:
-        page, owners = await run_in_threadpool(
+        listing, owners = await run_in_threadpool(
             lambda: c.console.tokens(
                 viewer,
                 owner=f["owner"] or None,
                 kind=f["kind"] or None,
                 scope=f["scope"] or None,
                 state=f["state"] or None,
-                expiring_days=_opt_int(f["expiring"], "expiring within"),
+                expiring_days=days(f["expiring"], "expiring within"),
                 full_scope=f["full"] == "1",
-                dormant_days=_opt_int(f["dormant"], "dormant for"),
-                offset=_int(q.get("offset"), 0),
+                dormant_days=days(f["dormant"], "dormant for"),
+                offset=whole(q.get("offset"), 0),
             )
         )
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     base = (
         "/console/tokens?" + urlencode({k: v for k, v in f.items() if v}) + ("&" if any(f.values()) else "")
     )
     context = {
         "title": "Tokens",
-        "page": page,
+        "page": listing,
         "owners": owners,
         "f": f,
         "kinds": [k.value for k in TokenKind],
@@ -465,16 +350,13 @@ async def tokens(request: Request) -> Response:
         "now": c.console.now(),
         "query_base": base,
     }
-    return _page(request, "tokens.html", viewer, context)
+    return page(request, "tokens.html", viewer, context)
 
 
 @router.post("/console/tokens/revoke")
 async def revoke_tokens(request: Request) -> Response:
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         check_csrf(request, form)
         ids = [v for v in form.getlist("token") if isinstance(v, str)][: MAX_SELECTED + 1]
@@ -482,7 +364,7 @@ async def revoke_tokens(request: Request) -> Response:
             raise InvalidInput("select at least one token", code="nothingSelected")
         if len(ids) > MAX_SELECTED:
             raise InvalidInput(f"at most {MAX_SELECTED} tokens at once", code="tooManySelected")
-        if _text(form, "confirmed") != "yes":
+        if text(form, "confirmed") != "yes":
             context = {
                 "title": "Revoke tokens",
                 "question": f"Revoke {len(ids)} tokens?",
@@ -491,7 +373,7 @@ async def revoke_tokens(request: Request) -> Response:
                 "hidden": [("token", i) for i in ids],
                 "back": "/console/tokens",
             }
-            return _page(request, "confirm.html", viewer, context)
+            return page(request, "confirm.html", viewer, context)
         c = container(request)
         if len(ids) > 1:  # bulk revocation: a fresh second factor
             await run_in_threadpool(c.mfa.ensure_step_up, actor, viewer.org.id)
@@ -500,31 +382,23 @@ async def revoke_tokens(request: Request) -> Response:
         else:  # a member revokes their own
             count = await run_in_threadpool(_revoke_own, c.pats, actor, viewer.org.id, ids)
     except DomainError as exc:
-        if exc.code == "stepUpRequired":
-            return _step_up_redirect(request, "/console/tokens")
-        return _error(request, viewer, exc)
-    return _done("/console/tokens", f"Revoked {count} tokens.")
+        return refused(request, viewer, exc, back="/console/tokens")
+    return done("/console/tokens", "tokens-revoked", n=count)
 
 
 # ---------------------------------------------------------------------- CSV of users
 @router.get("/console/bulk")
-async def bulk_page(request: Request) -> Response:
-    try:
-        _, viewer, _ = await _viewer(request)
-    except _Signin as s:
-        return s.response
+async def bulkpage(request: Request) -> Response:
+    viewer, _ = await signed_in(request)
     if not viewer.is_admin:
-        return _error(request, viewer, Forbidden("organization administrators only", code="accessDenied"))
-    return _page(request, "bulk.html", viewer, {"title": "CSV revocation"})
+        return refused(request, viewer, Forbidden("organization administrators only", code="accessDenied"))
+    return page(request, "bulk.html", viewer, {"title": "CSV revocation"})
 
 
 @router.post("/console/bulk")
 async def bulk_upload(request: Request) -> Response:
     """A CSV of users, as a dry run first: a job whose rows say what a run would do."""
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         form = await request.form(max_files=1, max_fields=10)
         check_csrf(request, form)
@@ -542,7 +416,7 @@ async def bulk_upload(request: Request) -> Response:
         if submission.job.status != "completed":
             start_runner(service, actor, submission)
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     return RedirectResponse(f"/console/bulk/{submission.job.id}", status_code=303)
 
 
@@ -563,33 +437,23 @@ def _job_view(request: Request, viewer: Viewer, actor: Actor, job_id: str) -> di
 
 @router.get("/console/bulk/{job_id}")
 async def bulk_job(request: Request, job_id: str) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         context = await run_in_threadpool(_job_view, request, viewer, actor, job_id)
     except DomainError as exc:
-        return _error(request, viewer, exc)
-    return _page(request, "bulk_job.html", viewer, context)
+        return refused(request, viewer, exc)
+    return page(request, "bulk_job.html", viewer, context)
 
 
 @router.get("/console/bulk/{job_id}/progress")
 async def bulk_progress(request: Request, job_id: str) -> Response:
     """The progress bar alone (htmx polls it every second until the job completes)."""
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         st = await run_in_threadpool(container(request).bulk_revoke.status, actor, job_id[:80], viewer.org.id)
     except DomainError as exc:
-        return _error(request, viewer, exc)
-    html = _environment().get_template("bulk_progress.html").render(job=st.job, st=st)
-    response = HTMLResponse(html)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers[name] = value
-    response.headers["Content-Security-Policy"] = CSP
+        return refused(request, viewer, exc)
+    response = fragment("bulk_progress.html", job=st.job, st=st)
     if st.state == "completed":  # the whole page again: a dry run's table, the final counts
         response.headers["HX-Refresh"] = "true"
     return response
@@ -597,13 +461,11 @@ async def bulk_progress(request: Request, job_id: str) -> Response:
 
 @router.get("/console/bulk/{job_id}/confirm")
 async def bulk_confirm(request: Request, job_id: str) -> Response:
+    viewer, actor = await signed_in(request)
     try:
-        _, viewer, actor = await _viewer(request)
         st = await run_in_threadpool(container(request).bulk_revoke.status, actor, job_id[:80], viewer.org.id)
-    except _Signin as s:
-        return s.response
     except DomainError as exc:
-        return render_error(request, exc)
+        return refused(request, viewer, exc)
     context = {
         "title": "Run the revocation",
         "question": f"Revoke the tokens of {st.total} users?",
@@ -612,21 +474,18 @@ async def bulk_confirm(request: Request, job_id: str) -> Response:
         "hidden": (),
         "back": f"/console/bulk/{st.job.id}",
     }
-    return _page(request, "confirm.html", viewer, context)
+    return page(request, "confirm.html", viewer, context)
 
 
 @router.post("/console/bulk/{job_id}/run")
 async def bulk_run(request: Request, job_id: str) -> Response:
     """Run what a dry run showed: the same rows, in the same order (needs a step-up)."""
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     back = f"/console/bulk/{quote(job_id[:80], safe='')}"
     try:
         check_csrf(request, form)
-        if _text(form, "confirmed") != "yes":
+        if text(form, "confirmed") != "yes":
             raise InvalidInput("the run was not confirmed", code="notConfirmed")
         service = container(request).bulk_revoke
         dry = await run_in_threadpool(service.status, actor, job_id[:80], viewer.org.id)
@@ -646,24 +505,19 @@ async def bulk_run(request: Request, job_id: str) -> Response:
         if submission.job.status != "completed":
             start_runner(service, actor, submission)
     except DomainError as exc:
-        if exc.code == "stepUpRequired":
-            return _step_up_redirect(request, back)
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc, back=back)
     return RedirectResponse(f"/console/bulk/{submission.job.id}", status_code=303)
 
 
 @router.get("/console/bulk/{job_id}/results.csv")
 async def bulk_results(request: Request, job_id: str) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         rows = await run_in_threadpool(
             container(request).bulk_revoke.results, actor, job_id[:80], viewer.org.id
         )
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     return Response(
         results_csv(rows),
         media_type="text/csv; charset=utf-8",
@@ -689,16 +543,13 @@ def _break_glass_context(request: Request, viewer: Viewer, actor: Actor) -> dict
 
 
 @router.get("/console/break-glass")
-async def break_glass_page(request: Request) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+async def break_glasspage(request: Request) -> Response:
+    viewer, actor = await signed_in(request)
     try:
         context = await run_in_threadpool(_break_glass_context, request, viewer, actor)
     except DomainError as exc:
-        return _error(request, viewer, exc)
-    return _page(request, "break_glass.html", viewer, context)
+        return refused(request, viewer, exc)
+    return page(request, "break_glass.html", viewer, context)
 
 
 @router.post("/console/break-glass")
@@ -715,14 +566,11 @@ async def _break_glass(request: Request, request_id: str | None) -> Response:
     """Start (or approve) a break-glass: the typed confirmation, a step-up; the recovery token
     is shown in this answer only (every session of the organization, this one too, has ended)."""
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     c = container(request)
     try:
         check_csrf(request, form)
-        confirm, reason = _text(form, "confirm"), _text(form, "reason")[:512] or None
+        confirm, reason = text(form, "confirm"), text(form, "reason")[:512] or None
         if request_id is None:
             outcome = await run_in_threadpool(
                 lambda: c.break_glass.start(actor, viewer.org.id, confirm, reason, count_within=0.05)
@@ -733,11 +581,9 @@ async def _break_glass(request: Request, request_id: str | None) -> Response:
             )
         if outcome.status == "pending":
             context = await run_in_threadpool(_break_glass_context, request, viewer, actor)
-            return _page(request, "break_glass.html", viewer, {**context, "pending_started": True})
+            return page(request, "break_glass.html", viewer, {**context, "pending_started": True})
     except DomainError as exc:
-        if exc.code == "stepUpRequired":
-            return _step_up_redirect(request, "/console/break-glass")
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc, back="/console/break-glass")
     secret = outcome.recovery.secret if outcome.recovery is not None else ""
     context = {
         "title": "Break glass",
@@ -747,7 +593,7 @@ async def _break_glass(request: Request, request_id: str | None) -> Response:
         "requests": [],
         "names": {},
     }
-    return _page(request, "break_glass.html", viewer, context)
+    return page(request, "break_glass.html", viewer, context)
 
 
 # ---------------------------------------------------------------------- audit and alerts
@@ -756,29 +602,26 @@ def _audit_query(request: Request, viewer: Viewer, limit: int) -> tuple[AuditQue
     f = {k: q.get(k, "")[:256] for k in ("event", "actor", "since", "until")}
     before = q.get("before")
     query = AuditQuery(
-        since=_date(f["since"], "from"),
-        until=_date(f["until"], "until", end_of_day=True),
+        since=date(f["since"], "from"),
+        until=date(f["until"], "until", end_of_day=True),
         actor_id=f["actor"] or None,
         event_types=(f["event"],) if f["event"] else (),
-        before_id=_int(before, 0) or None,
+        before_id=whole(before, 0) or None,
         limit=limit,
     )
     return query, f
 
 
 @router.get("/console/audit")
-async def audit_page(request: Request) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+async def auditpage(request: Request) -> Response:
+    viewer, actor = await signed_in(request)
     c = container(request)
     try:
         query, f = _audit_query(request, viewer, AUDIT_PAGE)
         entries = await run_in_threadpool(c.audit.query, actor, viewer.org.id, query)
         reports = await run_in_threadpool(c.audit_chain.verify, actor, viewer.org.id)
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     context = {
         "title": "Audit log",
         "entries": entries,
@@ -787,20 +630,17 @@ async def audit_page(request: Request) -> Response:
         "export_query": urlencode({k: v for k, v in f.items() if v}),
         "next_before": entries[-1].id if len(entries) == AUDIT_PAGE else None,
     }
-    return _page(request, "audit.html", viewer, context)
+    return page(request, "audit.html", viewer, context)
 
 
 @router.get("/console/audit.csv")
 async def audit_export(request: Request) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         query, _ = _audit_query(request, viewer, 10_000)
         entries = await run_in_threadpool(container(request).audit.query, actor, viewer.org.id, query)
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     return Response(
         audit_csv([audit_row(e) for e in entries]),
         media_type="text/csv; charset=utf-8",
@@ -809,11 +649,8 @@ async def audit_export(request: Request) -> Response:
 
 
 @router.get("/console/alerts")
-async def alerts_page(request: Request) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+async def alertspage(request: Request) -> Response:
+    viewer, actor = await signed_in(request)
     status = request.query_params.get("status", "")[:32]
     try:
         statuses = (status,) if status else (OPEN, ACKNOWLEDGED)
@@ -821,40 +658,34 @@ async def alerts_page(request: Request) -> Response:
             lambda: container(request).detection.find(actor, viewer.org.id, statuses=statuses, limit=200)
         )
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     context = {"title": "Alerts", "alerts": found, "statuses": STATUSES, "f": {"status": status}}
-    return _page(request, "alerts.html", viewer, context)
+    return page(request, "alerts.html", viewer, context)
 
 
 @router.post("/console/alerts/{alert_id}")
 async def alert_action(request: Request, alert_id: str) -> Response:
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     try:
         check_csrf(request, form)
-        status = _text(form, "status")
+        status = text(form, "status")
         await run_in_threadpool(
             container(request).detection.set_status, actor, viewer.org.id, alert_id[:64], status
         )
     except DomainError as exc:
-        return _error(request, viewer, exc)
-    return _done("/console/alerts", f"Alert {status}.")
+        return refused(request, viewer, exc)
+    return done("/console/alerts", "alert-status", label=status)
 
 
 # ---------------------------------------------------------------------- rules
 @router.get("/console/rules")
-async def rules_page(request: Request) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+async def rulespage(request: Request) -> Response:
+    viewer, actor = await signed_in(request)
     try:
         rules = await run_in_threadpool(container(request).rules.find, actor, viewer.org.id)
     except DomainError as exc:
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc)
     context: dict[str, Any] = {
         "title": "Rules",
         "rules": rules,
@@ -862,38 +693,33 @@ async def rules_page(request: Request) -> Response:
         "kinds": [k.value for k in TokenKind],
         "preview": None,
     }
-    return _page(request, "rules.html", viewer, context)
+    return page(request, "rules.html", viewer, context)
 
 
 @router.post("/console/rules")
 async def rules_post(request: Request) -> Response:
     """Count what the rule would cut (nothing written); with ``confirmed``, save it (step-up)."""
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     c = container(request)
-    f = {k: _text(form, k)[:1024] for k in ("scopes", "before", "after", "kinds")}
+    f = {k: text(form, k)[:1024] for k in ("scopes", "before", "after", "kinds")}
     try:
         check_csrf(request, form)
-        before = _date(f["before"], "issued before")
-        after = _date(f["after"], "issued on or after")
+        before = date(f["before"], "issued before")
+        after = date(f["after"], "issued on or after")
         kinds = parse_kinds(f["kinds"]) if f["kinds"] else None
         scopes = f["scopes"] or None
-        if _text(form, "confirmed") == "yes":
+        if text(form, "confirmed") == "yes":
             await run_in_threadpool(
                 lambda: c.rules.create(actor, viewer.org.id, scopes, before, created_after=after, kinds=kinds)
             )
-            return _done("/console/rules", "Rule saved: the tokens it cuts stop working on every node.")
+            return done("/console/rules", "rule-saved")
         preview = await run_in_threadpool(
             lambda: c.rules.preview(actor, viewer.org.id, scopes, before, created_after=after, kinds=kinds)
         )
         rules = await run_in_threadpool(c.rules.find, actor, viewer.org.id)
     except DomainError as exc:
-        if exc.code == "stepUpRequired":
-            return _step_up_redirect(request, "/console/rules")
-        return _error(request, viewer, exc)
+        return refused(request, viewer, exc, back="/console/rules")
     context = {
         "title": "Rules",
         "rules": rules,
@@ -901,21 +727,18 @@ async def rules_post(request: Request) -> Response:
         "kinds": [k.value for k in TokenKind],
         "preview": preview,
     }
-    return _page(request, "rules.html", viewer, context)
+    return page(request, "rules.html", viewer, context)
 
 
 # ---------------------------------------------------------------------- policy
 @router.get("/console/policy")
-async def policy_page(request: Request) -> Response:
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+async def policypage(request: Request) -> Response:
+    viewer, actor = await signed_in(request)
     try:
         policy = await run_in_threadpool(container(request).policies.get, actor, viewer.org.id)
     except DomainError as exc:
-        return _error(request, viewer, exc)
-    return _page(request, "policy.html", viewer, {"title": "Policy", "p": policy, "preview": None})
+        return refused(request, viewer, exc)
+    return page(request, "policy.html", viewer, {"title": "Policy", "p": policy, "preview": None})
 
 
 @router.post("/console/policy")
@@ -923,17 +746,14 @@ async def policy_post(request: Request) -> Response:
     """Show the violations a change would create (nothing written); with ``confirmed``, save it
     (a step-up)."""
     form = await request.form()
-    try:
-        _, viewer, actor = await _viewer(request)
-    except _Signin as s:
-        return s.response
+    viewer, actor = await signed_in(request)
     c = container(request)
     try:
         check_csrf(request, form)
         changes: dict[str, Any] = {
-            "max_lifetime_days": _form_int(form, "max_lifetime_days", "maximum lifetime"),
-            "dormant_revoke_days": _form_int(form, "dormant_revoke_days", "dormant days") or None,
-            "security_contact": _text(form, "security_contact")[:320].strip() or None,
+            "max_lifetime_days": form_int(form, "max_lifetime_days", "maximum lifetime"),
+            "dormant_revoke_days": form_int(form, "dormant_revoke_days", "dormant days") or None,
+            "security_contact": text(form, "security_contact")[:320].strip() or None,
         }
         for flag in (
             "restrict_full_scope",
@@ -941,37 +761,18 @@ async def policy_post(request: Request) -> Response:
             "admins_require_mfa",
             "break_glass_two_person",
         ):
-            changes[flag] = _text(form, flag) == "1"
-        if _text(form, "confirmed") == "yes":
+            changes[flag] = text(form, flag) == "1"
+        if text(form, "confirmed") == "yes":
             await run_in_threadpool(lambda: c.policies.update(actor, viewer.org.id, **changes))
-            return _done("/console/policy", "Policy saved.")
+            return done("/console/policy", "policy-saved")
         preview = await run_in_threadpool(
             lambda: c.policy_check.violations_if(actor, viewer.org.id, **changes)
         )
         current = await run_in_threadpool(c.policies.get, actor, viewer.org.id)
         shown = current.with_changes(**changes)
     except DomainError as exc:
-        if exc.code == "stepUpRequired":
-            return _step_up_redirect(request, "/console/policy")
-        return _error(request, viewer, exc)
-    return _page(request, "policy.html", viewer, {"title": "Policy", "p": shown, "preview": preview})
-
-
-def _form_int(form: FormData, name: str, what: str) -> int:
-    value = _text(form, name).strip()
-    if not value.isascii() or not value.isdigit() or len(value) > 6:
-        raise InvalidInput(f"{what}: a whole number", code="invalidPolicy")
-    return int(value)
-
-
-def _date(value: str, what: str, *, end_of_day: bool = False) -> datetime | None:
-    if not value:
-        return None
-    try:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-        return day + timedelta(days=1) if end_of_day else day
-    except (ValueError, OverflowError):
-        raise InvalidInput(f"{what}: a date like 2026-12-31", code="invalidFilter") from None
+        return refused(request, viewer, exc, back="/console/policy")
+    return page(request, "policy.html", viewer, {"title": "Policy", "p": shown, "preview": preview})
 
 
 def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> int:
@@ -981,31 +782,27 @@ def _revoke_own(pats: PatService, actor: Actor, org_id: str, ids: list[str]) -> 
     return len(ids)
 
 
-def _json_block(value: object) -> Markup:
-    """JSON for a ``<script type="application/json">`` block: ``<``, ``>`` and ``&`` escaped as
-    JSON unicode escapes, so no value can close the element (a block's text is not HTML-decoded)."""
-    text = json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return Markup(text)  # noqa: S704  # escaped above for the script-data context
-
-
-# ---------------------------------------------------------------------- input helpers
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value[:4096] if isinstance(value, str) else ""
-
-
-def _int(value: str | None, default: int) -> int:
-    if not value:
-        return default
-    if not value.isascii() or not value.isdigit() or len(value) > 9:
-        raise_input = InvalidInput("a page offset is a whole number", code="invalidFilter")
-        raise raise_input
-    return int(value)
-
-
-def _opt_int(value: str, what: str) -> int | None:
-    if not value:
-        return None
-    if not value.isascii() or not value.isdigit() or len(value) > 5:
-        raise InvalidInput(f"{what}: a number of days", code="invalidFilter")
-    return int(value)
+# ---------------------------------------------------------------------- organization switcher
+@router.post("/console/org")
+async def switch_org(request: Request) -> Response:
+    """Show the console for another organization the user is an active member of (a cookie
+    names it; every page still checks the membership and role there)."""
+    form = await request.form()
+    viewer, _ = await signed_in(request)
+    try:
+        check_csrf(request, form)
+        chosen = text(form, "org")[:80]
+        if chosen not in {org_id for org_id, _ in viewer.orgs}:
+            raise Forbidden("not a member of that organization", code="accessDenied")
+    except DomainError as exc:
+        return refused(request, viewer, exc)
+    response = RedirectResponse("/console", status_code=303)
+    response.set_cookie(
+        ORG_COOKIE,
+        chosen,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/console",
+    )
+    return response
