@@ -469,8 +469,10 @@ def wire(
         container.bulk_revoke,
         container.revocation,
         container.rules,
+        container.pats,  # revoking several PATs at once
     ):
         service.step_up = mfa.require_step_up
+    container.pats.fresh_factor = mfa.require_fresh_factor  # one's own PAT from the console
     return container
 
 

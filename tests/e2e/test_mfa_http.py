@@ -124,17 +124,45 @@ def test_the_browser_signs_in_in_two_steps(server: Server) -> None:
     assert status["enrolled"] is True and status["steppedUpUntil"]  # signed in with it: stepped up
 
 
-def test_the_enrolment_page_shows_a_qr_code_and_gives_recovery_codes(server: Server) -> None:
+def test_the_enrolment_page_asks_for_the_password_shows_a_qr_code_and_gives_recovery_codes(
+    server: Server,
+) -> None:
     r = sign_in(server.client)
     assert r.status_code == 303
     page = server.client.get("/account/mfa")
-    assert page.status_code == 200 and "<svg" in page.text
+    assert page.status_code == 200 and "<svg" not in page.text and 'name="password"' in page.text
     assert "script-src 'none'" in page.headers["content-security-policy"]
-    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text)
-    assert secret
-    done = server.client.post(
-        "/account/mfa", data={"code": code(secret.group(1)), "csrf_token": csrf_of(page.text)}
+    assert server.client.get("/api/v1/me/mfa").json()["pending"] is False  # a GET begins nothing
+    csrf = csrf_of(page.text)
+    wrong = server.client.post(
+        "/account/mfa/begin", data={"password": "not-her-password", "csrf_token": csrf}
     )
-    assert done.status_code == 200 and done.text.count("<li><code>") == 10
-    assert PASSWORD not in done.text
+    assert wrong.status_code == 401 and "not right" in wrong.text and "<svg" not in wrong.text
+    begun = server.client.post("/account/mfa/begin", data={"password": PASSWORD, "csrf_token": csrf})
+    assert begun.status_code == 200 and "<svg" in begun.text
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', begun.text)
+    assert secret
+    again = server.client.get("/account/mfa")  # a reload shows the same key (no new seed)
+    assert secret.group(1) in again.text
+    # another browser of hers, signed in before the factor existed
+    with browser(server) as other:
+        assert sign_in(other).status_code == 303
+        assert other.get("/api/v1/me/mfa").status_code == 200
+        done = server.client.post(
+            "/account/mfa", data={"code": code(secret.group(1)), "csrf_token": csrf_of(again.text)}
+        )
+        assert done.status_code == 200 and done.text.count("<li><code>") == 10
+        assert PASSWORD not in done.text
+        assert other.get("/api/v1/me/mfa").status_code == 401  # signed out by the enrolment
     assert "Two-step verification is <strong>on</strong>" in server.client.get("/account/mfa").text
+
+
+def test_enrolment_through_a_token_needs_the_accounts_password(server: Server) -> None:
+    assert sign_in(server.client).status_code == 303
+    csrf = {"X-CSRF-Token": server.client.get("/api/v1/me/sessions").json()["csrfToken"]}
+    missing = server.client.post("/api/v1/me/mfa", headers=csrf)
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "passwordRequired", missing.text
+    wrong = server.client.post("/api/v1/me/mfa", json={"password": "guess"}, headers=csrf)
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "passwordIncorrect"
+    ok = server.client.post("/api/v1/me/mfa", json={"password": PASSWORD}, headers=csrf)
+    assert ok.status_code == 201 and ok.json()["secret"]

@@ -190,6 +190,34 @@ def test_sign_in_with_a_factor_takes_a_second_step_bound_to_the_browser(
         )
 
 
+def test_a_sign_in_challenge_opens_one_session_and_dies_with_a_password_change(
+    container: Container, alice: User, clock: FakeClock
+) -> None:
+    secret, _ = enrol(container, acting(alice), clock)
+
+    def challenge() -> str:
+        with pytest.raises(SecondFactorRequired) as first:
+            container.accounts.sign_in(alice.upn, PASSWORD, ip=None, user_agent=None, binding="b")
+        return first.value.challenge
+
+    used = challenge()
+    container.accounts.complete_sign_in(used, code_now(secret, clock), ip=None, user_agent=None, binding="b")
+    clock.advance(seconds=mfa.STEP_SECONDS)  # a new, valid code: the challenge itself is spent
+    with pytest.raises(Unauthenticated) as again:
+        container.accounts.complete_sign_in(
+            used, code_now(secret, clock), ip=None, user_agent=None, binding="b"
+        )
+    assert again.value.code == "signInExpired"
+
+    pending = challenge()
+    container.accounts.set_password(OPERATOR, alice.upn, "quartz-harbor-lantern-58")
+    with pytest.raises(Unauthenticated) as changed:
+        container.accounts.complete_sign_in(
+            pending, code_now(secret, clock), ip=None, user_agent=None, binding="b"
+        )
+    assert changed.value.code == "signInExpired"
+
+
 def test_an_admin_resets_a_members_lost_factor_and_the_member_signs_in_with_the_password(
     container: Container, alice: User, init: InitResult, clock: FakeClock
 ) -> None:
@@ -226,3 +254,19 @@ def test_failed_sign_ins_under_a_crafted_name_cannot_lock_someones_factor(
             with pytest.raises((Unauthenticated, TooManyRequests)):
                 container.accounts.sign_in(login, "wrong", ip="203.0.113.9", user_agent=None)
     container.mfa.step_up(actor, code_now(secret, clock))  # not throttled
+
+
+def test_an_admin_cannot_reset_a_factor_that_guards_another_organization(
+    container: Container, alice: User, init: InitResult, clock: FakeClock
+) -> None:
+    enrol(container, acting(alice), clock)
+    container.directory.add_org("globex", "boss@globex.test")
+    container.directory.add_user(OPERATOR, "globex", alice.upn, role=Role.ADMIN)
+    admin = Actor(init.admin.id, init.admin.upn, token=TokenReach(frozenset({"app_token"}), None, b"a" * 16))
+    with pytest.raises(Forbidden) as refused:
+        container.mfa.reset(admin, "acme", alice.upn)
+    assert refused.value.code == "mfaResetNotAllowed"
+    assert container.mfa.status(acting(alice)).enrolled  # nothing removed
+    assert container.mfa.operator_reset(alice.upn) == (alice.upn, True)
+    assert not container.mfa.status(acting(alice)).enrolled
+    assert len(audit_of(container, AuditEventType.MFA_RESET)) == 2  # acme's log and globex's

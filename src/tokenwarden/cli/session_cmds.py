@@ -27,6 +27,7 @@ STDIN_HINT: Final = "printf '%s' \"$NEW_PASSWORD\" | tokenwarden user passwd UPN
 def register(app: typer.Typer, user_app: typer.Typer) -> None:
     app.add_typer(sessions_app, name="sessions")
     user_app.command("passwd")(user_passwd)
+    user_app.command("mfa-reset")(user_mfa_reset)
 
 
 def read_new_password() -> str:
@@ -74,6 +75,26 @@ def user_passwd(
         count = result.revoked_sessions
         message = f"password of {result.user.upn} set; {count} browser session(s) signed out"
         out.print(message, highlight=False)
+
+
+@domain_errors
+def user_mfa_reset(
+    upn: Annotated[str, typer.Argument(help="User principal name.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove a user's second factor (a lost device, in every organization they belong to):
+    they sign in with the password alone and set up a new one where it is required."""
+    c = open_container()
+    try:
+        user, had = c.mfa.operator_reset(upn)
+    finally:
+        c.database.dispose()
+    if json_out:
+        emit_json({"upn": user, "reset": had})
+    elif had:
+        out.print(f"second factor of {user} removed: they set up a new one at /account/mfa", highlight=False)
+    else:
+        out.print(f"{user} had no second factor: nothing changed", highlight=False)
 
 
 def session_dict(sessions: SessionService, record: TokenRecord, now: datetime) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tokenwarden.http.api import usage as usage_api
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, ado_audit, graph
 from tokenwarden.http.console import routes as console_routes  # issue 16: the admin console
+from tokenwarden.http.console import token_page as console_token_page  # issue 16: a token's page
 from tokenwarden.http.console.common import ConsoleExit, console_exit
 from tokenwarden.http.docs import install_docs
 from tokenwarden.http.errors import (
@@ -166,6 +167,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     include(secret_scanning_api.router)  # issue 14: GitHub secret-scanning intake
     include(mfa_api.router)  # issue 16: second factors and step-up
     include(console_routes.router)  # issue 16: the admin console
+    include(console_token_page.router)  # issue 16: a token's own page, extend/regenerate one's own PAT
     app.add_exception_handler(ConsoleExit, console_exit)  # a console page's sign-in redirect
 
     @app.middleware("http")

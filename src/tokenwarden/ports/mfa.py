@@ -25,7 +25,11 @@ class MfaFactor:
 
 
 class MfaRepository(Protocol):
-    def factor(self, user_id: str) -> MfaFactor | None: ...
+    def factor(self, user_id: str, *, lock: bool = False) -> MfaFactor | None:
+        """The user's factor; ``lock`` holds its row until the transaction ends, so checks of
+        one user's codes (and the wrong-code count) run one at a time on every backend."""
+        ...
+
     def save_factor(self, factor: MfaFactor) -> None:
         """Insert or replace the user's factor."""
         ...

@@ -19,6 +19,8 @@ Hashing is slow on purpose: callers on an event loop run :meth:`AccountService.s
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -34,7 +36,7 @@ from tokenwarden.domain.passwords import check_password
 from tokenwarden.domain.principals import IdentitySource, User, normalize_upn
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_user, reading
-from tokenwarden.services.mfa import MfaService
+from tokenwarden.services.mfa import Enrolment, MfaService
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.sessions import IssuedSession, SessionService
 from tokenwarden.services.signing import SecretBox
@@ -57,6 +59,19 @@ class ThrottlePolicy:
 CHALLENGE_SECONDS: Final = 300
 CHALLENGE_INFO: Final = b"tokenwarden sign-in second-step challenges"
 _CHALLENGE_AAD: Final = "tw-mfa-challenge|"
+
+
+def _challenge_expired() -> Unauthenticated:
+    return Unauthenticated(
+        "the sign-in took too long or was started in another browser: enter your password again",
+        code="signInExpired",
+    )
+
+
+def _password_mark(stored_hash: str) -> str:
+    """A short digest of the stored password hash (inside a sealed challenge): equal while the
+    password is unchanged."""
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:32]
 
 
 class SecondFactorRequired(Unauthenticated):
@@ -181,12 +196,58 @@ class AccountService:
             uow.oauth.record_attempt(key, ip, now, True)
             if rehashed is not None and stored is not None:
                 uow.oauth.replace_password_hash(user.id, stored, rehashed)
-            if self._mfa is not None and self._mfa.has_factor(uow, user.id):
+            factor = uow.mfa.factor(user.id) if self._mfa is not None else None
+            if factor is not None and factor.confirmed_at is not None and stored is not None:
                 uow.commit()  # the password was right: the second step decides
-                raise SecondFactorRequired(self._challenge(user.id, now, binding))
+                challenge = self._challenge(user.id, now, binding, factor.last_step, stored)
+                raise SecondFactorRequired(challenge)
             signed = self._open_session(uow, user, home, ip, user_agent, previous_session, mfa=None)
             uow.commit()
         return signed
+
+    # ------------------------------------------------------------------ one's own second factor
+    def begin_factor(self, actor: Actor, password: str | None) -> Enrolment:
+        """Begin TOTP enrolment for the actor's own account, with the account's password typed
+        again: a stolen session cookie or token alone cannot put an attacker's authenticator
+        on the account. (An account without a password — API-only, it never signs in in a
+        browser — enrols through its token.) Wrong passwords count like failed sign-ins."""
+        if self._mfa is None:
+            raise Forbidden("second factors are not available here", code="mfaUnavailable")
+        user_id = actor.user_id or ""
+        now = self._clock.now()
+        since = now - self._throttle.window
+        with reading(self._uow) as uow:
+            user = get_user(uow, user_id) if user_id else None
+            stored = uow.oauth.password_hash(user_id) if user is not None else None
+            if user is not None and stored is not None:
+                self._check_throttle(uow, normalize_upn(user.upn), actor.ip, now, since)
+        if user is not None and stored is not None:
+            if not password or len(password) > 1024:
+                raise InvalidInput(
+                    "enter your password to set up two-step verification", code="passwordRequired"
+                )
+            if not self._passwords.verify(stored, password):
+                with self._uow() as uow:
+                    key = normalize_upn(user.upn)
+                    self._fail(uow, user.upn, key, actor.ip, now, since, user, None, reason="mfa enrolment")
+                    uow.commit()
+                raise Unauthenticated("that password is not right", code="passwordIncorrect")
+        return self._mfa.begin(actor)
+
+    def confirm_factor(self, actor: Actor, code: str) -> list[str]:
+        """Confirm one's enrolment (:meth:`MfaService.confirm`) and end every other browser
+        session of the account: a session opened before the factor existed must not keep
+        what only a second factor should give. Answers the recovery codes (once)."""
+        if self._mfa is None:
+            raise Forbidden("second factors are not available here", code="mfaUnavailable")
+        codes = self._mfa.confirm(actor, code)
+        keep = actor.token.key if actor.token is not None else None
+        with self._uow() as uow:
+            others = [r for r in self._sessions.live_of(uow, actor.user_id or "") if r.secret_hash != keep]
+            if others:
+                self._sessions.revoke_in(uow, actor, others, "two-step verification turned on")
+            uow.commit()
+        return codes
 
     def complete_sign_in(
         self,
@@ -203,15 +264,19 @@ class AccountService:
         stepped up. A wrong code is counted (5 in 15 minutes: 429)."""
         if self._mfa is None:
             raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
-        user_id = self._open_challenge(challenge, binding)
+        user_id, last_step, password_mark = self._open_challenge(challenge, binding)
         now = self._clock.now()
         with reading(self._uow) as uow:
             user = uow.users.get(user_id)
             home = self._sessions.home_org(uow, user) if user is not None else None
+            stored = uow.oauth.password_hash(user_id) if user is not None else None
         if user is None or not user.is_active or home is None:
             raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
+        if stored is None or not hmac.compare_digest(_password_mark(stored), password_mark):
+            raise _challenge_expired()  # the password changed since the first step
         actor = Actor(user_id=user.id, upn=user.upn, ip=ip, user_agent=user_agent)
-        self._mfa.check(actor, user.id, code, None)
+        if not self._mfa.check(actor, user.id, code, None, expect_step=last_step):
+            raise _challenge_expired()  # a code was used since: this challenge was spent
         with self._uow() as uow:
             signed = self._open_session(uow, user, home, ip, user_agent, previous_session, mfa=now)
             uow.commit()
@@ -254,27 +319,28 @@ class AccountService:
         self._maybe_purge(uow, self._clock.now())
         return SignedIn(user, issued, old.authorization_id if old else None)
 
-    def _challenge(self, user_id: str, now: datetime, binding: str) -> str:
+    def _challenge(self, user_id: str, now: datetime, binding: str, last_step: int, stored: str) -> str:
+        """Sealed, bound to this browser and to the state it was made in: the factor's last used
+        step (any code accepted since — this challenge's own completion too — spends it) and
+        the password (a change of password spends it)."""
         expires = int(now.timestamp()) + CHALLENGE_SECONDS
         if self._box is None:
             raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
-        return self._box.seal_text(json.dumps({"u": user_id, "exp": expires}), aad=_CHALLENGE_AAD + binding)
+        data = {"u": user_id, "exp": expires, "s": last_step, "p": _password_mark(stored)}
+        return self._box.seal_text(json.dumps(data), aad=_CHALLENGE_AAD + binding)
 
-    def _open_challenge(self, challenge: str, binding: str) -> str:
-        expired = Unauthenticated(
-            "the sign-in took too long or was started in another browser: enter your password again",
-            code="signInExpired",
-        )
+    def _open_challenge(self, challenge: str, binding: str) -> tuple[str, int, str]:
+        """(user id, factor step when made, password mark) of an unexpired challenge."""
         if self._box is None or not challenge or len(challenge) > 1024 or not challenge.isascii():
-            raise expired
+            raise _challenge_expired()
         try:
             data = json.loads(self._box.open_text(challenge, aad=_CHALLENGE_AAD + binding))
-            user_id, expires = str(data["u"]), int(data["exp"])
+            user_id, expires, step, mark = str(data["u"]), int(data["exp"]), int(data["s"]), str(data["p"])
         except (DomainError, ValueError, KeyError, TypeError, binascii.Error):
-            raise expired from None
+            raise _challenge_expired() from None
         if expires < self._clock.now().timestamp():
-            raise expired
-        return user_id
+            raise _challenge_expired()
+        return user_id, step, mark
 
     # ------------------------------------------------------------------ throttling
     def _check_throttle(

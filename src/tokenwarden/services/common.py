@@ -21,11 +21,14 @@ from tokenwarden.ports.repositories import UnitOfWork
 class TokenReach:
     """What the token an actor acts through may do: its scopes (implications expanded) and the
     organizations it is valid for (``None``: every organization of its owner); ``key`` (its keyed
-    secret hash) finds its record where a use case must know more (a break-glass recovery token)."""
+    secret hash) finds its record where a use case must know more (a break-glass recovery token);
+    ``interactive`` says it is the browser session of a signed-in user (set only where the session
+    cookie is validated, ``http.web.session``), never a token presented as a bearer."""
 
     scopes: frozenset[str]
     orgs: tuple[str, ...] | None
     key: bytes | None = field(default=None, repr=False)
+    interactive: bool = False
 
     def reaches(self, org_id: str) -> bool:
         return self.orgs is None or org_id in self.orgs

@@ -26,13 +26,24 @@ from tokenwarden.domain.hashing import SecretHasher
 from tokenwarden.domain.principals import Role
 from tokenwarden.ports.mfa import MfaFactor
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
-from tokenwarden.services.common import Actor, audit, get_org, member_of, reading, require_admin, user_by_id
+from tokenwarden.services.common import (
+    OPERATOR,
+    Actor,
+    audit,
+    get_org,
+    get_user,
+    member_of,
+    reading,
+    require_admin,
+    user_by_id,
+)
 from tokenwarden.services.signing import SecretBox
 
 MFA_SECRET_INFO: Final = b"tokenwarden mfa totp seeds"
 ISSUER: Final = "tokenwarden"
 MAX_FAILURES: Final = 5
 FAILURE_WINDOW: Final = timedelta(minutes=15)
+PENDING_REUSE: Final = timedelta(minutes=10)  # an unconfirmed seed is shown again this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,18 @@ class MfaService:
         self._box = SecretBox(hasher, MFA_SECRET_INFO)
 
     # ------------------------------------------------------------------ enrolment
+    def pending(self, actor: Actor) -> Enrolment | None:
+        """The begun, unconfirmed enrolment (to show its key again after a wrong first code),
+        or None."""
+        user_id = _user_of(actor)
+        with reading(self._uow) as uow:
+            factor = uow.mfa.factor(user_id)
+            user = user_by_id(uow, user_id)
+        if factor is None or factor.confirmed_at is not None:
+            return None
+        uri = mfa.provisioning_uri(self._seed(factor), user.upn, ISSUER)
+        return Enrolment(secret=self._seed(factor), uri=uri, qr_svg=_qr_svg(uri))
+
     def status(self, actor: Actor) -> MfaStatus:
         user_id = _user_of(actor)
         with reading(self._uow) as uow:
@@ -78,21 +101,26 @@ class MfaService:
             )
 
     def begin(self, actor: Actor) -> Enrolment:
-        """Start (or restart) enrolment: a new seed, unconfirmed until :meth:`confirm`."""
+        """Start enrolment: a seed, unconfirmed until :meth:`confirm`. A pending seed younger
+        than :data:`PENDING_REUSE` is shown again (a reload or a second tab does not make the
+        key just scanned useless); an older one is replaced."""
         user_id = _user_of(actor)
         now = self._clock.now()
         with self._uow() as uow:
             user = user_by_id(uow, user_id)
-            existing = uow.mfa.factor(user_id)
+            existing = uow.mfa.factor(user_id, lock=True)
             if existing is not None and existing.confirmed_at is not None:
                 raise Conflict(
                     "a second factor is already set up: remove it first (with a current code) to "
                     "set up another",
                     code="mfaAlreadyEnrolled",
                 )
-            secret = mfa.new_secret()
-            sealed = self._box.seal_text(secret, aad=user_id)
-            uow.mfa.save_factor(MfaFactor(user_id, sealed, now))
+            if existing is not None and now - existing.created_at < PENDING_REUSE:
+                secret = self._seed(existing)
+            else:
+                secret = mfa.new_secret()
+                sealed = self._box.seal_text(secret, aad=user_id)
+                uow.mfa.save_factor(MfaFactor(user_id, sealed, now))
             uow.commit()
         uri = mfa.provisioning_uri(secret, user.upn, ISSUER)
         return Enrolment(secret=secret, uri=uri, qr_svg=_qr_svg(uri))
@@ -104,8 +132,8 @@ class MfaService:
         code = mfa.check_code_input(code)
         now = self._clock.now()
         with self._uow() as uow:
+            factor = uow.mfa.factor(user_id, lock=True)  # one check of this user's codes at a time
             self._throttle(uow, user_id, now)
-            factor = uow.mfa.factor(user_id)
             if factor is None:
                 raise NotFound("no second-factor enrolment was begun", code="mfaNotEnrolled")
             if factor.confirmed_at is not None:
@@ -180,13 +208,25 @@ class MfaService:
     def reset(self, actor: Actor, org: str, user: str) -> bool:
         """An administrator (or the operator) removes a member's factor — a lost device. The
         member signs in with the password alone and must enrol again where it is required.
-        Answers whether there was a factor."""
+        The factor is the account's, for every organization it belongs to: an administrator may
+        reset it only if they administer each of them (else the operator does). Answers
+        whether there was a factor."""
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
             if not actor.is_operator:
                 self.require_step_up(uow, actor, the_org.id)
             target, _ = member_of(uow, the_org.id, user)
+            if not actor.is_operator:
+                for other in uow.users.memberships_of(target.id):
+                    mine = uow.users.membership(other.org_id, actor.user_id or "")
+                    if not (mine is not None and mine.role is Role.ADMIN and mine.is_active):
+                        raise Forbidden(
+                            "this member's second factor also protects their account in another "
+                            "organization you do not administer: the operator resets it "
+                            "(tokenwarden user mfa-reset UPN)",
+                            code="mfaResetNotAllowed",
+                        )
             had = uow.mfa.delete(target.id)
             audit(
                 uow,
@@ -201,6 +241,26 @@ class MfaService:
             uow.commit()
         return had
 
+    def operator_reset(self, user: str) -> tuple[str, bool]:
+        """The operator removes a user's factor (every organization's audit log says so):
+        answers the UPN and whether there was a factor."""
+        with self._uow() as uow:
+            target = get_user(uow, user)
+            had = uow.mfa.delete(target.id)
+            for org_id in _orgs_of(uow, target.id):
+                audit(
+                    uow,
+                    self._clock,
+                    OPERATOR,
+                    AuditEventType.MFA_RESET,
+                    org_id=org_id,
+                    target_type="user",
+                    target_id=target.id,
+                    details={"upn": target.upn, "hadFactor": had},
+                )
+            uow.commit()
+        return target.upn, had
+
     # ------------------------------------------------------------------ codes
     def has_factor(self, uow: UnitOfWork, user_id: str) -> bool:
         factor = uow.mfa.factor(user_id)
@@ -211,8 +271,10 @@ class MfaService:
         A wrong code raises :class:`_WrongCode` (not a DomainError): the caller records the
         failure and commits, as :meth:`check` does."""
         code = mfa.check_code_input(code)
+        # the row lock first: parallel guesses are counted one after another, so the fifth
+        # wrong code stops the sixth even when they arrive together
+        factor = uow.mfa.factor(user_id, lock=True)
         self._throttle(uow, user_id, now)
-        factor = uow.mfa.factor(user_id)
         if factor is None or factor.confirmed_at is None:
             raise NotFound("no second factor is set up for this account", code="mfaNotEnrolled")
         step = mfa.matching_step(self._seed(factor), code, now)
@@ -237,11 +299,25 @@ class MfaService:
             return "recovery"
         raise _WrongCode("replayed code" if step is not None else "wrong code")
 
-    def check(self, actor: Actor, user_id: str, code: str, credential: bytes | None) -> str:
+    def check(
+        self,
+        actor: Actor,
+        user_id: str,
+        code: str,
+        credential: bytes | None,
+        *,
+        expect_step: int | None = None,
+    ) -> str:
         """:meth:`verify_in` in its own transaction, recording a step-up for ``credential``
-        (a session's or token's keyed hash) on success and the failure otherwise."""
+        (a session's or token's keyed hash) on success and the failure otherwise. With
+        ``expect_step``, answers "" (nothing consumed) unless the factor's last used step is
+        still that one — a sign-in challenge made before any later code was accepted."""
         now = self._clock.now()
         with self._uow() as uow:
+            if expect_step is not None:
+                factor = uow.mfa.factor(user_id, lock=True)
+                if factor is None or factor.last_step != expect_step:
+                    return ""
             try:
                 kind = self.verify_in(uow, actor, user_id, code, now)
             except _WrongCode as exc:
@@ -319,6 +395,19 @@ class MfaService:
         calls, such as a console action on many users)."""
         with reading(self._uow) as uow:
             self.require_step_up(uow, actor, org_id)
+
+    def require_fresh_factor(self, uow: UnitOfWork, actor: Actor, org_id: str) -> None:
+        """:meth:`require_step_up` whatever the organization's policy: a user without a second
+        factor is refused (``mfaEnrollmentRequired``: set one up at ``/account/mfa``), and so is
+        the operator, who has none. For what only a signed-in user may do with a fresh second
+        factor (a :data:`~tokenwarden.services.common.StepUpCheck`)."""
+        user_id = _user_of(actor)
+        if not self.has_factor(uow, user_id):
+            raise Forbidden(
+                "this needs a second factor: set one up at /account/mfa, then try again",
+                code="mfaEnrollmentRequired",
+            )
+        self.require_step_up(uow, actor, org_id)
 
     def _step_up_until(self, uow: UnitOfWork, actor: Actor) -> datetime | None:
         if actor.token is None or actor.token.key is None:

@@ -26,12 +26,14 @@ from tokenwarden.domain.tokens import RevokedBy, TokenKind, TokenRecord, TokenSt
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import (
     Actor,
+    StepUpCheck,
     audit,
     get_org,
     get_user,
     is_ascii_digits,
     member_of,
     new_id,
+    no_step_up,
     parse_uuid,
     publish,
     reading,
@@ -40,11 +42,12 @@ from tokenwarden.services.common import (
     token_reaches,
     user_by_id,
 )
-from tokenwarden.services.effective import EffectiveView
+from tokenwarden.services.effective import EffectiveView, cause_of
 from tokenwarden.services.signals import emit_credential_change, emit_token_claims_change, initiated_by
 
 MAX_DISPLAY_NAME = 256
 MAX_PAGE = 100
+CONSOLE = "console"  # audit details' ``via`` of a change made from one's own browser session
 
 
 class PatFilter(StrEnum):
@@ -72,6 +75,27 @@ class IssuedPat:
 class PatPage:
     items: list[TokenRecord]
     continuation: str  # "" on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class TokenView:
+    """One token (any kind) as an organization sees it, for its page: the record in its state
+    there (a watermark, rule or membership cut shows as revoked, with ``cause``), its owner, and
+    the organizations it is valid in that the viewer may be told about (``(id, name)``; an
+    administrator who is not the owner is told only about their own organization, and
+    ``other_orgs`` says whether there are more)."""
+
+    record: TokenRecord
+    owner: User | None
+    cause: str | None
+    orgs: list[tuple[str, str]]
+    other_orgs: bool
+    is_own: bool
+
+
+def _no_fresh_factor(uow: UnitOfWork, actor: Actor, org_id: str) -> None:
+    """Until bootstrap wires the MFA service: the console's owner path is closed."""
+    raise Forbidden("a fresh second factor cannot be checked here", code="stepUpUnavailable")
 
 
 def check_display_name(name: str | None) -> str:
@@ -107,6 +131,9 @@ class PatService:
         self._clock = clock
         self._global = global_policy
         self._default_days = default_days
+        self.step_up: StepUpCheck = no_step_up  # revoking several PATs at once: a fresh second factor
+        # the owner's own PAT from a browser session (extend_own_interactive, ...): always one
+        self.fresh_factor: StepUpCheck = _no_fresh_factor
 
     # ------------------------------------------------------------------ create
     def create(
@@ -285,8 +312,42 @@ class PatService:
         scopes = self._catalog.parse(scope) if scope is not None else None
         now = self._clock.now()
         expires = self._check_valid_to(valid_to, now) if valid_to is not None else None
+        return self._update(actor, auth_id, name, scopes, expires, all_orgs, org_id, now, interactive=False)
+
+    def extend_own_interactive(
+        self, actor: Actor, authorization_id: str, valid_to: datetime, org_id: str
+    ) -> TokenRecord:
+        """Move validTo of one's own still-valid PAT from one's browser session (the console).
+
+        A session holds only the profile scopes, so :meth:`update` would refuse (no token
+        widens a token beyond itself); this is the owner's own authority instead: only the
+        PAT's owner, only through an interactive browser session, only with a second factor
+        proved within five minutes (:attr:`fresh_factor`, whatever the organization's policy).
+        Every other check stands — the policies' maximum lifetime, the PAT's state there, the
+        organization's reach — and the audit entry says ``via: console``."""
+        auth_id = parse_uuid(authorization_id, "authorizationId")
+        now = self._clock.now()
+        expires = self._check_valid_to(valid_to, now)
+        return self._update(actor, auth_id, None, None, expires, None, org_id, now, interactive=True)
+
+    def _update(
+        self,
+        actor: Actor,
+        auth_id: str,
+        name: str | None,
+        scopes: tuple[str, ...] | None,
+        expires: datetime | None,
+        all_orgs: bool | None,
+        org_id: str | None,
+        now: datetime,
+        *,
+        interactive: bool,
+    ) -> TokenRecord:
         with self._uow() as uow:
-            current = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
+            if interactive:
+                current = self._own_interactive(uow, actor, auth_id, org_id or "")
+            else:
+                current = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
             state = EffectiveView(uow, self._catalog, org_id).one(current).state(now)
             if state is TokenState.EXPIRED:
                 raise InvalidInput("an expired PAT cannot be updated", code="expiredPatCannotBeExtended")
@@ -306,7 +367,8 @@ class PatService:
                 valid_to=expires if expires is not None else current.valid_to,
                 target_orgs=targets,
             )
-            actor.check_may_hold(updated.scopes, updated.target_orgs)
+            if not interactive:  # the owner's own sign-in with a fresh second factor is checked above
+                actor.check_may_hold(updated.scopes, updated.target_orgs)
             owner = user_by_id(uow, current.user_id)
             before = set(self._policy_orgs(uow, owner, current.target_orgs))
             for policy in self._policies_for(uow, owner, updated.target_orgs):
@@ -332,7 +394,11 @@ class PatService:
                 org_id=current.org_id,
                 target_type="pat",
                 target_id=auth_id,
-                details={"before": _describe(current), "after": _describe(updated)},
+                details={
+                    "before": _describe(current),
+                    "after": _describe(updated),
+                    **({"via": CONSOLE} if interactive else {}),
+                },
             )
             uow.commit()
         return updated
@@ -340,11 +406,25 @@ class PatService:
     def regenerate(self, actor: Actor, authorization_id: str, org_id: str | None = None) -> IssuedPat:
         """New secret, same authorizationId and metadata; the old secret dies at once. The
         acting token must cover the PAT (a new secret is a new grant)."""
+        return self._regenerate(actor, authorization_id, org_id, interactive=False)
+
+    def regenerate_own_interactive(self, actor: Actor, authorization_id: str, org_id: str) -> IssuedPat:
+        """:meth:`regenerate` one's own active PAT from one's browser session (the console): the
+        owner's own authority, with the checks of :meth:`extend_own_interactive` in place of the
+        acting token's coverage; the new secret is returned once, the old one dies at once."""
+        return self._regenerate(actor, authorization_id, org_id, interactive=True)
+
+    def _regenerate(
+        self, actor: Actor, authorization_id: str, org_id: str | None, *, interactive: bool
+    ) -> IssuedPat:
         auth_id = parse_uuid(authorization_id, "authorizationId")
         now = self._clock.now()
         with self._uow() as uow:
-            current = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
-            actor.check_may_hold(current.scopes, current.target_orgs)
+            if interactive:
+                current = self._own_interactive(uow, actor, auth_id, org_id or "")
+            else:
+                current = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
+                actor.check_may_hold(current.scopes, current.target_orgs)
             if EffectiveView(uow, self._catalog, org_id).one(current).state(now) is not TokenState.ACTIVE:
                 raise InvalidInput("only an active PAT can be regenerated", code="failedToUpdateAccessToken")
             secret = token_format.generate(TokenKind.PAT)
@@ -370,7 +450,7 @@ class PatService:
                 org_id=current.org_id,
                 target_type="pat",
                 target_id=auth_id,
-                details=_describe(current),
+                details={**_describe(current), **({"via": CONSOLE} if interactive else {})},
             )
             uow.commit()
         return IssuedPat(updated, secret)
@@ -391,7 +471,8 @@ class PatService:
         return revoked
 
     def revoke_many(self, actor: Actor, org: str, authorization_ids: Sequence[str]) -> int:
-        """Admin bulk revoke (Token Admin "revocations"): all ids are checked before any change.
+        """Admin bulk revoke (Token Admin "revocations"): all ids are checked before any change;
+        more than one id needs a fresh second factor (:attr:`step_up`).
 
         Only tokens this organization issued are revoked (a token issued elsewhere that is also
         valid here is cut off here by revoking its owner in this organization); other ids and
@@ -402,6 +483,8 @@ class PatService:
         with self._uow() as uow:
             the_org = get_org(uow, org)
             require_admin(uow, actor, the_org.id)
+            if len(set(ids)) > 1:  # a bulk revocation: a fresh second factor (``step_up``)
+                self.step_up(uow, actor, the_org.id)
             hashes: list[str] = []
             for auth_id in dict.fromkeys(ids):
                 record = uow.tokens.get(auth_id)
@@ -454,7 +537,59 @@ class PatService:
             ]
             return owner, EffectiveView(uow, self._catalog, the_org.id).apply(records)
 
+    def token_in_org(self, actor: Actor, org_id: str, authorization_id: str) -> TokenView:
+        """One token of any kind for its page in ``org_id``: its owner sees their own (through
+        a token valid there), an active administrator of ``org_id`` any token issued or valid
+        there. Anything else — another member's token, another organization's, an unknown or
+        malformed id — is the same NotFound, so the answer tells nobody whether it exists."""
+        missing = NotFound("no such token in this organization", code="tokenNotFound")
+        try:
+            auth_id = parse_uuid(authorization_id, "token id")
+        except InvalidInput:
+            raise missing from None
+        with reading(self._uow) as uow:
+            record = uow.tokens.get(auth_id)
+            if record is None or actor.is_operator or not actor.reaches(org_id):
+                raise missing
+            if not token_reaches(uow, record, org_id):
+                raise missing
+            mine = record.user_id == actor.user_id
+            m = uow.users.membership(org_id, actor.user_id or "")
+            if m is None or not m.is_active or not (mine or m.role is Role.ADMIN):
+                raise missing
+            seen = EffectiveView(uow, self._catalog, org_id).one(record)
+            owner = uow.users.get(record.user_id)
+            valid_in = (
+                self._policy_orgs(uow, owner, record.target_orgs) if owner is not None else [record.org_id]
+            )
+            told = valid_in if mine else [o for o in valid_in if o == org_id]
+            orgs = [(o.id, o.name) for o in (uow.orgs.get(i) for i in told) if o is not None]
+            return TokenView(
+                record=seen,
+                owner=owner,
+                cause=cause_of(seen),
+                orgs=sorted(orgs, key=lambda o: o[1].casefold()),
+                other_orgs=len(told) < len(valid_in),
+                is_own=mine,
+            )
+
     # ------------------------------------------------------------------ helpers
+    def _own_interactive(self, uow: UnitOfWork, actor: Actor, auth_id: str, org_id: str) -> TokenRecord:
+        """The actor's own PAT, for a change made with the owner's own authority: refused
+        unless the actor acts through their interactive browser session, the PAT is theirs
+        (anything else: NotFound) and valid in ``org_id``, and a second factor was proved within
+        five minutes (:attr:`fresh_factor`)."""
+        reach = actor.token
+        if actor.is_operator or reach is None or not reach.interactive or reach.key is None:
+            raise Forbidden(
+                "only the PAT's owner, signed in in a browser (the console), may change it beyond "
+                "the scopes of the token that asks: use a token that holds the PAT's scopes",
+                code="interactiveSessionRequired",
+            )
+        current = self._visible(uow, actor, auth_id, admin_ok=False, org_id=org_id)
+        self.fresh_factor(uow, actor, org_id)
+        return current
+
     def _check_valid_to(self, valid_to: datetime, now: datetime) -> datetime:
         value = ensure_utc(valid_to)
         if value <= now:

@@ -214,7 +214,8 @@ class RevocationService:
     ) -> list[tuple[User, Membership]]:
         """Set the risk level and state of members of ``org`` (admins only); other
         organizations' view of the same identities is untouched. Ids and UPNs of one user count
-        once; all are checked before anything changes."""
+        once; all are checked before anything changes. Several users at once need a fresh
+        second factor (a bulk action), as revoking every risky user does."""
         now = self._clock.now()
         changed: list[tuple[User, Membership]] = []
         with self._uow() as uow:
@@ -222,6 +223,8 @@ class RevocationService:
             require_admin(uow, actor, the_org.id)
             found = [member_of(uow, the_org.id, u) for u in user_ids]
             targets = list({u.id: (u, m) for u, m in found}.values())
+            if len(targets) > 1:
+                self.step_up(uow, actor, the_org.id)
             for target, current in targets:
                 updated = current.with_changes(risk_level=level, risk_state=state, risk_updated_at=now)
                 uow.users.set_membership(updated)

@@ -430,6 +430,10 @@ class SessionService:
             )
         return revoked
 
+    def live_of(self, uow: UnitOfWork, user_id: str) -> list[TokenRecord]:
+        """The user's live browser sessions (not revoked, not past their end)."""
+        return self._live(uow, user_id)
+
     def _live(self, uow: UnitOfWork, user_id: str) -> list[TokenRecord]:
         now = self._clock.now()
         return [

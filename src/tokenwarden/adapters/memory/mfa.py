@@ -10,7 +10,7 @@ from tokenwarden.ports.mfa import MfaFactor
 
 
 class MemoryMfaRepository(_Repo):
-    def factor(self, user_id: str) -> MfaFactor | None:
+    def factor(self, user_id: str, *, lock: bool = False) -> MfaFactor | None:  # store lock serializes
         return self.s.mfa_factors.get(user_id)
 
     def save_factor(self, factor: MfaFactor) -> None:

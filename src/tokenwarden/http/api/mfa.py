@@ -50,20 +50,30 @@ async def mfa_status(request: Request) -> JSONResponse:
     )
 
 
+class Begin(Body):
+    password: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="the account's password, typed again (required when the account has one)",
+    )
+
+
 @router.post("/api/v1/me/mfa", status_code=201)
-async def mfa_begin(request: Request) -> JSONResponse:
-    """Begin enrolment: the TOTP key, its ``otpauth://`` URI and QR code (SVG), shown this once.
-    Confirm with ``POST /api/v1/me/mfa/confirm``."""
+async def mfa_begin(request: Request, body: Begin | None = None) -> JSONResponse:
+    """Begin enrolment with the account's password: the TOTP key, its ``otpauth://`` URI and QR
+    code (SVG), shown this once. Confirm with ``POST /api/v1/me/mfa/confirm``."""
     me = await _me(request, WRITE, unsafe=True)
-    e = await run_in_threadpool(container(request).mfa.begin, me.actor)
+    password = body.password if body is not None else None
+    e = await run_in_threadpool(container(request).accounts.begin_factor, me.actor, password)
     return _no_store({"secret": e.secret, "otpauthUri": e.uri, "qrSvg": e.qr_svg}, 201)
 
 
 @router.post("/api/v1/me/mfa/confirm")
 async def mfa_confirm(request: Request, body: Code) -> JSONResponse:
-    """Confirm enrolment with a current code; answers ten recovery codes, this once."""
+    """Confirm enrolment with a current code; answers ten recovery codes, this once. The
+    account's other browser sessions end (they were opened without the factor)."""
     me = await _me(request, WRITE, unsafe=True)
-    codes = await run_in_threadpool(container(request).mfa.confirm, me.actor, body.code)
+    codes = await run_in_threadpool(container(request).accounts.confirm_factor, me.actor, body.code)
     return _no_store({"enrolled": True, "recoveryCodes": codes})
 
 

@@ -30,6 +30,7 @@ from tokenwarden.http.web.session import (
     signin_redirect,
 )
 from tokenwarden.services.accounts import SecondFactorRequired, SignedIn
+from tokenwarden.services.mfa import Enrolment, MfaStatus
 
 router = APIRouter(include_in_schema=False)
 MAX_FIELD: Final = 4096
@@ -132,7 +133,8 @@ def _signed_in(request: Request, target: str, signed: SignedIn) -> Response:
 # ---------------------------------------------------------------------- second factor
 @router.get("/account/mfa")
 async def mfa_page(request: Request) -> Response:
-    """Two-step verification: its status, or a new enrolment (QR code and key) to confirm."""
+    """Two-step verification: its status, the enrolment begun (its QR code, to confirm), or the
+    password form that begins one. Reading only: nothing changes on a GET."""
     target = safe_next(request.query_params.get("next")) or "/account"
     try:
         current = await browser_session(request)
@@ -141,25 +143,43 @@ async def mfa_page(request: Request) -> Response:
         c = container(request)
         actor = current.actor(client_ip(request))
         status = await run_in_threadpool(c.mfa.status, actor)
-        context: dict[str, object] = {
-            "title": "Two-step verification",
-            "upn": current.upn,
-            "next": target,
-            "enrolled": status.enrolled,
-            "required": status.required,
-            "confirmed_at": _when(status.confirmed_at),
-            "codes_left": status.recovery_codes_left,
-        }
+        context = _mfa_context(current.upn, target, status)
         if not status.enrolled:
-            enrolment = await run_in_threadpool(c.mfa.begin, actor)
-            context.update(secret=enrolment.secret, qr_svg=Markup(enrolment.qr_svg))  # noqa: S704  # segno's SVG of our own URI
+            pending = await run_in_threadpool(c.mfa.pending, actor)
+            if pending is not None:
+                context.update(_shown(pending))
     except DomainError as exc:
         return render_error(request, exc)
     return _page(request, "mfa_enrol.html", context)
 
 
+@router.post("/account/mfa/begin")
+async def mfa_begin(request: Request) -> Response:
+    """Begin enrolment with the password typed again; answers the QR code and key."""
+    form = await request.form()
+    target = safe_next(form.get("next")) or "/account"
+    try:
+        check_csrf(request, form)
+        current = await browser_session(request)
+        if current is None:
+            return signin_redirect(request)
+        c = container(request)
+        actor = current.actor(client_ip(request))
+        status = await run_in_threadpool(c.mfa.status, actor)
+        context = _mfa_context(current.upn, target, status)
+        try:
+            enrolment = await run_in_threadpool(c.accounts.begin_factor, actor, _text(form, "password"))
+        except (InvalidInput, Unauthenticated, TooManyRequests) as exc:
+            return _page(request, "mfa_enrol.html", {**context, "error": exc.message}, status=status_of(exc))
+    except DomainError as exc:
+        return render_error(request, exc)
+    return _page(request, "mfa_enrol.html", {**context, **_shown(enrolment)})
+
+
 @router.post("/account/mfa")
 async def mfa_confirm(request: Request) -> Response:
+    """Confirm the enrolment with a first code: the recovery codes, once; the account's other
+    sessions end."""
     form = await request.form()
     target = safe_next(form.get("next")) or "/account"
     try:
@@ -170,25 +190,14 @@ async def mfa_confirm(request: Request) -> Response:
         c = container(request)
         actor = current.actor(client_ip(request))
         try:
-            codes = await run_in_threadpool(c.mfa.confirm, actor, _text(form, "code"))
-        except (InvalidInput, TooManyRequests) as exc:
+            codes = await run_in_threadpool(c.accounts.confirm_factor, actor, _text(form, "code"))
+        except (InvalidInput, TooManyRequests, NotFound) as exc:
             status = await run_in_threadpool(c.mfa.status, actor)
-            enrolment = await run_in_threadpool(c.mfa.begin, actor)
-            return _page(
-                request,
-                "mfa_enrol.html",
-                {
-                    "title": "Set up two-step verification",
-                    "upn": current.upn,
-                    "next": target,
-                    "enrolled": False,
-                    "required": status.required,
-                    "secret": enrolment.secret,
-                    "qr_svg": Markup(enrolment.qr_svg),  # noqa: S704  # segno's SVG of our own URI
-                    "error": exc.message + " (a new key is shown: scan it again)",
-                },
-                status=status_of(exc),
-            )
+            context = {**_mfa_context(current.upn, target, status), "error": exc.message}
+            pending = await run_in_threadpool(c.mfa.pending, actor)
+            if pending is not None:
+                context.update(_shown(pending))
+            return _page(request, "mfa_enrol.html", context, status=status_of(exc))
     except DomainError as exc:
         return render_error(request, exc)
     return _page(
@@ -202,6 +211,23 @@ async def mfa_confirm(request: Request) -> Response:
             "recovery_codes": codes,
         },
     )
+
+
+def _mfa_context(upn: str, target: str, status: MfaStatus) -> dict[str, object]:
+    return {
+        "title": "Two-step verification",
+        "upn": upn,
+        "next": target,
+        "enrolled": status.enrolled,
+        "required": status.required,
+        "confirmed_at": _when(status.confirmed_at),
+        "codes_left": status.recovery_codes_left,
+    }
+
+
+def _shown(enrolment: Enrolment) -> dict[str, object]:
+    """The key and its QR code (segno's SVG of our own otpauth URI: markup we made)."""
+    return {"secret": enrolment.secret, "qr_svg": Markup(enrolment.qr_svg)}  # noqa: S704
 
 
 @router.post("/account/mfa/remove")

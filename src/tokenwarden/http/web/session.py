@@ -8,7 +8,7 @@ node; the sliding window moves at most once per interval (services.sessions).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import quote, urlsplit
@@ -53,7 +53,12 @@ class BrowserSession:
     expires_at: datetime
 
     def actor(self, ip: str | None = None) -> Actor:
-        return self.caller.actor(ip)
+        """The signed-in user, acting through this session (marked interactive: the cookie of a
+        browser sign-in, which a bearer token never is)."""
+        actor = self.caller.actor(ip)
+        if actor.token is None:
+            return actor
+        return replace(actor, token=replace(actor.token, interactive=True))
 
 
 def cookie_name(request: Request) -> str:

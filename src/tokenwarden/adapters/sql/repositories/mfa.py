@@ -15,8 +15,10 @@ class SqlMfaRepository:
     def __init__(self, conn: Connection) -> None:
         self._c = conn
 
-    def factor(self, user_id: str) -> MfaFactor | None:
-        r = self._c.execute(select(t.mfa_factors).where(t.mfa_factors.c.user_id == user_id)).first()
+    def factor(self, user_id: str, *, lock: bool = False) -> MfaFactor | None:
+        query = select(t.mfa_factors).where(t.mfa_factors.c.user_id == user_id)
+        # PostgreSQL: a row lock; SQLite: read-write units of work already hold the write lock
+        r = self._c.execute(query.with_for_update() if lock else query).first()
         if r is None:
             return None
         return MfaFactor(r.user_id, r.sealed_secret, r.created_at, r.confirmed_at, int(r.last_step))
