@@ -4,7 +4,10 @@ member reaches no admin page or action; the MFA policy sends an administrator to
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from tests.e2e.conftest import Server
 from tests.e2e.signin_helpers import ALICE, PASSWORD, browser, csrf_of, past_clock, sign_in, start_server
 from tests.unit.conftest import FakeClock
 from tokenwarden.domain import mfa
-from tokenwarden.domain.principals import Role
+from tokenwarden.domain.principals import Role, UserStatus
 from tokenwarden.services.common import OPERATOR, Actor, TokenReach
 
 _CHALLENGE = re.compile(r'name="challenge" value="([^"]+)"')
@@ -144,6 +147,9 @@ def test_a_member_reaches_no_admin_page_or_action(server: Server) -> None:
     )
     assert r.status_code == 403
     assert server.container.validator.validate(server.admin_token)  # untouched
+    # a member and a made-up id get the same answer: the page tells nobody who is a member
+    member, stranger = (server.client.get(f"/console/users/{u}") for u in (admin_id, "nobody@acme.test"))
+    assert member.status_code == stranger.status_code == 403
     other = browser(server)  # not signed in: the sign-in page, which comes back
     r = other.get("/console/users")
     assert r.status_code == 303 and r.headers["location"] == "/signin?next=%2Fconsole%2Fusers"
@@ -155,6 +161,8 @@ def test_audit_page_filters_exports_and_shows_the_chain(server: Server, clock: F
     _sign_in_with_code(server, secret, clock)
     page = server.client.get("/console/audit")
     assert page.status_code == 200 and "Chain: <strong>intact</strong>" in page.text
+    assert "verified " in page.text and "Verify now" in page.text  # kept a minute, said when
+    assert "Chain: <strong>intact</strong>" in server.client.get("/console/audit?verify=1").text
     assert "Mfa.EnrollEvent" in page.text
     only = server.client.get("/console/audit", params={"event": "Session.SignIn"})
     assert "Session.SignIn" in only.text and "Mfa.EnrollEvent" not in only.text
@@ -278,3 +286,74 @@ def test_a_policy_change_shows_the_violations_it_would_create(server: Server, cl
     assert c.policies.get(OPERATOR, server.org).max_lifetime_days == 7
     bad = server.client.post("/console/policy", data={**form, "max_lifetime_days": "9999"})
     assert bad.status_code in (400, 403)
+
+
+def test_a_flash_message_is_named_by_code_never_taken_from_the_link(server: Server) -> None:
+    assert sign_in(server.client).status_code == 303
+    spoofed = server.client.get("/console/tokens", params={"done": "All tokens of the org were revoked"})
+    assert spoofed.status_code == 200 and "All tokens of the org" not in spoofed.text
+    assert 'id="flash"' not in spoofed.text
+    named = server.client.get("/console/tokens", params={"done": "tokens-revoked", "n": "3"})
+    assert "Revoked 3 tokens." in named.text
+    bad_count = server.client.get("/console/tokens", params={"done": "tokens-revoked", "n": "<b>"})
+    assert 'id="flash"' not in bad_count.text
+
+
+def test_a_member_of_two_organizations_switches_between_them(server: Server) -> None:
+    c = server.container
+    c.directory.add_org("globex", "boss@globex.test")
+    c.directory.add_user(OPERATOR, "globex", ALICE, role=Role.ADMIN)
+    assert sign_in(server.client).status_code == 303
+    home = server.client.get("/console/tokens")
+    assert home.status_code == 200 and 'id="org-switch"' in home.text and "globex" in home.text
+    with c.uow() as uow:
+        found = uow.orgs.by_name("globex")
+        assert found is not None
+        globex_id = found.id
+    refused = server.client.post("/console/org", data={"org": "not-mine", "csrf_token": csrf_of(home.text)})
+    assert refused.status_code == 403
+    no_csrf = server.client.post("/console/org", data={"org": globex_id})
+    assert no_csrf.status_code == 403
+    switched = server.client.post("/console/org", data={"org": globex_id, "csrf_token": csrf_of(home.text)})
+    assert switched.status_code == 303
+    users = server.client.get("/console/users")  # an admin in globex (a member only in acme)
+    assert users.status_code == 200 and "boss@globex.test" in users.text
+    c.directory.set_status(OPERATOR, "globex", ALICE, UserStatus.DISABLED)
+    back = server.client.get("/console/tokens")  # no longer active there: her home organization
+    assert (
+        back.status_code == 200
+        and "Acme" in back.text
+        and server.client.get("/console/users").status_code == 403
+    )
+
+
+def _finished(server: Server, job_url: str) -> str:
+    for _ in range(200):
+        page = server.client.get(job_url)
+        if "Run it" in page.text or "results.csv" in page.text:
+            return page.text
+        time.sleep(0.05)
+    raise AssertionError(page.text)
+
+
+def test_a_csv_run_reads_the_dry_runs_rows_cell_for_cell(server: Server, clock: FakeClock) -> None:
+    secret = _admin_alice_with_mfa(server, clock)
+    _sign_in_with_code(server, secret, clock)  # signed in with the factor: stepped up
+    page = server.client.get("/console/bulk")
+    content = b'UserPrincipalName\nbob@acme.test\n"odd,""name""@acme.test"\ncarol@acme.test\n'
+    dry = server.client.post(
+        "/console/bulk",
+        data={"csrf_token": csrf_of(page.text)},
+        files={"file": ("leavers.csv", content, "text/csv")},
+    )
+    assert dry.status_code == 303, dry.text
+    dry_page = _finished(server, dry.headers["location"])
+    run = server.client.post(
+        dry.headers["location"] + "/run", data={"confirmed": "yes", "csrf_token": csrf_of(dry_page)}
+    )
+    assert run.status_code == 303, run.text
+    _finished(server, run.headers["location"])
+    results = server.client.get(run.headers["location"] + "/results.csv")
+    rows = list(csv.reader(io.StringIO(results.text)))
+    assert [r[0] for r in rows[1:]] == ["bob@acme.test", 'odd,"name"@acme.test', "carol@acme.test"]
+    assert [r[1] for r in rows[1:]] == ["Success", "Failed", "Success"]

@@ -106,7 +106,8 @@ class ConsoleService:
                 raise Forbidden("not a member of this organization", code="accessDenied")
             orgs = []
             for other in uow.users.memberships_of(user.id):
-                found = uow.orgs.get(other.org_id) if other.is_active and actor.reaches(other.org_id) else None
+                usable = other.is_active and actor.reaches(other.org_id)
+                found = uow.orgs.get(other.org_id) if usable else None
                 if found is not None:
                     orgs.append((found.id, found.name))
             return Viewer(user, org, m.role, tuple(sorted(orgs, key=lambda o: o[1].casefold())))
@@ -138,10 +139,11 @@ class ConsoleService:
 
     def member(self, viewer: Viewer, user: str) -> MemberPage:
         """A member's page (admins; a member may open only their own)."""
+        if not viewer.is_admin and user not in (viewer.user.id, viewer.user.upn):
+            # refused before any lookup: a member learns nothing about who else is a member
+            raise Forbidden("organization administrators only", code="accessDenied")
         with reading(self._uow) as uow:
             target, membership = member_of(uow, viewer.org.id, user)
-            if not viewer.is_admin and target.id != viewer.user.id:
-                raise Forbidden("organization administrators only", code="accessDenied")
             query = TokenQuery(viewer.org.id, self._clock.now(), owner_id=target.id, limit=MAX_PAGE)
             records, total = uow.console.tokens(query)
             shown = EffectiveView(uow, self._catalog, viewer.org.id).apply(records)
