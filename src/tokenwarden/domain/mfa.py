@@ -11,11 +11,12 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import datetime
-from typing import Final
-
-import pyotp
+from typing import TYPE_CHECKING, Final
 
 from tokenwarden.domain.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pyotp
 
 STEP_SECONDS: Final = 30
 DIGITS: Final = 6
@@ -26,21 +27,28 @@ _RECOVERY_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
 _RECOVERY_LEN: Final = 12
 
 
+def _totp(secret: str) -> pyotp.TOTP:
+    """pyotp, imported on first use: every CLI start would otherwise pay for it."""
+    import pyotp
+
+    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS)
+
+
 def new_secret() -> str:
     """A fresh TOTP seed: 160 random bits in base32 (RFC 4226's recommended length)."""
+    import pyotp
+
     return pyotp.random_base32(32)
 
 
 def provisioning_uri(secret: str, account: str, issuer: str) -> str:
     """The ``otpauth://totp/...`` URI authenticator apps read from a QR code."""
-    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
-        name=account, issuer_name=issuer
-    )
+    return _totp(secret).provisioning_uri(name=account, issuer_name=issuer)
 
 
 def code_at(secret: str, step: int) -> str:
     """The code of time step ``step`` (tests and the enrolment check)."""
-    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).generate_otp(step)
+    return _totp(secret).generate_otp(step)
 
 
 def step_of(at: datetime) -> int:
