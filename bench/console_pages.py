@@ -6,7 +6,15 @@ password (no MFA: the step is not what is measured). Each page is fetched ``roun
 a kept-alive connection, pages interleaved; the figure is the time to the last byte. The
 ceiling: ``GET /health`` on the same server and connection in the same run.
 
-``python -m bench --only console`` (part of ``make bench``).
+Three runs on the same data: the services' calls in process (no server; what the page costs
+before HTTP and rendering), then over HTTP with the scheduler off
+(``TOKENWARDEN_SCHEDULER_ENABLED=false``: nothing but the pages in the worker), then over HTTP
+with the start-up jobs (expiry scan, enforcement over the 100,000 tokens) running in the same
+worker, as a fresh ``serve`` does. Deep token pages are keyset pages: their cursors are found
+by walking the listing once, in process, before the timed runs.
+
+``python -m bench --only console`` (part of ``make bench``); ``TW_BENCH_CONSOLE_JOBS=off``
+(or ``running``) runs one of the two HTTP runs only (default: both).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import create_engine, insert, select
@@ -105,10 +114,152 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
 
-def run(users: int = 10_000, per_user: int = 10, rounds: int = 40) -> dict[str, Any]:
+def _stats(ts: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": _pct(ts, 0.5),
+        "p95_ms": _pct(ts, 0.95),
+        "mean_ms": round(statistics.mean(ts) * 1000, 1),
+    }
+
+
+def _walk(service: Any, viewer: Any, position: int, **filters: Any) -> str:
+    """The ``after`` cursor of the page starting at ``position`` (pages of 200, then the rest)."""
+    after, at = None, 0
+    while at < position:
+        page, _ = service.tokens(viewer, **filters, after=after, limit=min(200, position - at))
+        after, at = page.next_after, at + len(page.items)
+        if after is None:
+            raise RuntimeError(f"the listing ends before {position}")
+    return str(after)
+
+
+TOKEN_PAGES: dict[str, tuple[dict[str, Any], int]] = {  # name: (filters, first row's position)
+    "tokens, page 1": ({}, 0),
+    "tokens, live, expiring in 7 days": ({"state": "live", "expiring_days": 7}, 0),
+    "tokens, full access": ({"full_scope": True}, 0),
+    "tokens, dormant 90 days": ({"state": "live", "dormant_days": 90}, 0),
+    "tokens, page 1000": ({}, 49_950),
+    "tokens, dormant 90 days, page 100": ({"state": "live", "dormant_days": 90}, 4_950),
+}
+_QUERY_NAMES = {
+    "state": "state",
+    "expiring_days": "expiring",
+    "full_scope": "full",
+    "dormant_days": "dormant",
+}
+
+
+def _in_process(
+    db_url: str, data_dir: Path, rounds: int, scale: float
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The console service's token pages in process, and the deep pages' cursors (positions
+    scaled by ``scale`` for a smaller seed)."""
+    from tokenwarden.adapters.sql import tables as t
+    from tokenwarden.bootstrap import build
+    from tokenwarden.services.common import Actor
+    from tokenwarden.settings import Settings
+
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        admin_id = conn.execute(select(t.users.c.id).where(t.users.c.upn == "admin@example.com")).scalar_one()
+        org_id = conn.execute(select(t.orgs.c.id)).scalar_one()
+    engine.dispose()
+    c = build(Settings(data_dir=data_dir, database_url=db_url))
+    try:
+        viewer = c.console.viewer(Actor(admin_id, "admin@example.com"), org_id)
+        cursors = {
+            name: _walk(c.console, viewer, int(at * scale) // 50 * 50, **filters)
+            for name, (filters, at) in TOKEN_PAGES.items()
+            if at
+        }
+        times: dict[str, list[float]] = {name: [] for name in TOKEN_PAGES}
+        for _ in range(rounds):
+            for name, (filters, _at) in TOKEN_PAGES.items():
+                t1 = time.perf_counter()
+                c.console.tokens(viewer, **filters, after=cursors.get(name))
+                times[name].append(time.perf_counter() - t1)
+    finally:
+        c.database.dispose()
+    return {name: _stats(ts) for name, ts in times.items()}, cursors
+
+
+def _token_path(name: str, cursors: dict[str, str]) -> str:
+    filters, _ = TOKEN_PAGES[name]
+    params = {_QUERY_NAMES[k]: ("1" if v is True else str(v)) for k, v in filters.items()}
+    if name in cursors:
+        params["after"] = cursors[name]
+    return "/console/tokens" + ("?" + urlencode(params) if params else "")
+
+
+def _over_http(tmp: str, env: dict[str, str], rounds: int, cursors: dict[str, str]) -> dict[str, Any]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [EXE, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with httpx.Client(base_url=base, timeout=30) as c:
+            page = c.get("/signin")
+            token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
+            assert token is not None
+            signed = c.post(
+                "/signin",
+                data={"username": "admin@example.com", "password": PASSWORD, "csrf_token": token.group(1)},
+            )
+            if signed.status_code != 303:
+                raise RuntimeError(f"sign-in: {signed.status_code}")
+            some_user = c.get("/console/users?q=user00042").text
+            user_id = re.search(r'href="/console/users/([0-9a-f-]{36})"', some_user)
+            assert user_id is not None
+            pages = {
+                "health (ceiling)": "/health",
+                "dashboard": "/console/dashboard",
+                "users, page 1": "/console/users",
+                "users, page 100": "/console/users?offset=4950",
+                "users, search": "/console/users?q=user0999",
+                "users, at risk": "/console/users?risk=any",
+                "a user's page": f"/console/users/{user_id.group(1)}",
+                **{name: _token_path(name, cursors) for name in TOKEN_PAGES},
+            }
+            times: dict[str, list[float]] = {name: [] for name in pages}
+            for path in pages.values():  # warm-up (and check every page answers)
+                r = c.get(path)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{path}: {r.status_code}")
+            if c.get("/console/tokens?after=not-a-cursor").status_code != 400:
+                raise RuntimeError("a garbage cursor must be a 400 page")
+            for _ in range(rounds):
+                for name, path in pages.items():
+                    t1 = time.perf_counter()
+                    c.get(path).read()
+                    times[name].append(time.perf_counter() - t1)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    return {name: _stats(ts) for name, ts in times.items()}
+
+
+def run(users: int = 10_000, per_user: int = 10, rounds: int = 40, jobs: str | None = None) -> dict[str, Any]:
+    """Seed once; the token pages in process; the pages over HTTP with the scheduler off and/or
+    with the start-up jobs running (``jobs``: off, running or both; default
+    ``TW_BENCH_CONSOLE_JOBS``, else both)."""
+    jobs = jobs or os.environ.get("TW_BENCH_CONSOLE_JOBS", "both")
+    if jobs not in ("off", "running", "both"):
+        raise ValueError("jobs: off, running or both")
     with tempfile.TemporaryDirectory(prefix="tw-console-") as tmp:
         env = {**os.environ, "TOKENWARDEN_DATA_DIR": f"{tmp}/data", "TOKENWARDEN_LOG_LEVEL": "warning"}
         env.pop("TOKENWARDEN_DATABASE_URL", None)
+        env.pop("TOKENWARDEN_SCHEDULER_ENABLED", None)
         subprocess.run(
             [EXE, "init", "--org", "bench", "--admin", "admin@example.com", "--json"],
             env=env,
@@ -125,83 +276,27 @@ def run(users: int = 10_000, per_user: int = 10, rounds: int = 40) -> dict[str, 
             check=True,
             capture_output=True,
         )
+        db_file = Path(tmp) / "data" / "tokenwarden.db"
         t0 = time.perf_counter()
-        _seed(Path(tmp) / "data" / "tokenwarden.db", users, per_user)
+        _seed(db_file, users, per_user)
         seed_s = time.perf_counter() - t0
-        port = _free_port()
-        server = subprocess.Popen(
-            [EXE, "serve", "--port", str(port)],
-            env=env,
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        in_process, cursors = _in_process(
+            f"sqlite:///{db_file}", Path(tmp) / "data", rounds, users * per_user / 100_000
         )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            with httpx.Client(base_url=base, timeout=30) as c:
-                page = c.get("/signin")
-                token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
-                assert token is not None
-                signed = c.post(
-                    "/signin",
-                    data={
-                        "username": "admin@example.com",
-                        "password": PASSWORD,
-                        "csrf_token": token.group(1),
-                    },
-                )
-                if signed.status_code != 303:
-                    raise RuntimeError(f"sign-in: {signed.status_code}")
-                some_user = c.get("/console/users?q=user04242").text
-                user_id = re.search(r'href="/console/users/([0-9a-f-]{36})"', some_user)
-                assert user_id is not None
-                pages = {
-                    "health (ceiling)": "/health",
-                    "dashboard": "/console/dashboard",
-                    "users, page 1": "/console/users",
-                    "users, page 100": "/console/users?offset=4950",
-                    "users, search": "/console/users?q=user0999",
-                    "users, at risk": "/console/users?risk=any",
-                    "a user's page": f"/console/users/{user_id.group(1)}",
-                    "tokens, page 1": "/console/tokens",
-                    "tokens, live, expiring in 7 days": "/console/tokens?state=live&expiring=7",
-                    "tokens, full access": "/console/tokens?full=1",
-                    "tokens, dormant 90 days": "/console/tokens?state=live&dormant=90",
-                    "tokens, page 1000": "/console/tokens?offset=49950",
-                }
-                times: dict[str, list[float]] = {name: [] for name in pages}
-                for path in pages.values():  # warm-up (and check every page answers)
-                    r = c.get(path)
-                    if r.status_code != 200:
-                        raise RuntimeError(f"{path}: {r.status_code}")
-                for _ in range(rounds):
-                    for name, path in pages.items():
-                        t1 = time.perf_counter()
-                        c.get(path).read()
-                        times[name].append(time.perf_counter() - t1)
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
-    return {
-        "users": users,
-        "tokens": users * per_user,
-        "seed_s": round(seed_s, 1),
-        "rounds": rounds,
-        "pages": {
-            name: {
-                "p50_ms": _pct(ts, 0.5),
-                "p95_ms": _pct(ts, 0.95),
-                "mean_ms": round(statistics.mean(ts) * 1000, 1),
-            }
-            for name, ts in times.items()
-        },
-    }
+        out: dict[str, Any] = {
+            "users": users,
+            "tokens": users * per_user,
+            "seed_s": round(seed_s, 1),
+            "rounds": rounds,
+            "in_process": in_process,
+        }
+        # the quiet run first: the start-up jobs change what they scan (notices, revocations)
+        if jobs in ("off", "both"):
+            out["pages"] = _over_http(tmp, {**env, "TOKENWARDEN_SCHEDULER_ENABLED": "false"}, rounds, cursors)
+        if jobs in ("running", "both"):
+            key = "pages_jobs_running" if "pages" in out else "pages"
+            out[key] = _over_http(tmp, env, rounds, cursors)
+    return out
 
 
 if __name__ == "__main__":

@@ -473,6 +473,7 @@ def wire(
     ):
         service.step_up = mfa.require_step_up
     container.pats.fresh_factor = mfa.require_fresh_factor  # one's own PAT from the console
+    container.rotation.fresh_factor = mfa.require_fresh_factor  # Rotate now from the console
     return container
 
 

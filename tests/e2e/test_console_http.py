@@ -301,9 +301,9 @@ def test_a_flash_message_is_named_by_code_never_taken_from_the_link(server: Serv
 
 def test_a_member_of_two_organizations_switches_between_them(server: Server) -> None:
     c = server.container
+    assert sign_in(server.client).status_code == 303  # her session is issued in acme, her home
     c.directory.add_org("globex", "boss@globex.test")
     c.directory.add_user(OPERATOR, "globex", ALICE, role=Role.ADMIN)
-    assert sign_in(server.client).status_code == 303
     home = server.client.get("/console/tokens")
     assert home.status_code == 200 and 'id="org-switch"' in home.text and "globex" in home.text
     with c.uow() as uow:

@@ -30,6 +30,7 @@ from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in an
 from tokenwarden.http.api import usage as usage_api
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
 from tokenwarden.http.compat import ado, ado_audit, graph
+from tokenwarden.http.console import operations as console_operations  # issue 16: rotation, jobs
 from tokenwarden.http.console import routes as console_routes  # issue 16: the admin console
 from tokenwarden.http.console import token_page as console_token_page  # issue 16: a token's page
 from tokenwarden.http.console.common import ConsoleExit, console_exit
@@ -167,6 +168,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     include(secret_scanning_api.router)  # issue 14: GitHub secret-scanning intake
     include(mfa_api.router)  # issue 16: second factors and step-up
     include(console_routes.router)  # issue 16: the admin console
+    include(console_operations.router)  # issue 16: rotation and jobs status
     include(console_token_page.router)  # issue 16: a token's own page, extend/regenerate one's own PAT
     app.add_exception_handler(ConsoleExit, console_exit)  # a console page's sign-in redirect
 

@@ -6,10 +6,15 @@ everywhere else."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
+import re
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Final, Generic, TypeVar
 
 from tokenwarden.domain.clock import Clock
@@ -17,7 +22,7 @@ from tokenwarden.domain.errors import Forbidden, InvalidInput
 from tokenwarden.domain.principals import Membership, Organization, Role, User
 from tokenwarden.domain.scopes import ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
-from tokenwarden.ports.console import TOKEN_STATES, MemberQuery, TokenQuery
+from tokenwarden.ports.console import TOKEN_STATES, MemberQuery, Seek, TokenQuery, sort_key
 from tokenwarden.ports.repositories import UnitOfWorkFactory
 from tokenwarden.services.common import Actor, get_org, member_of, reading, require_member
 from tokenwarden.services.effective import EffectiveView
@@ -65,8 +70,30 @@ class Page(Generic[T]):
         return self.offset > 0
 
 
+@dataclass(frozen=True, slots=True)
+class TokenPage(Page[TokenRecord]):
+    """A keyset page of tokens: ``offset`` is where it starts (as the cursor that led here
+    says); ``next_after`` and ``previous_before`` are the opaque cursors of the pages around it
+    (None: there is none)."""
+
+    next_after: str | None = None
+    previous_before: str | None = None
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_after is not None
+
+    @property
+    def has_previous(self) -> bool:
+        return self.previous_before is not None
+
+
 DAYS: Final = 30
 DASHBOARD_SECONDS: Final = 60.0
+MAX_CURSOR: Final = 512
+MAX_POSITION: Final = 10_000_000
+_CURSOR_TEXT: Final = re.compile(r"[A-Za-z0-9_-]+")
+_CURSOR_FIELDS: Final = frozenset({"s", "f", "k", "i", "n"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,16 +187,21 @@ class ConsoleService:
         expiring_days: int | None = None,
         full_scope: bool = False,
         dormant_days: int | None = None,
-        offset: int = 0,
+        after: str | None = None,
+        before: str | None = None,
         limit: int = PAGE_SIZE,
-    ) -> tuple[Page[TokenRecord], dict[str, User]]:
+    ) -> tuple[TokenPage, dict[str, User]]:
         """Tokens issued in the organization (a member: their own only), in their state here,
-        with their owners."""
+        with their owners. Keyset pages: ``after`` (the next page's cursor) or ``before`` (the
+        previous page's), as a page gives them; a cursor of another filter or order, or not
+        one at all, is InvalidInput. Counted at most ``COUNT_UP_TO`` past the page."""
         now = self._clock.now()
         if expiring_days is not None and not 0 <= expiring_days <= 3650:
             raise InvalidInput("expiring within: 0 to 3650 days", code="invalidFilter")
         if dormant_days is not None and not 1 <= dormant_days <= 3650:
             raise InvalidInput("dormant for: 1 to 3650 days", code="invalidFilter")
+        if after and before:
+            raise InvalidInput("a page is either after or before a position", code="invalidCursor")
         with reading(self._uow) as uow:
             owner_id = viewer.user.id
             if viewer.is_admin:
@@ -184,17 +216,32 @@ class ConsoleService:
                 expiring_before=now + timedelta(days=expiring_days) if expiring_days is not None else None,
                 full_scope=full_scope,
                 unused_since=now - timedelta(days=dormant_days) if dormant_days is not None else None,
-                offset=_offset(offset),
                 limit=_limit(limit),
                 count_up_to=COUNT_UP_TO,
             )
-            records, total = uow.console.tokens(query)
+            listing = _listing(query, expiring_days, dormant_days)
+            cursor = after or before
+            seek, position = (None, 0) if not cursor else _seek(cursor, listing, backward=bool(before))
+            records, counted = uow.console.tokens(replace(query, seek=seek))
+            if seek is not None and seek.backward and len(records) < query.limit:
+                seek, position = None, 0  # back at the start: the first page, whole
+                records, counted = uow.console.tokens(query)
             shown = EffectiveView(uow, self._catalog, viewer.org.id).apply(records)
             owners = {
                 u.id: u for u in (uow.users.get(i) for i in {r.user_id for r in shown}) if u is not None
             }
-        capped = total >= query.offset + query.limit + COUNT_UP_TO
-        return Page(shown, total, query.offset, query.limit, at_least=capped), owners
+        offset = max(0, position - len(records)) if seek is not None and seek.backward else position
+        total = position + counted
+        end = offset + len(records)
+        return TokenPage(
+            shown,
+            total,
+            offset,
+            query.limit,
+            at_least=counted >= query.limit + COUNT_UP_TO,
+            next_after=_cursor(listing, records[-1], end) if records and total > end else None,
+            previous_before=_cursor(listing, records[0], offset) if records and offset > 0 else None,
+        ), owners
 
     def dashboard(self, viewer: Viewer) -> tuple[list[Chart], datetime]:
         """The dashboard's five charts for the viewer's organization (admins) and when they were
@@ -275,6 +322,71 @@ def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str | Non
     if value not in allowed:
         raise InvalidInput(f"{name}: one of {', '.join(allowed)}", code="invalidFilter")
     return value
+
+
+def _listing(query: TokenQuery, expiring_days: int | None, dormant_days: int | None) -> tuple[str, str]:
+    """The order of a token listing and a fingerprint of its filters: a cursor carries both, so
+    it is refused by a listing it does not belong to."""
+    filters = [
+        query.owner_id,
+        query.kind,
+        query.scope,
+        query.state,
+        expiring_days,
+        query.full_scope,
+        dormant_days,
+    ]
+    digest = hashlib.sha256(json.dumps(filters).encode()).hexdigest()[:16]
+    return query.sort, digest
+
+
+def _cursor(listing: tuple[str, str], record: TokenRecord, position: int) -> str:
+    """An opaque page cursor: base64url (unpadded) JSON of the listing's order and filters, the
+    row's sort key and authorization id, and the row's position (shown, never trusted)."""
+    sort, digest = listing
+    body = {
+        "s": sort,
+        "f": digest,
+        "k": sort_key(record, sort).astimezone(UTC).isoformat(),
+        "i": record.authorization_id,
+        "n": position,
+    }
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _seek(cursor: str, listing: tuple[str, str], *, backward: bool) -> tuple[Seek, int]:
+    """The position a cursor names (and the row's position in the listing), checked strictly."""
+    bad = InvalidInput(
+        "not a page link of this console: start again from the first page", code="invalidCursor"
+    )
+    if len(cursor) > MAX_CURSOR or not cursor.isascii() or not _CURSOR_TEXT.fullmatch(cursor):
+        raise bad
+    try:
+        body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):  # not base64, not UTF-8, not JSON
+        raise bad from None
+    if not isinstance(body, dict) or set(body) != _CURSOR_FIELDS:
+        raise bad
+    sort, digest, key, row_id, position = (body[f] for f in ("s", "f", "k", "i", "n"))
+    if not all(isinstance(v, str) for v in (sort, digest, key, row_id)) or type(position) is not int:
+        raise bad
+    if (sort, digest) != listing:
+        raise InvalidInput(
+            "this page link belongs to another filter or order: start again from the first page",
+            code="invalidCursor",
+        )
+    if not 0 <= position <= MAX_POSITION or not 0 < len(row_id) <= 64 or not row_id.isascii():
+        raise bad
+    if not row_id.isprintable() or len(key) > 40:
+        raise bad
+    try:
+        at = datetime.fromisoformat(key)
+    except ValueError:
+        raise bad from None
+    if at.tzinfo is None:
+        raise bad
+    return Seek(at.astimezone(UTC), row_id, backward), position
 
 
 def _offset(value: int) -> int:

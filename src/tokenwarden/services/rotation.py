@@ -27,7 +27,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.clock import Clock
-from tokenwarden.domain.errors import Conflict, DomainError, ExternalServiceError
+from tokenwarden.domain.errors import Conflict, DomainError, ExternalServiceError, Forbidden
 from tokenwarden.domain.managed import CredentialStatus, ManagedCredential, SourceKind, StoreKind
 from tokenwarden.domain.notices import ROTATION_COMPLETED, ROTATION_FAILED
 from tokenwarden.domain.rotation import (
@@ -44,7 +44,7 @@ from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.ports.rotation import RotationRecord
 from tokenwarden.ports.secrets import SecretMeta, SecretStore
 from tokenwarden.ports.token_sources import TokenSource
-from tokenwarden.services.common import SYSTEM, Actor, audit, reading
+from tokenwarden.services.common import SYSTEM, Actor, StepUpCheck, audit, reading, require_admin
 from tokenwarden.services.notices import address_key, subscribed
 
 SourceFactory = Callable[[ManagedCredential], TokenSource]
@@ -180,6 +180,10 @@ class _Halt(Exception):
         self.alert = alert  # tell the contacts now (else after a few failed attempts)
 
 
+def _no_fresh_factor(uow: UnitOfWork, actor: Actor, org_id: str) -> None:
+    raise Forbidden("a fresh second factor cannot be checked here", code="stepUpUnavailable")
+
+
 class RotationService:
     """Runs rotations. Thread-safe; many nodes may run it at once (leases and the journal's
     unique open rotation keep them apart)."""
@@ -204,6 +208,9 @@ class RotationService:
         self._uow = uow
         self._lease = lease
         self._clock = clock
+        # an administrator's browser session rotating from the console: a fresh second factor
+        # (wired in bootstrap); closed until then
+        self.fresh_factor: StepUpCheck = _no_fresh_factor
         self._sources = sources
         self._stores = stores
         self._fingerprint = fingerprint
@@ -281,8 +288,16 @@ class RotationService:
         """Rotate at once whatever the expiry. ``compromised``: the predecessor is revoked the
         moment the successor is served (no overlap) with reason ``compromised``, an unfinished
         rotation's predecessor too, and the contacts are alerted."""
-        # the successor is as wide as the credential: only a caller whose reach covers it may mint it
-        actor.check_may_hold(credential.scopes, (credential.org_id,))
+        if actor.token is not None and actor.token.interactive:
+            # An administrator signed in in a browser (the session holds only profile scopes):
+            # the successor goes to the secret store, never to them, so a fresh second factor
+            # stands in for a token that covers it.
+            with reading(self._uow) as uow:
+                require_admin(uow, actor, credential.org_id)
+                self.fresh_factor(uow, actor, credential.org_id)
+        else:
+            # the successor is as wide as the credential: only a caller whose reach covers it mints it
+            actor.check_may_hold(credential.scopes, (credential.org_id,))
         reason = Reason.COMPROMISED if compromised else Reason.FORCED
         trigger = "emergency" if compromised else "manual"
         return self._rotate(credential, reason, trigger=trigger, run_id=None, actor=actor, force=True)

@@ -10,7 +10,16 @@ from tokenwarden.domain.principals import Membership, User
 from tokenwarden.domain.scopes import FULL_ACCESS
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.ports.alerts import CLOSED
-from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, Dashboard, MemberQuery, TokenQuery
+from tokenwarden.ports.console import (
+    EXPIRED,
+    LIVE,
+    REVOKED,
+    Dashboard,
+    MemberQuery,
+    TokenQuery,
+    descending,
+    sort_key,
+)
 
 
 class MemoryConsoleRepository(_Repo):
@@ -59,21 +68,28 @@ class MemoryConsoleRepository(_Repo):
                 continue
             if query.expiring_before is not None and not r.valid_to < query.expiring_before:
                 continue
-            if (
-                query.unused_since is not None
-                and r.last_used_at is not None
-                and r.last_used_at >= query.unused_since
-            ):
+            if query.unused_since is not None and not (r.last_used_at or r.created_at) < query.unused_since:
                 continue
             found.append(r)
-        if query.expiring_before is not None:  # soonest first
-            found.sort(key=lambda r: (r.valid_to, r.authorization_id))
+        sort = query.sort
+        reverse = descending(sort)
+        found.sort(key=lambda r: _rank(r, sort), reverse=reverse)
+        seek = query.seek
+        if seek is None:
+            page, after_page = found[: query.limit], found
         else:
-            found.sort(key=lambda r: (-r.created_at.timestamp(), r.authorization_id))
-        total = len(found)
+            at = (seek.key, seek.id)
+            # how many rows come before the position in the listing's order (and at it)
+            before = sum(1 for r in found if ((_rank(r, sort) > at) if reverse else (_rank(r, sort) < at)))
+            upto = before + sum(1 for r in found if _rank(r, sort) == at)
+            if seek.backward:  # the rows just before it; counted from it on
+                page, after_page = found[max(0, before - query.limit) : before], found[before:]
+            else:
+                page, after_page = found[upto : upto + query.limit], found[upto:]
+        total = len(after_page)
         if query.count_up_to is not None:
-            total = min(total, query.offset + query.limit + query.count_up_to)
-        return found[query.offset : query.offset + query.limit], total
+            total = min(total, query.limit + query.count_up_to)
+        return page, total
 
     def dashboard(self, org_id: str, now: datetime, since: datetime) -> Dashboard:
         weeks = [0] * 12
@@ -96,3 +112,7 @@ class MemoryConsoleRepository(_Repo):
                 requests[u.day] += u.count
         alerts = Counter(a.level for a in self.s.alerts.values() if a.org_id == org_id and a.status != CLOSED)
         return Dashboard(weeks, dict(by_scope), dict(revoked), dict(requests), dict(alerts))
+
+
+def _rank(record: TokenRecord, sort: str) -> tuple[datetime, str]:
+    return sort_key(record, sort), record.authorization_id

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -147,9 +148,18 @@ tokens = Table(
     Index("ix_tokens_parent", "parent_id"),
     Index("ix_tokens_org_kind", "org_id", "kind"),
     Index("ix_tokens_created_at", "created_at"),
-    Index("ix_tokens_org_created", "org_id", "created_at"),  # issue 16: the console's token pages
-    Index("ix_tokens_org_user_created", "org_id", "user_id", "created_at"),  # and a member's tokens
-    Index("ix_tokens_org_valid_to", "org_id", "valid_to"),  # and "expiring within N days"
+    # issue 16: the console's token pages, keyset-paged by (key, id): newest first, a member's
+    # tokens, "expiring within N days" (and the dashboard), "dormant for N days" (last activity:
+    # the last use, else the creation; the expression index is ix_tokens_org_last_active below)
+    Index("ix_tokens_org_created_id", "org_id", "created_at", "id"),
+    Index("ix_tokens_org_user_created_id", "org_id", "user_id", "created_at", "id"),
+    Index("ix_tokens_org_valid_to_id", "org_id", "valid_to", "id"),
+)
+Index(
+    "ix_tokens_org_last_active",
+    tokens.c.org_id,
+    func.coalesce(tokens.c.last_used_at, tokens.c.created_at),
+    tokens.c.id,
 )
 
 org_policies = Table(

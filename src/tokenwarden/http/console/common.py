@@ -46,6 +46,8 @@ ADMIN_NAV: Final = (
     ("/console/policy", "Policy"),
     ("/console/audit", "Audit"),
     ("/console/alerts", "Alerts"),
+    ("/console/rotation", "Rotation"),
+    ("/console/jobs", "Jobs"),
     ("/console/break-glass", "Break glass"),
 )
 ORG_COOKIE: Final = "tw_console_org"  # the organization chosen in the switcher (an id, not a secret)
@@ -64,6 +66,11 @@ FLASH: Final = {
     "rotation-started": "Rotation started.",
     "rolled-back": "Rolled back to the previous version.",
     "job-run": "Job run: {n} changed.",
+    "rotated": "Rotated: version {n} is served.",
+    "rotation-pending": "Rotated: version {n} is served; the previous one works until the overlap ends.",
+    "rotation-failed": "The rotation failed: the previous version is kept and still served.",
+    "rotation-busy": "Another rotation of this credential is under way: try again in a minute.",
+    "job-started": "Run started.",
 }
 _FLASH_LABELS: dict[str, str] = {}  # label codes the flash may name (registered by the pages)
 

@@ -198,7 +198,7 @@ def _member_activity(
 
 
 @router.get("/console/users/{user}")
-async def userpage(request: Request, user: str) -> Response:
+async def user_page(request: Request, user: str) -> Response:
     viewer, actor = await signed_in(request)
     c = container(request)
     try:
@@ -221,7 +221,7 @@ async def userpage(request: Request, user: str) -> Response:
 
 
 @router.get("/console/users/{user}/confirm/{action}")
-async def confirmpage(request: Request, user: str, action: str) -> Response:
+async def confirm_page(request: Request, user: str, action: str) -> Response:
     """The confirmation without script: the same question as the dialog, Yes and No."""
     viewer, _ = await signed_in(request)
     if action not in _ACTIONS:
@@ -339,7 +339,8 @@ async def tokens(request: Request) -> Response:
                 expiring_days=days(f["expiring"], "expiring within"),
                 full_scope=f["full"] == "1",
                 dormant_days=days(f["dormant"], "dormant for"),
-                offset=whole(q.get("offset"), 0),
+                after=q.get("after", "")[:1024] or None,  # keyset pages: the cursors a page links
+                before=q.get("before", "")[:1024] or None,
             )
         )
     except DomainError as exc:
@@ -395,7 +396,7 @@ async def revoke_tokens(request: Request) -> Response:
 
 # ---------------------------------------------------------------------- CSV of users
 @router.get("/console/bulk")
-async def bulkpage(request: Request) -> Response:
+async def bulk_page(request: Request) -> Response:
     viewer, _ = await signed_in(request)
     if not viewer.is_admin:
         return refused(request, viewer, Forbidden("organization administrators only", code="accessDenied"))
@@ -550,7 +551,7 @@ def _break_glass_context(request: Request, viewer: Viewer, actor: Actor) -> dict
 
 
 @router.get("/console/break-glass")
-async def break_glasspage(request: Request) -> Response:
+async def break_glass_page(request: Request) -> Response:
     viewer, actor = await signed_in(request)
     try:
         context = await run_in_threadpool(_break_glass_context, request, viewer, actor)
@@ -620,7 +621,7 @@ def _audit_query(request: Request, viewer: Viewer, limit: int) -> tuple[AuditQue
 
 
 @router.get("/console/audit")
-async def auditpage(request: Request) -> Response:
+async def audit_page(request: Request) -> Response:
     viewer, actor = await signed_in(request)
     c = container(request)
     try:
@@ -680,7 +681,7 @@ async def audit_export(request: Request) -> Response:
 
 
 @router.get("/console/alerts")
-async def alertspage(request: Request) -> Response:
+async def alerts_page(request: Request) -> Response:
     viewer, actor = await signed_in(request)
     status = request.query_params.get("status", "")[:32]
     try:
@@ -711,7 +712,7 @@ async def alert_action(request: Request, alert_id: str) -> Response:
 
 # ---------------------------------------------------------------------- rules
 @router.get("/console/rules")
-async def rulespage(request: Request) -> Response:
+async def rules_page(request: Request) -> Response:
     viewer, actor = await signed_in(request)
     try:
         rules = await run_in_threadpool(container(request).rules.find, actor, viewer.org.id)
@@ -763,7 +764,7 @@ async def rules_post(request: Request) -> Response:
 
 # ---------------------------------------------------------------------- policy
 @router.get("/console/policy")
-async def policypage(request: Request) -> Response:
+async def policy_page(request: Request) -> Response:
     viewer, actor = await signed_in(request)
     try:
         policy = await run_in_threadpool(container(request).policies.get, actor, viewer.org.id)

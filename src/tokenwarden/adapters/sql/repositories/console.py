@@ -14,7 +14,17 @@ from tokenwarden.domain.principals import Membership, User
 from tokenwarden.domain.scopes import FULL_ACCESS
 from tokenwarden.domain.tokens import TokenRecord
 from tokenwarden.ports.alerts import CLOSED
-from tokenwarden.ports.console import EXPIRED, LIVE, REVOKED, Dashboard, MemberQuery, TokenQuery
+from tokenwarden.ports.console import (
+    DORMANT,
+    EXPIRED,
+    EXPIRY,
+    LIVE,
+    REVOKED,
+    Dashboard,
+    MemberQuery,
+    TokenQuery,
+    descending,
+)
 
 WEEK: Final = 7 * 86400
 
@@ -27,6 +37,49 @@ def _like_text(value: str) -> str:
 def _has_scope(column: Any, scope: str) -> Any:
     padded = " " + column + " "
     return padded.like(_like_text(f" {scope} "), escape="\\")
+
+
+_Bound = tuple[datetime, bool]  # a value of the sort key and whether the bound is strict
+
+
+def _sort_key(sort: str) -> Any:
+    """What ``sort`` orders by, as the (org_id, key, id) indexes spell it."""
+    c = t.tokens.c
+    if sort == EXPIRY:
+        return c.valid_to
+    if sort == DORMANT:
+        return func.coalesce(c.last_used_at, c.created_at)  # ix_tokens_org_last_active
+    return c.created_at
+
+
+def _past(
+    key: Any, value: datetime, row_id: str, *, towards_greater: bool, inclusive: bool
+) -> tuple[_Bound, Any]:
+    """Rows after ``(value, row_id)`` in ascending (``towards_greater``) or descending order:
+    a bound of the key (for the index range) and the tie-breaker on the id."""
+    c = t.tokens.c
+    if towards_greater:
+        tie = c.id >= row_id if inclusive else c.id > row_id
+        return (value, False), or_(key > value, tie)
+    tie = c.id <= row_id if inclusive else c.id < row_id
+    return (value, False), or_(key < value, tie)
+
+
+def _tightest(bounds: list[_Bound], *, lower: bool) -> _Bound | None:
+    if not bounds:
+        return None
+    # the greatest lower (least upper) value; at the same value the strict bound
+    return max(bounds, key=lambda b: (b[0], b[1])) if lower else min(bounds, key=lambda b: (b[0], not b[1]))
+
+
+def _bounds(key: Any, lower: list[_Bound], upper: list[_Bound]) -> list[Any]:
+    out = []
+    low, high = _tightest(lower, lower=True), _tightest(upper, lower=False)
+    if low is not None:
+        out.append(key > low[0] if low[1] else key >= low[0])
+    if high is not None:
+        out.append(key < high[0] if high[1] else key <= high[0])
+    return out
 
 
 class SqlConsoleRepository:
@@ -78,7 +131,13 @@ class SqlConsoleRepository:
 
     def tokens(self, query: TokenQuery) -> tuple[list[TokenRecord], int]:
         c = t.tokens.c
+        sort = query.sort
+        key = _sort_key(sort)
         where: list[Any] = [c.org_id == query.org_id]
+        # bounds of the sort key, kept apart: only the tightest lower and upper one is written,
+        # so the planner starts and ends its range scan of the (org_id, key, id) index there
+        lower: list[_Bound] = []
+        upper: list[_Bound] = []
         if query.owner_id:
             where.append(c.user_id == query.owner_id)
         if query.kind:
@@ -87,27 +146,53 @@ class SqlConsoleRepository:
             where.append(_has_scope(c.scopes, query.scope))
         if query.full_scope:
             where.append(_has_scope(c.scopes, FULL_ACCESS))
-        live = and_(c.revoked_at.is_(None), c.valid_to > query.now, ~_cut_by_watermark(c))
         if query.state == LIVE or query.expiring_before is not None:
-            where.append(live)
+            where += [c.revoked_at.is_(None), ~_cut_by_watermark(c)]
+            if sort == EXPIRY:
+                lower.append((query.now, True))
+            else:
+                where.append(c.valid_to > query.now)
         elif query.state == REVOKED:
             where.append(or_(c.revoked_at.is_not(None), _cut_by_watermark(c)))
         elif query.state == EXPIRED:
             where.append(and_(c.revoked_at.is_(None), c.valid_to <= query.now))
-        if query.expiring_before is not None:
-            where.append(c.valid_to < query.expiring_before)
+        if query.expiring_before is not None:  # the sort is EXPIRY
+            upper.append((query.expiring_before, True))
         if query.unused_since is not None:
-            where.append(or_(c.last_used_at.is_(None), c.last_used_at < query.unused_since))
-        counted = select(c.id).where(*where)
+            if sort == DORMANT:
+                upper.append((query.unused_since, True))
+            else:
+                where.append(_sort_key(DORMANT) < query.unused_since)
+        down = descending(sort)
+        seek = query.seek
+        counted_where, counted_lower, counted_upper = list(where), list(lower), list(upper)
+        page_where, page_lower, page_upper = where, lower, upper
+        backward = seek is not None and seek.backward
+        if seek is not None:
+            # the page: the rows past the position (backward: before it, read in reverse)
+            towards_greater = down == seek.backward
+            bound, residual = _past(key, seek.key, seek.id, towards_greater=towards_greater, inclusive=False)
+            (page_lower if towards_greater else page_upper).append(bound)
+            page_where.append(residual)
+            # the count: the rows after the page in the listing's order
+            later = not down
+            bound, residual = _past(key, seek.key, seek.id, towards_greater=later, inclusive=seek.backward)
+            (counted_lower if later else counted_upper).append(bound)
+            counted_where.append(residual)
+        counted = select(c.id).where(*counted_where, *_bounds(key, counted_lower, counted_upper))
         if query.count_up_to is not None:  # stop scanning once that many more are found
-            counted = counted.limit(query.offset + query.limit + query.count_up_to)
+            counted = counted.limit(query.limit + query.count_up_to)
         total = int(self._c.execute(select(func.count()).select_from(counted.subquery())).scalar_one())
-        # expiring ones soonest first (and by the (org, valid_to) index); the rest newest first
-        order = (c.valid_to, c.id) if query.expiring_before is not None else (c.created_at.desc(), c.id)
+        read_down = down != backward
+        order = (key.desc(), c.id.desc()) if read_down else (key.asc(), c.id.asc())
         rows = self._c.execute(
-            select(t.tokens).where(*where).order_by(*order).offset(query.offset).limit(query.limit)
+            select(t.tokens)
+            .where(*page_where, *_bounds(key, page_lower, page_upper))
+            .order_by(*order)
+            .limit(query.limit)
         )
-        return [_token(r) for r in rows], total
+        records = [_token(r) for r in rows]
+        return (records[::-1] if backward else records), total
 
     def dashboard(self, org_id: str, now: datetime, since: datetime) -> Dashboard:
         c = t.tokens.c
