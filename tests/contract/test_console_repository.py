@@ -3,6 +3,8 @@ nothing of another organization."""
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -343,6 +345,18 @@ def test_service_cursors_page_through_and_refuse_garbage(db: Database) -> None:
     ):
         with pytest.raises(InvalidInput):
             service.tokens(viewer, state="live", limit=4, after=bad)
+    # a well-formed cursor whose date sits at the calendar's edge (UTC conversion overflows)
+    fields = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1900-01-01T00:00:00+00:00"):
+        forged = {
+            k: (edge if isinstance(v, str) and v[:2] == "20" and "T" in v else v) for k, v in fields.items()
+        }
+        assert forged != fields
+        token = (
+            base64.urlsafe_b64encode(json.dumps(forged, separators=(",", ":")).encode()).decode().rstrip("=")
+        )
+        with pytest.raises(InvalidInput):
+            service.tokens(viewer, state="live", limit=4, after=token)
     with pytest.raises(InvalidInput):  # another filter
         service.tokens(viewer, state="revoked", limit=4, after=cursor)
     with pytest.raises(InvalidInput):  # another order

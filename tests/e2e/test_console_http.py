@@ -299,9 +299,10 @@ def test_a_flash_message_is_named_by_code_never_taken_from_the_link(server: Serv
     assert 'id="flash"' not in bad_count.text
 
 
-def test_a_member_of_two_organizations_switches_between_them(server: Server) -> None:
+def test_a_member_of_two_organizations_switches_between_them(server: Server, clock: FakeClock) -> None:
     c = server.container
     assert sign_in(server.client).status_code == 303  # her session is issued in acme, her home
+    clock.advance(seconds=1)  # globex is the newer organization: acme stays her home
     c.directory.add_org("globex", "boss@globex.test")
     c.directory.add_user(OPERATOR, "globex", ALICE, role=Role.ADMIN)
     home = server.client.get("/console/tokens")
@@ -318,6 +319,17 @@ def test_a_member_of_two_organizations_switches_between_them(server: Server) -> 
     assert switched.status_code == 303
     users = server.client.get("/console/users")  # an admin in globex (a member only in acme)
     assert users.status_code == 200 and "boss@globex.test" in users.text
+    # globex revokes her sessions: her session no longer counts there, though acme accepts it
+    alice_id = c.directory.get_member(OPERATOR, server.org, ALICE)[0].id
+    clock.advance(seconds=1)
+    c.revocation.revoke_sign_in_sessions(OPERATOR, globex_id, alice_id)
+    clock.advance(seconds=1)
+    assert server.client.get("/console/users").status_code == 403  # acme's console: a member
+    assert sign_in(server.client).status_code == 303  # a new session, which globex accepts
+    again = server.client.get("/console/tokens")
+    assert again.status_code == 200 and "<option" in again.text
+    switched = server.client.post("/console/org", data={"org": globex_id, "csrf_token": csrf_of(again.text)})
+    assert switched.status_code == 303 and server.client.get("/console/users").status_code == 200
     c.directory.set_status(OPERATOR, "globex", ALICE, UserStatus.DISABLED)
     back = server.client.get("/console/tokens")  # no longer active there: her home organization
     assert (

@@ -346,4 +346,9 @@ def test_a_run_of_another_organization_is_not_shown(server: Server) -> None:
     r = server.client.get(f"/console/jobs/{AUDIT_CHECKPOINT_JOB}/{theirs}")
     assert r.status_code == 404
     page = server.client.get("/console/jobs")
-    assert f"/{theirs}" not in page.text  # listed without a link: not this organization's run
+    assert f"/{theirs}" not in page.text
+    acme_runs = next(
+        j for j in c.jobs_admin.status(OPERATOR, server.org) if j["name"] == AUDIT_CHECKPOINT_JOB
+    )
+    assert theirs not in {r["id"] for r in acme_runs["runs"]}  # another organization's run: not listed
+    assert "(manual)" not in page.text

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Server
-from tests.e2e.signin_helpers import ALICE, csrf_of, past_clock, sign_in, start_server
+from tests.e2e.signin_helpers import ALICE, PASSWORD, browser, csrf_of, past_clock, sign_in, start_server
 from tests.unit.conftest import FakeClock
 from tokenwarden.domain import mfa
 from tokenwarden.domain.principals import Role
@@ -266,3 +266,26 @@ def test_without_a_second_factor_the_owner_is_sent_to_set_one_up(server: Server,
         )
         assert r.status_code == 403 and "/account/mfa" in _error(r), (action, r.status_code)
     assert _validate(server, issued.secret) == 200  # unchanged
+
+
+def test_another_organization_sees_no_last_use_of_a_token_it_did_not_issue(server: Server) -> None:
+    """A PAT issued in acme and valid everywhere: globex's admin opens it (it is valid there)
+    but its last use and IP are acme's record, not shown."""
+    c = server.container
+    c.directory.add_org("globex", "boss@globex.test")
+    c.directory.add_user(OPERATOR, "globex", ALICE)
+    c.accounts.set_password(OPERATOR, "boss@globex.test", PASSWORD)
+    issued = c.pats.create(
+        OPERATOR, org=server.org, user=ALICE, display_name="acme-ci", scope="vso.code", all_orgs=True
+    )
+    with c.uow() as uow:
+        used = issued.record.with_changes(last_used_at=c.console.now(), last_used_ip="198.51.100.77")
+        uow.tokens.update(used)
+        uow.commit()
+    other = browser(server)
+    assert sign_in(other, "boss@globex.test").status_code == 303
+    page = other.get(f"/console/tokens/{issued.record.authorization_id}")
+    assert page.status_code == 200 and "acme-ci" in page.text
+    assert "198.51.100.77" not in page.text and "recorded by the organization that issued it" in page.text
+    assert sign_in(server.client).status_code == 303  # the owner sees it
+    assert "198.51.100.77" in server.client.get(f"/console/tokens/{issued.record.authorization_id}").text

@@ -11,7 +11,14 @@ import pytest
 from tokenwarden.bootstrap import Container
 from tokenwarden.domain import mfa
 from tokenwarden.domain.audit import AuditEventType
-from tokenwarden.domain.errors import Conflict, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
+from tokenwarden.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+)
 from tokenwarden.domain.principals import Role, User
 from tokenwarden.ports.repositories import AuditQuery
 from tokenwarden.services.accounts import SecondFactorRequired
@@ -270,3 +277,37 @@ def test_an_admin_cannot_reset_a_factor_that_guards_another_organization(
     assert container.mfa.operator_reset(alice.upn) == (alice.upn, True)
     assert not container.mfa.status(acting(alice)).enrolled
     assert len(audit_of(container, AuditEventType.MFA_RESET)) == 2  # acme's log and globex's
+
+
+def test_a_begun_enrolment_is_seen_and_confirmed_only_by_the_credential_that_began_it(
+    container: Container, alice: User, clock: FakeClock
+) -> None:
+    mine, stolen = acting(alice, b"m" * 16), acting(alice, b"s" * 16)
+    secret = container.mfa.begin(mine).secret
+    assert container.mfa.pending(stolen) is None  # another session of hers sees no key
+    with pytest.raises(NotFound):
+        container.mfa.confirm(stolen, code_now(secret, clock))
+    pending = container.mfa.pending(mine)
+    assert pending is not None and pending.secret == secret
+    clock.advance(minutes=11)  # abandoned: not shown again, not confirmable
+    assert container.mfa.pending(mine) is None
+    with pytest.raises(NotFound):
+        container.mfa.confirm(mine, code_now(secret, clock))
+    fresh = container.mfa.begin(mine).secret
+    assert fresh != secret
+    container.mfa.confirm(mine, code_now(fresh, clock))
+    assert container.mfa.status(stolen).enrolled  # the confirmed factor is the account's
+
+
+def test_a_challenge_is_spent_by_a_recovery_code_too(
+    container: Container, alice: User, clock: FakeClock
+) -> None:
+    _, codes = enrol(container, acting(alice), clock)
+    with pytest.raises(SecondFactorRequired) as first:
+        container.accounts.sign_in(alice.upn, PASSWORD, ip=None, user_agent=None, binding="b")
+    challenge = first.value.challenge
+    container.accounts.complete_sign_in(challenge, codes[0], ip=None, user_agent=None, binding="b")
+    with pytest.raises(Unauthenticated) as again:
+        container.accounts.complete_sign_in(challenge, codes[1], ip=None, user_agent=None, binding="b")
+    assert again.value.code == "signInExpired"
+    assert container.mfa.status(acting(alice)).recovery_codes_left == 9  # the second one is kept

@@ -199,7 +199,8 @@ class AccountService:
             factor = uow.mfa.factor(user.id) if self._mfa is not None else None
             if factor is not None and factor.confirmed_at is not None and stored is not None:
                 uow.commit()  # the password was right: the second step decides
-                challenge = self._challenge(user.id, now, binding, factor.last_step, stored)
+                codes_left = uow.mfa.unused_codes(user.id)
+                challenge = self._challenge(user.id, now, binding, (factor.last_step, codes_left), stored)
                 raise SecondFactorRequired(challenge)
             signed = self._open_session(uow, user, home, ip, user_agent, previous_session, mfa=None)
             uow.commit()
@@ -264,7 +265,7 @@ class AccountService:
         stepped up. A wrong code is counted (5 in 15 minutes: 429)."""
         if self._mfa is None:
             raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
-        user_id, last_step, password_mark = self._open_challenge(challenge, binding)
+        user_id, (last_step, codes_left), password_mark = self._open_challenge(challenge, binding)
         now = self._clock.now()
         with reading(self._uow) as uow:
             user = uow.users.get(user_id)
@@ -275,7 +276,7 @@ class AccountService:
         if stored is None or not hmac.compare_digest(_password_mark(stored), password_mark):
             raise _challenge_expired()  # the password changed since the first step
         actor = Actor(user_id=user.id, upn=user.upn, ip=ip, user_agent=user_agent)
-        if not self._mfa.check(actor, user.id, code, None, expect_step=last_step):
+        if not self._mfa.check(actor, user.id, code, None, expect=(last_step, codes_left)):
             raise _challenge_expired()  # a code was used since: this challenge was spent
         with self._uow() as uow:
             signed = self._open_session(uow, user, home, ip, user_agent, previous_session, mfa=now)
@@ -319,28 +320,33 @@ class AccountService:
         self._maybe_purge(uow, self._clock.now())
         return SignedIn(user, issued, old.authorization_id if old else None)
 
-    def _challenge(self, user_id: str, now: datetime, binding: str, last_step: int, stored: str) -> str:
+    def _challenge(
+        self, user_id: str, now: datetime, binding: str, factor_state: tuple[int, int], stored: str
+    ) -> str:
         """Sealed, bound to this browser and to the state it was made in: the factor's last used
-        step (any code accepted since — this challenge's own completion too — spends it) and
-        the password (a change of password spends it)."""
+        step and its unused recovery codes (any code accepted since — this challenge's own
+        completion too — spends it) and the password (a change of password spends it)."""
         expires = int(now.timestamp()) + CHALLENGE_SECONDS
         if self._box is None:
             raise Unauthenticated(SIGN_IN_FAILED, code="signInFailed")
-        data = {"u": user_id, "exp": expires, "s": last_step, "p": _password_mark(stored)}
+        step, codes = factor_state
+        data = {"u": user_id, "exp": expires, "s": step, "r": codes, "p": _password_mark(stored)}
         return self._box.seal_text(json.dumps(data), aad=_CHALLENGE_AAD + binding)
 
-    def _open_challenge(self, challenge: str, binding: str) -> tuple[str, int, str]:
-        """(user id, factor step when made, password mark) of an unexpired challenge."""
+    def _open_challenge(self, challenge: str, binding: str) -> tuple[str, tuple[int, int], str]:
+        """(user id, (factor step, unused recovery codes) when made, password mark) of an
+        unexpired challenge."""
         if self._box is None or not challenge or len(challenge) > 1024 or not challenge.isascii():
             raise _challenge_expired()
         try:
             data = json.loads(self._box.open_text(challenge, aad=_CHALLENGE_AAD + binding))
-            user_id, expires, step, mark = str(data["u"]), int(data["exp"]), int(data["s"]), str(data["p"])
+            user_id, expires, mark = str(data["u"]), int(data["exp"]), str(data["p"])
+            state = (int(data["s"]), int(data["r"]))
         except (DomainError, ValueError, KeyError, TypeError, binascii.Error):
             raise _challenge_expired() from None
         if expires < self._clock.now().timestamp():
             raise _challenge_expired()
-        return user_id, step, mark
+        return user_id, state, mark
 
     # ------------------------------------------------------------------ throttling
     def _check_throttle(

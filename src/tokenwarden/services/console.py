@@ -382,11 +382,14 @@ def _seek(cursor: str, listing: tuple[str, str], *, backward: bool) -> tuple[See
         raise bad
     try:
         at = datetime.fromisoformat(key)
-    except ValueError:
+        if at.tzinfo is None:
+            raise bad
+        at = at.astimezone(UTC)  # OverflowError at the edges of the calendar
+    except (ValueError, OverflowError):
         raise bad from None
-    if at.tzinfo is None:
+    if not 1970 <= at.year <= 9999:
         raise bad
-    return Seek(at.astimezone(UTC), row_id, backward), position
+    return Seek(at, row_id, backward), position
 
 
 def _offset(value: int) -> int:

@@ -74,16 +74,18 @@ class MfaService:
 
     # ------------------------------------------------------------------ enrolment
     def pending(self, actor: Actor) -> Enrolment | None:
-        """The begun, unconfirmed enrolment (to show its key again after a wrong first code),
-        or None."""
+        """The enrolment this credential began less than :data:`PENDING_REUSE` ago (to show its
+        key again after a wrong first code), or None — another session of the account never
+        sees it."""
         user_id = _user_of(actor)
         with reading(self._uow) as uow:
             factor = uow.mfa.factor(user_id)
             user = user_by_id(uow, user_id)
-        if factor is None or factor.confirmed_at is not None:
+        seed = self._pending_seed(factor, actor, self._clock.now())
+        if seed is None:
             return None
-        uri = mfa.provisioning_uri(self._seed(factor), user.upn, ISSUER)
-        return Enrolment(secret=self._seed(factor), uri=uri, qr_svg=_qr_svg(uri))
+        uri = mfa.provisioning_uri(seed, user.upn, ISSUER)
+        return Enrolment(secret=seed, uri=uri, qr_svg=_qr_svg(uri))
 
     def status(self, actor: Actor) -> MfaStatus:
         user_id = _user_of(actor)
@@ -101,9 +103,10 @@ class MfaService:
             )
 
     def begin(self, actor: Actor) -> Enrolment:
-        """Start enrolment: a seed, unconfirmed until :meth:`confirm`. A pending seed younger
-        than :data:`PENDING_REUSE` is shown again (a reload or a second tab does not make the
-        key just scanned useless); an older one is replaced."""
+        """Start enrolment: a seed, unconfirmed until :meth:`confirm`, sealed to the credential
+        that began it (a session or a token): only that credential sees it again or confirms
+        it. Its own pending seed younger than :data:`PENDING_REUSE` is shown again (a reload
+        does not make the key just scanned useless); any other is replaced."""
         user_id = _user_of(actor)
         now = self._clock.now()
         with self._uow() as uow:
@@ -115,11 +118,12 @@ class MfaService:
                     "set up another",
                     code="mfaAlreadyEnrolled",
                 )
-            if existing is not None and now - existing.created_at < PENDING_REUSE:
-                secret = self._seed(existing)
+            reused = self._pending_seed(existing, actor, now)
+            if reused is not None:
+                secret = reused
             else:
                 secret = mfa.new_secret()
-                sealed = self._box.seal_text(secret, aad=user_id)
+                sealed = self._box.seal_text(secret, aad=_pending_aad(actor, user_id))
                 uow.mfa.save_factor(MfaFactor(user_id, sealed, now))
             uow.commit()
         uri = mfa.provisioning_uri(secret, user.upn, ISSUER)
@@ -134,11 +138,16 @@ class MfaService:
         with self._uow() as uow:
             factor = uow.mfa.factor(user_id, lock=True)  # one check of this user's codes at a time
             self._throttle(uow, user_id, now)
-            if factor is None:
-                raise NotFound("no second-factor enrolment was begun", code="mfaNotEnrolled")
-            if factor.confirmed_at is not None:
+            if factor is not None and factor.confirmed_at is not None:
                 raise Conflict("the second factor is already confirmed", code="mfaAlreadyEnrolled")
-            step = mfa.matching_step(self._seed(factor), code, now)
+            seed = self._pending_seed(factor, actor, now)
+            if factor is None or seed is None:
+                raise NotFound(
+                    "no second-factor enrolment was begun here in the last "
+                    f"{int(PENDING_REUSE.total_seconds() // 60)} minutes: begin again",
+                    code="mfaNotEnrolled",
+                )
+            step = mfa.matching_step(seed, code, now)
             if step is None or not uow.mfa.advance_step(user_id, step):
                 self._failed(uow, actor, user_id, now, "enrolment code")
                 uow.commit()
@@ -146,7 +155,10 @@ class MfaService:
                     "that code is not the current one: check the time on your device and try the newest code",
                     code="mfaCodeInvalid",
                 )
-            uow.mfa.save_factor(factor.with_changes(confirmed_at=now, last_step=step))
+            confirmed = factor.with_changes(
+                sealed_secret=self._box.seal_text(seed, aad=user_id), confirmed_at=now, last_step=step
+            )
+            uow.mfa.save_factor(confirmed)
             codes = mfa.new_recovery_codes()
             uow.mfa.replace_codes(user_id, [self._code_hash(c) for c in codes], now)
             self._record_success(uow, actor, user_id, now)
@@ -306,17 +318,18 @@ class MfaService:
         code: str,
         credential: bytes | None,
         *,
-        expect_step: int | None = None,
+        expect: tuple[int, int] | None = None,
     ) -> str:
         """:meth:`verify_in` in its own transaction, recording a step-up for ``credential``
         (a session's or token's keyed hash) on success and the failure otherwise. With
-        ``expect_step``, answers "" (nothing consumed) unless the factor's last used step is
-        still that one — a sign-in challenge made before any later code was accepted."""
+        ``expect`` (the factor's last used step and unused recovery codes when a sign-in
+        challenge was made), answers "" — nothing consumed — unless the factor is still in
+        that state: any code accepted since spends the challenge."""
         now = self._clock.now()
         with self._uow() as uow:
-            if expect_step is not None:
+            if expect is not None:
                 factor = uow.mfa.factor(user_id, lock=True)
-                if factor is None or factor.last_step != expect_step:
+                if factor is None or (factor.last_step, uow.mfa.unused_codes(user_id)) != expect:
                     return ""
             try:
                 kind = self.verify_in(uow, actor, user_id, code, now)
@@ -419,6 +432,16 @@ class MfaService:
     def _seed(self, factor: MfaFactor) -> str:
         return self._box.open_text(factor.sealed_secret, aad=factor.user_id)
 
+    def _pending_seed(self, factor: MfaFactor | None, actor: Actor, now: datetime) -> str | None:
+        """The seed of an unconfirmed enrolment this actor's credential began less than
+        :data:`PENDING_REUSE` ago, else None (begun by another session, or abandoned)."""
+        if factor is None or factor.confirmed_at is not None or now - factor.created_at >= PENDING_REUSE:
+            return None
+        try:
+            return self._box.open_text(factor.sealed_secret, aad=_pending_aad(actor, factor.user_id))
+        except (InvalidInput, ValueError):
+            return None
+
     def _code_hash(self, code: str) -> bytes:
         canonical = mfa.normalize_recovery_code(code) or code
         return self._hasher.hash("twrc_" + canonical)
@@ -466,6 +489,12 @@ def _user_of(actor: Actor) -> str:
 
 def _orgs_of(uow: UnitOfWork, user_id: str) -> list[str | None]:
     return [m.org_id for m in uow.users.memberships_of(user_id)] or [None]
+
+
+def _pending_aad(actor: Actor, user_id: str) -> str:
+    """Binds an unconfirmed seed to the credential that began the enrolment (its keyed hash)."""
+    key = actor.token.key if actor.token is not None and actor.token.key is not None else b""
+    return f"{user_id}|pending|{key.hex()}"
 
 
 def _attempt_key(user_id: str) -> str:

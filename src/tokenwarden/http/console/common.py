@@ -103,15 +103,20 @@ async def signed_in(request: Request) -> tuple[Viewer, Actor]:
     if session is None:
         raise ConsoleExit(signin_redirect(request))
     c = container(request)
-    actor = session.actor(client_ip(request))
     chosen = request.cookies.get(ORG_COOKIE, "")[:80]
-    try:
-        try:  # the organization chosen in the switcher, if still theirs; else the home one
-            viewer = await run_in_threadpool(c.console.viewer, actor, chosen or session.org_id)
+    org = session.org_id
+    if chosen and chosen != session.org_id:
+        # The session judged by the chosen organization (its watermarks, break-glass, rules):
+        # revoked there, or no longer a member → the home organization, never a pass.
+        try:
+            there = await browser_session(request, org_id=chosen)
         except DomainError:
-            if not chosen or chosen == session.org_id:
-                raise
-            viewer = await run_in_threadpool(c.console.viewer, actor, session.org_id)
+            there = None
+        if there is not None:
+            session, org = there, chosen
+    actor = session.actor(client_ip(request))
+    try:
+        viewer = await run_in_threadpool(c.console.viewer, actor, org)
         if viewer.is_admin:
             status = await run_in_threadpool(c.mfa.status, actor)
             if status.required and not status.enrolled:

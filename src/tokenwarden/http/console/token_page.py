@@ -56,6 +56,7 @@ def _context(request: Request, viewer: Viewer, actor: Actor, authorization_id: s
     now = c.console.now()
     state = record.state(now)
     own_pat = view.is_own and record.kind is TokenKind.PAT
+    home = view.is_own or record.org_id == viewer.org.id
     enrolled = c.mfa.status(actor).enrolled if own_pat else False
     return {
         "title": record.display_name or f"{record.kind.value} token",
@@ -65,10 +66,16 @@ def _context(request: Request, viewer: Viewer, actor: Actor, authorization_id: s
         "reason_shown": view.is_own or record.org_id == viewer.org.id,
         "usage": usage,
         # the record's last use reaches the database with the node's next drain; usage sooner
+        # the record's last use and IP are global: shown where the token was issued (or to its
+        # owner), not to another organization it is merely valid in
         "last_used": max(
             (u for u in (record.last_used_at, usage.last_used if usage else None) if u is not None),
             default=None,
-        ),
+        )
+        if home
+        else None,
+        "last_ip": record.last_used_ip if home else None,
+        "home": home,
         "shown": SHOWN,
         "retention_days": c.usage.retention_days,
         # what POST /console/tokens/revoke does: an administrator revokes what this organization
