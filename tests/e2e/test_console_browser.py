@@ -137,6 +137,60 @@ class Framer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
+def _access_token(server: LiveServer, browser_client: httpx.Client) -> str:
+    """An OAuth access token of the user signed in in ``browser_client``: a public client, the
+    consent page (allow), the code exchanged with PKCE."""
+    import base64
+    import hashlib
+    import json
+    import re
+    import secrets
+    from urllib.parse import parse_qs, urlsplit
+
+    redirect = "http://127.0.0.1:9/cb"
+    added = run_cli(
+        [
+            *("client", "add", "Dashboard", "--org", "Acme", "--redirect-uri", redirect),
+            *("--public", "--scope", "vso.code", "--json"),
+        ],
+        server.env,
+        Path("."),
+    )
+    assert added.returncode == 0, added.stderr
+    client_id = json.loads(added.stdout)["client_id"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect,
+        "scope": "vso.code",
+        "state": "s1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    consent = browser_client.get("/oauth2/authorize", params=query)
+    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', consent.text)
+    assert consent.status_code == 200 and csrf, consent.text
+    allowed = browser_client.post(
+        "/oauth2/authorize", data={**query, "csrf_token": csrf.group(1), "decision": "allow"}
+    )
+    assert allowed.status_code == 302, allowed.text
+    code = parse_qs(urlsplit(allowed.headers["location"]).query)["code"][0]
+    token = httpx.post(
+        f"{server.base_url}/oauth2/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect,
+            "client_id": client_id,
+            "code_verifier": verifier,
+        },
+    )
+    assert token.status_code == 200, token.text
+    return str(token.json()["access_token"])
+
+
 def test_console_flows_in_chromium(server: LiveServer) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -155,6 +209,8 @@ def test_console_flows_in_chromium(server: LiveServer) -> None:
     )
     assert signed.status_code == 303
     assert alice.get("/api/v1/me/sessions").status_code == 200
+    access = _access_token(server, alice)  # an app's access token, issued before the admin acts
+    assert _valid(server, access) == 200
     alerts: list[str] = []
 
     with sync_playwright() as p:
@@ -193,6 +249,7 @@ def test_console_flows_in_chromium(server: LiveServer) -> None:
             page.wait_for_selector("#flash")
             assert "Revoke sessions: done" in page.inner_text("#flash")
             assert alice.get("/api/v1/me/sessions").status_code == 401  # her live session: refused
+            assert _valid(server, access) == 401  # and her already-issued access token
             assert _valid(server, pats["alice"]) == 200  # Revoke sessions leaves PATs alone
             # bulk: three selected users, Revoke all tokens
             page.goto(f"{base}/console/users")
