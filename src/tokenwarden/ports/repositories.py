@@ -28,6 +28,7 @@ from tokenwarden.ports.mfa import MfaRepository
 from tokenwarden.ports.oauth import OAuthRepository
 from tokenwarden.ports.reports import ReportRepository
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
+from tokenwarden.ports.scim import ScimRepository
 from tokenwarden.ports.signals import SignalRepository
 from tokenwarden.ports.usage import UsageRepository
 
@@ -411,6 +412,7 @@ class UnitOfWork(Protocol):
     alerts: AlertRepository  # issue 14: security alerts, detection policies
     mfa: MfaRepository  # issue 16: second factors, recovery codes, step-ups
     console: ConsoleRepository  # issue 16: the console's paged queries
+    scim: ScimRepository  # issue 17: SCIM provisioning
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -34,6 +34,7 @@ from tokenwarden.ports.repositories import (
     BulkJobItem,
 )
 from tokenwarden.ports.rotation import RotationRecord
+from tokenwarden.ports.scim import ScimConfig, ScimGroupRecord, ScimUserRecord
 from tokenwarden.ports.signals import (
     Delivery,
     SecurityEvent,
@@ -75,6 +76,10 @@ class MemoryStore:
     mfa_factors: dict[str, MfaFactor] = field(default_factory=dict)
     mfa_codes: dict[tuple[str, bytes], datetime | None] = field(default_factory=dict)  # -> used at
     mfa_step_ups: dict[bytes, tuple[str, datetime]] = field(default_factory=dict)  # credential -> (user, at)
+    scim_config: dict[str, ScimConfig] = field(default_factory=dict)  # issue 17
+    scim_users: dict[str, ScimUserRecord] = field(default_factory=dict)
+    scim_groups: dict[str, ScimGroupRecord] = field(default_factory=dict)
+    scim_members: dict[str, list[str]] = field(default_factory=dict)  # group id -> member ids, in order
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 

@@ -37,6 +37,7 @@ from tokenwarden.adapters.memory.rotation import (
     MemoryRotationRepository,
 )
 from tokenwarden.adapters.memory.rules import MemoryRuleRepository
+from tokenwarden.adapters.memory.scim import MemoryScimRepository
 from tokenwarden.adapters.memory.signals import MemorySignalRepository
 from tokenwarden.adapters.memory.tokens import MemoryTokenRepository
 from tokenwarden.adapters.memory.usage import MemoryUsageRepository
@@ -72,6 +73,7 @@ from tokenwarden.ports.repositories import (
     run_intent_hooks,
 )
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
+from tokenwarden.ports.scim import ScimRepository
 from tokenwarden.ports.signals import (
     SignalRepository,
 )
@@ -102,6 +104,7 @@ class MemoryUnitOfWork:
     usage: UsageRepository
     alerts: AlertRepository
     mfa: MfaRepository
+    scim: ScimRepository
     console: ConsoleRepository
 
     def __init__(
@@ -140,6 +143,7 @@ class MemoryUnitOfWork:
         self.usage = MemoryUsageRepository(s, j)
         self.alerts = MemoryAlertRepository(s, j)
         self.mfa = MemoryMfaRepository(s, j)
+        self.scim = MemoryScimRepository(s, j)
         self.console = MemoryConsoleRepository(s, j)
         return self
 

@@ -723,3 +723,61 @@ secret_versions = Table(  # the built-in store's versions, AES-GCM sealed under 
     Column("created_at", UTCDateTime(), nullable=False),
     Column("stage", String(16), nullable=False),  # pending | current | previous | old | discarded
 )
+
+# ---- issue 17: SCIM 2.0 provisioning
+scim_config = Table(
+    "scim_config",
+    metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("principal_id", String(36), nullable=True),  # the provisioning tokens' service principal
+    Column("admin_group", String(256), nullable=True),  # display name or externalId
+)
+
+scim_users = Table(
+    "scim_users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("user_name_key", String(256), nullable=False),
+    Column("external_id", String(256), nullable=True),
+    Column("display_name_key", String(256), nullable=True),
+    Column("active", Boolean(), nullable=False),
+    Column("document", Text(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("owns_identity", Boolean(), nullable=False),
+    Column("admin_by_group", Boolean(), nullable=False),
+    Index("uq_scim_users_org_user_name", "org_id", "user_name_key", unique=True),
+    Index("uq_scim_users_org_user", "org_id", "user_id", unique=True),
+    Index("ix_scim_users_org_external", "org_id", "external_id"),
+    Index("ix_scim_users_org_display", "org_id", "display_name_key"),
+    Index("ix_scim_users_org_created", "org_id", "created_at", "id"),
+)
+
+scim_groups = Table(
+    "scim_groups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), nullable=False),
+    Column("display_name_key", String(256), nullable=False),
+    Column("external_id", String(256), nullable=True),
+    Column("document", Text(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("uq_scim_groups_org_display", "org_id", "display_name_key", unique=True),
+    Index("ix_scim_groups_org_external", "org_id", "external_id"),
+    Index("ix_scim_groups_org_created", "org_id", "created_at", "id"),
+)
+
+scim_group_members = Table(
+    "scim_group_members",
+    metadata,
+    Column("group_id", String(36), primary_key=True),
+    Column("member_id", String(36), primary_key=True),
+    Column("org_id", String(36), nullable=False),
+    Column("position", Integer(), nullable=False),
+    Index("ix_scim_group_members_member", "org_id", "member_id"),
+)

@@ -45,6 +45,7 @@ from tokenwarden.adapters.sql.repositories.rotation import (
     SqlManagedCredentialRepository,
     SqlRotationRepository,
 )
+from tokenwarden.adapters.sql.repositories.scim import SqlScimRepository
 from tokenwarden.adapters.sql.repositories.usage import SqlUsageRepository
 from tokenwarden.domain.errors import Unavailable
 from tokenwarden.domain.events import InvalidationEvent
@@ -77,6 +78,7 @@ from tokenwarden.ports.repositories import (
     run_intent_hooks,
 )
 from tokenwarden.ports.rotation import ManagedCredentialRepository, RotationRepository
+from tokenwarden.ports.scim import ScimRepository
 from tokenwarden.ports.signals import SignalRepository
 from tokenwarden.ports.usage import UsageRepository
 
@@ -87,7 +89,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests check it against the migrations directory). Stale, it
 # only makes ``upgrade`` run alembic, which then finds nothing to do.
-SCHEMA_HEAD = "0014"
+SCHEMA_HEAD = "0015"
 WRITE_LOCK_SECONDS = 30.0  # = SQLite's busy timeout (engine.py)
 
 
@@ -117,6 +119,7 @@ class SqlUnitOfWork:
     usage: UsageRepository
     alerts: AlertRepository
     mfa: MfaRepository
+    scim: ScimRepository
     console: ConsoleRepository
 
     def __init__(
@@ -181,6 +184,7 @@ class SqlUnitOfWork:
         self.usage = SqlUsageRepository(conn)
         self.alerts = SqlAlertRepository(conn)
         self.mfa = SqlMfaRepository(conn)
+        self.scim = SqlScimRepository(conn)
         self.console = SqlConsoleRepository(conn)
         return self
 
