@@ -143,7 +143,7 @@ class RedisBus:
                     client_name=subscriber_client_name(self.channel),
                     retry=Retry(NoBackoff(), 0),
                 )
-                pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]  # untyped before redis-py 8.2
                 pubsub.subscribe(self.channel)
                 self._listen(pubsub)
             except Exception as exc:
