@@ -65,6 +65,7 @@ from tokenwarden.services.notifications import NotificationAdmin
 from tokenwarden.services.oauth.introspection import Introspector
 from tokenwarden.services.oauth.server import OAuthServer, OAuthSettings
 from tokenwarden.services.oauth_clients import OAuthClientService
+from tokenwarden.services.offboarding import OffboardingService
 from tokenwarden.services.outbox_delivery import Backoff, OutboxDelivery
 from tokenwarden.services.passwords import PasswordHashing
 from tokenwarden.services.pats import PatService
@@ -74,6 +75,7 @@ from tokenwarden.services.policy_enforcement import PolicyEnforcementJob, Policy
 from tokenwarden.services.revocation import RevocationService
 from tokenwarden.services.rotation import RotationService
 from tokenwarden.services.rules import RuleService
+from tokenwarden.services.scim.service import ScimService
 from tokenwarden.services.sessions import SessionService
 from tokenwarden.services.signing import AUTH_HEADER_INFO, ES256, SecretBox, SigningKeys
 from tokenwarden.services.ssf import SsfService
@@ -137,6 +139,8 @@ class Container:
     managed: ManagedCredentialService
     rotation: RotationService
     stores: SecretStores
+    offboarding: OffboardingService  # issue 17: leavers
+    scim: ScimService  # issue 17: SCIM 2.0 provisioning
     bus: InvalidationBus = field(default_factory=MemoryBus)
     background: BackgroundSync | None = field(default=None)
     ssf_worker: SsfDeliveryWorker | None = field(default=None)
@@ -385,6 +389,8 @@ def wire(
     jobs, delivery, webhooks = wire_lifecycle(
         settings, uow, clock, catalog, hasher, rotation, audit_chain, usage
     )
+    # ---- issue 17: offboarding and SCIM provisioning
+    offboarding = OffboardingService(uow, clock, rotation)
     # ----
     container = Container(
         mfa=mfa,
@@ -398,6 +404,8 @@ def wire(
         ),
         rotation=rotation,
         stores=stores,
+        offboarding=offboarding,
+        scim=ScimService(uow, clock, hasher, offboarding),
         jobs=jobs,
         delivery=delivery,
         webhooks=webhooks,

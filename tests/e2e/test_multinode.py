@@ -225,6 +225,39 @@ def test_all_tokens_of_a_user_and_disable(cluster: Cluster) -> None:
     wait_rejected(cluster, other, [1, 2])
 
 
+def test_scim_deactivation_kills_pat_session_and_access_token_on_every_node(cluster: Cluster) -> None:
+    """Issue 17: Entra's deactivation (a PATCH with active "False") through node B; the leaver's
+    PAT, browser session and access token are refused by all three nodes within the bound."""
+    made = run_cli(["scim", "token", "create", "--org", "Acme", "--json"], cluster.env, cluster.tmp)
+    assert made.returncode == 0, made.stderr
+    scim_token = json.loads(made.stdout)["token"]
+    created = cluster.api(
+        "POST",
+        "/scim/v2/Acme/Users",
+        token=scim_token,
+        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "scim-leaver@acme.test"},
+    )
+    assert created.status_code == 201, created.text
+    pat = cluster.member_with_pat("scim-leaver@acme.test")
+    session = cluster.mint("scim-leaver@acme.test", TokenKind.SESSION)
+    access = cluster.mint("scim-leaver@acme.test", TokenKind.ACCESS)
+    for t in (pat, session, access):
+        warm(cluster, t)
+    r = cluster.api(
+        "PATCH",
+        f"/scim/v2/Acme/Users/{created.json()['id']}",
+        node=1,
+        token=scim_token,
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+        },
+    )
+    assert r.status_code == 200 and r.json()["active"] is False, r.text
+    for t in (pat, session, access):
+        wait_rejected(cluster, t, range(NODES))
+
+
 def test_entra_watermarks_and_risky_users(cluster: Cluster) -> None:
     cluster.member_with_pat("three@acme.test")
     session = cluster.mint("three@acme.test", TokenKind.SESSION)

@@ -20,11 +20,13 @@ from tokenwarden.cli import (
     jobs_cmds,  # issue 12: jobs run|status, notify, webhook
     keys_cmds,
     lifecycle_cmds,
+    offboard_cmds,  # issue 17: user offboard
     report_cmds,  # issue 12: report weekly
     revoke_cmds,
     rotation_cmds,  # issue 13: managed, rotate, secrets
     rule_cmds,
     scan_cmds,  # issue 14: scan
+    scim_cmds,  # issue 17: scim token, scim config
     session_cmds,  # issue 11: user passwd, sessions list|revoke
     signin_cmds,  # issue 14: signins list
     usage_cmds,  # issue 14: usage show
@@ -437,6 +439,8 @@ def pat_revoke(
 
 
 lifecycle_cmds.register(pat_app, user_app, pat_dict)  # issue 12: extend, regenerate, watchers, email
+offboard_cmds.register(user_app)  # issue 17: user offboard
+scim_cmds.register(app)  # issue 17: SCIM provisioning
 
 
 def main() -> None:

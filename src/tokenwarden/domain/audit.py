@@ -30,6 +30,18 @@ class AuditEventType(StrEnum):
     USER_CREATE = "User.Create"
     USER_UPDATE = "User.Update"
     USER_DISABLE = "User.Disable"
+    USER_OFFBOARD = "User.Offboard"  # issue 17: tokens cut, credentials and watches handed over
+    # ---- issue 17: SCIM 2.0 provisioning
+    SCIM_CONFIGURE = "Scim.Configure"
+    SCIM_GROUP_CREATE = "Scim.GroupCreate"
+    SCIM_GROUP_DELETE = "Scim.GroupDelete"
+    SCIM_GROUP_PATCH = "Scim.GroupPatch"
+    SCIM_GROUP_REPLACE = "Scim.GroupReplace"
+    SCIM_TOKEN_CREATE = "Scim.TokenCreate"
+    SCIM_USER_CREATE = "Scim.UserCreate"
+    SCIM_USER_DELETE = "Scim.UserDelete"
+    SCIM_USER_PATCH = "Scim.UserPatch"
+    SCIM_USER_REPLACE = "Scim.UserReplace"
     MEMBERSHIP_CHANGE = "Organization.MembershipChange"
     MEMBER_INVITE = "Organization.MemberInvite"
     MEMBER_INVITE_ACCEPT = "Organization.MemberInviteAccept"

@@ -92,6 +92,7 @@ DEFAULT_SCOPES: Final[dict[str, str]] = {
     "ssf.read": "Shared Signals streams (read configuration, poll and stream events)",
     "ssf.manage": "Shared Signals streams (read & manage)",
     "tokenwarden.introspect": "Token introspection (RFC 7662) for the organization's tokens",
+    "scim.provision": "SCIM 2.0 provisioning of users and groups (provisioning tokens only)",
 }
 
 DEFAULT_IMPLIES: Final[dict[str, tuple[str, ...]]] = {

@@ -29,7 +29,7 @@ from tokenwarden.http.api import secret_scanning as secret_scanning_api
 from tokenwarden.http.api import sessions as session_api  # issue 11: sign-in and browser sessions
 from tokenwarden.http.api import usage as usage_api
 from tokenwarden.http.api.clients import router as clients_router  # issue 11 (part 2)
-from tokenwarden.http.compat import ado, ado_audit, graph
+from tokenwarden.http.compat import ado, ado_audit, graph, scim
 from tokenwarden.http.console import operations as console_operations  # issue 16: rotation, jobs
 from tokenwarden.http.console import routes as console_routes  # issue 16: the admin console
 from tokenwarden.http.console import token_page as console_token_page  # issue 16: a token's page
@@ -170,6 +170,7 @@ def create_app(container: Container, *, start_background: bool = True) -> FastAP
     include(console_routes.router)  # issue 16: the admin console
     include(console_operations.router)  # issue 16: rotation and jobs status
     include(console_token_page.router)  # issue 16: a token's own page, extend/regenerate one's own PAT
+    include(scim.router)  # issue 17: SCIM 2.0 provisioning
     app.add_exception_handler(ConsoleExit, console_exit)  # a console page's sign-in redirect
 
     @app.middleware("http")
@@ -256,6 +257,8 @@ def _render_error(scope: Scope, exc: DomainError) -> Response:
         return ado_response(exc)
     if path.startswith("/graph/"):
         return graph.domain_error_response(Request(scope), exc)
+    if path.startswith("/scim/v2/"):
+        return scim.domain_error_response(exc)
     return native_response(exc)
 
 

@@ -66,7 +66,6 @@ POLICY: Final = scim.ScimPolicy(
 )
 
 SERVICE_CONFIG: Final = scim.ServiceProviderConfig(
-    documentation_uri="https://github.com/tokenwarden/tokenwarden/blob/main/docs/scim.md",
     patch=scim.Patch(supported=True),
     bulk=scim.Bulk(supported=False, max_operations=0, max_payload_size=0),
     filter=scim.Filter(supported=True, max_results=1000),
