@@ -327,3 +327,24 @@ def test_scim2_tester_finds_no_failure(tmp_path: Path) -> None:
         failures = [line for line in report.splitlines() if line.startswith(("ERROR", "CRITICAL", "FAIL"))]
         assert result.returncode == 0 and not failures, report[-4000:]
         assert report.count("SUCCESS") >= 100, report[-2000:]  # it really ran its checks
+
+
+def test_the_enterprise_manager_is_the_leavers_successor_and_every_write_is_audited(scim_server: Scim) -> None:
+    from tokenwarden.domain.audit import AuditEventType
+    from tokenwarden.ports.repositories import AuditQuery
+
+    s = scim_server
+    boss = s.create_user("boss@acme.test")
+    leaver = s.create_user(
+        "quitter@acme.test", schemas=[USER, ENTERPRISE], **{ENTERPRISE: {"manager": {"value": boss["id"]}}}
+    )
+    r = s.call("PATCH", f"/Users/{leaver['id']}", patch({"op": "Replace", "path": "active", "value": "False"}))
+    assert r.status_code == 200, r.text
+    with s.server.container.uow() as uow:
+        entries = uow.audit.query(AuditQuery(org_id=s.server.org_id, limit=1000))
+    events = [e.event_type for e in entries]
+    assert events.count(AuditEventType.SCIM_USER_CREATE.value) == 2
+    assert AuditEventType.SCIM_USER_PATCH.value in events
+    [offboard] = [e for e in entries if e.event_type == AuditEventType.USER_OFFBOARD.value]
+    assert offboard.details["successor"] == "boss@acme.test", offboard.details
+    assert all(s.token not in str(e.details) for e in entries)  # the provisioning secret never
