@@ -329,7 +329,7 @@ def test_scim2_tester_finds_no_failure(tmp_path: Path) -> None:
         assert report.count("SUCCESS") >= 100, report[-2000:]  # it really ran its checks
 
 
-def test_the_enterprise_manager_is_the_leavers_successor_and_every_write_is_audited(scim_server: Scim) -> None:
+def test_the_enterprise_manager_is_the_leavers_successor_and_writes_are_audited(scim_server: Scim) -> None:
     from tokenwarden.domain.audit import AuditEventType
     from tokenwarden.ports.repositories import AuditQuery
 
@@ -338,7 +338,8 @@ def test_the_enterprise_manager_is_the_leavers_successor_and_every_write_is_audi
     leaver = s.create_user(
         "quitter@acme.test", schemas=[USER, ENTERPRISE], **{ENTERPRISE: {"manager": {"value": boss["id"]}}}
     )
-    r = s.call("PATCH", f"/Users/{leaver['id']}", patch({"op": "Replace", "path": "active", "value": "False"}))
+    deactivate = patch({"op": "Replace", "path": "active", "value": "False"})
+    r = s.call("PATCH", f"/Users/{leaver['id']}", deactivate)
     assert r.status_code == 200, r.text
     with s.server.container.uow() as uow:
         entries = uow.audit.query(AuditQuery(org_id=s.server.org_id, limit=1000))

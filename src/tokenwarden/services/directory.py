@@ -82,11 +82,12 @@ def check_upn(upn: str) -> str:
 def check_not_service(user: User) -> None:
     """An OAuth client's service principal is managed only through its client (issue 11)."""
     if user.identity_source is IdentitySource.SERVICE:
-        raise Conflict(
-            f"{user.upn} is an OAuth client's service principal: manage it through the client "
-            "(disable or remove the client)",
-            code="servicePrincipal",
+        what = (
+            "the organization's SCIM provisioning principal: manage its tokens with `tokenwarden scim token`"
+            if user.upn.startswith("scim-provisioning@") and user.upn.endswith(".scim.invalid")
+            else "an OAuth client's service principal: manage it through the client (disable or remove it)"
         )
+        raise Conflict(f"{user.upn} is {what}", code="servicePrincipal")
 
 
 def check_org_name(name: str) -> str:

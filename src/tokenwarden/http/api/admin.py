@@ -11,7 +11,14 @@ from tokenwarden.domain.errors import InvalidInput
 from tokenwarden.domain.principals import Invitation, Membership, User
 from tokenwarden.domain.revocation import RevocationRule
 from tokenwarden.domain.watermarks import parse_kinds
-from tokenwarden.http.api.models import PolicyPatch, RevocationsRequest, RuleCreate, UserCreate, UserPatch
+from tokenwarden.http.api.models import (
+    OffboardRequest,
+    PolicyPatch,
+    RevocationsRequest,
+    RuleCreate,
+    UserCreate,
+    UserPatch,
+)
 from tokenwarden.http.deps import container, org_caller, pat_json
 from tokenwarden.http.inputs import MAX_ID
 from tokenwarden.http.timeparse import UtcDateTime
@@ -126,6 +133,22 @@ def remove_user(request: Request, org: str, user: str) -> Response:
     _, _, actor = org_caller(request, org, ADMIN)
     container(request).directory.remove_member(actor, org, user)
     return Response(status_code=204)
+
+
+@router.post("/users/{user}/offboard")
+def offboard_user(
+    request: Request, org: str, user: str, body: OffboardRequest | None = None
+) -> dict[str, Any]:
+    """Offboard a member (docs/offboarding.md): in one transaction their membership is disabled,
+    every token of theirs here (PATs, OAuth tokens, sessions) is cut and their managed credentials
+    and token watches pass to ``successor`` (default: the security contact, if an active member);
+    then each handed-over credential is rotated. The body is optional. 200 with the report
+    (``credentialsHandedOver[].rotated`` false and ``warnings`` say what is left to do); 400
+    ``invalidSuccessor`` (nothing done), ``cannotOffboardSelf``; 404 ``userNotFound``; 409
+    ``servicePrincipal``. Running it again finishes an interrupted offboarding."""
+    _, _, actor = org_caller(request, org, ADMIN)
+    successor = body.successor if body is not None else None
+    return container(request).offboarding.offboard(actor, org, user, successor).as_dict()
 
 
 @router.get("/users/{user}/pats")

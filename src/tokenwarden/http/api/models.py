@@ -100,6 +100,18 @@ class UserRevoke(Body):
     reason: str | None = Field(default=None, max_length=512)
 
 
+class OffboardRequest(Body):
+    """``POST /api/v1/orgs/{org}/users/{user}/offboard`` (docs/offboarding.md)."""
+
+    successor: str | None = Field(
+        default=None,
+        max_length=256,
+        description="UPN (or id) of an active member who takes over the leaver's managed credentials "
+        "and token watches; left out or null: the organization's security contact, if it names "
+        "an active member, else nobody",
+    )
+
+
 class RiskyRevoke(Body):
     min_risk_level: RiskLevel = Field(default=RiskLevel.HIGH, alias="minRiskLevel")
     kinds: list[str] | None = Field(default=None, max_length=10)

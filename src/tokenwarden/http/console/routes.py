@@ -57,7 +57,7 @@ from tokenwarden.ports.repositories import AuditQuery, BulkJobItem
 from tokenwarden.services.audit_log import audit_csv, audit_row
 from tokenwarden.services.bulk_revoke import results_csv
 from tokenwarden.services.common import Actor
-from tokenwarden.services.console import MEMBER_STATUSES, RISKS, ROLES, Viewer
+from tokenwarden.services.console import MEMBER_STATUSES, RISKS, ROLES, MemberPage, Viewer
 from tokenwarden.services.pats import PatService
 
 router = APIRouter(include_in_schema=False)
@@ -93,6 +93,17 @@ USER_ACTIONS: Final = (
     ("dismiss-risk", "Dismiss risk", "Their risk is cleared (dismissed); nothing they hold is revoked."),
 )
 _ACTIONS: Final = {a: (label, warning) for a, label, warning in USER_ACTIONS}
+# Offboard (issue 17) is not one of them: it takes a successor, and answers with its report.
+OFFBOARD_WARNING: Final = (
+    "They are disabled in this organization and every token they hold here — PATs, sessions, "
+    "refresh and access tokens — stops working at once on every node. Their managed credentials "
+    "and token watches pass to the successor; each credential handed over is rotated at once."
+)
+CHOSEN_BY: Final = {
+    "given": "named here",
+    "securityContact": "the organization's security contact",
+    "manager": "their manager (SCIM)",
+}
 
 
 flash_labels({a: label for a, (label, _) in _ACTIONS.items()})
@@ -216,8 +227,76 @@ async def user_page(request: Request, user: str) -> Response:
         "tokens_total": found.tokens_total,
         "now": c.console.now(),
         "actions": USER_ACTIONS,
+        "offboard_warning": OFFBOARD_WARNING,
     }
     return page(request, "user.html", viewer, context)
+
+
+# ---------------------------------------------------------------------- offboarding (issue 17)
+# Registered before the generic ``/console/users/{user}/confirm/{action}`` and
+# ``/console/users/{user}/{action}`` routes, which answer an unknown action.
+
+
+def _offboard_form(
+    request: Request, viewer: Viewer, found: MemberPage, *, successor: str = "", error: str = ""
+) -> Response:
+    """The offboarding question as a page (no script, or a successor to correct)."""
+    context = {
+        "title": "Offboard",
+        "user": found.user,
+        "warning": OFFBOARD_WARNING,
+        "successor": successor,
+        "error": error,
+        "back": f"/console/users/{found.user.id}",
+    }
+    return page(request, "offboard_confirm.html", viewer, context, status=400 if error else 200)
+
+
+@router.get("/console/users/{user}/confirm/offboard")
+async def offboard_confirm(request: Request, user: str) -> Response:
+    viewer, _ = await signed_in(request)
+    try:
+        if not viewer.is_admin:
+            raise Forbidden("organization administrators only", code="accessDenied")
+        found = await run_in_threadpool(container(request).console.member, viewer, user[:256])
+    except DomainError as exc:
+        return refused(request, viewer, exc)
+    return _offboard_form(request, viewer, found)
+
+
+@router.post("/console/users/{user}/offboard")
+async def offboard(request: Request, user: str) -> Response:
+    """Offboard a member (docs/offboarding.md); the answer is the report. A successor that is
+    refused brings the form back with the reason (nothing was done)."""
+    form = await request.form()
+    viewer, actor = await signed_in(request)
+    back = f"/console/users/{quote(user[:256], safe='')}"
+    c = container(request)
+    successor = text(form, "successor").strip()
+    try:
+        check_csrf(request, form)
+        if text(form, "confirmed") != "yes":
+            raise InvalidInput("the action was not confirmed", code="notConfirmed")
+        if not viewer.is_admin:
+            raise Forbidden("organization administrators only", code="accessDenied")
+        found = await run_in_threadpool(c.console.member, viewer, user[:256])
+        try:
+            report = await run_in_threadpool(
+                c.offboarding.offboard, actor, viewer.org.id, found.user.upn, successor or None
+            )
+        except InvalidInput as exc:
+            if exc.code != "invalidSuccessor":
+                raise
+            return _offboard_form(request, viewer, found, successor=successor, error=exc.message)
+    except DomainError as exc:
+        return refused(request, viewer, exc, back=back)
+    context = {
+        "title": f"Offboarded {found.user.display_name}",
+        "user": found.user,
+        "r": report.as_dict(),
+        "chosen_by": CHOSEN_BY,
+    }
+    return page(request, "offboard.html", viewer, context)
 
 
 @router.get("/console/users/{user}/confirm/{action}")
