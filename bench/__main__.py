@@ -21,6 +21,7 @@ from bench import (
     http_servers,
     lifecycle,
     oauth,
+    offboarding,
     propagation,
     rotation,
     summary,
@@ -64,6 +65,7 @@ def main() -> None:
             "lifecycle",
             "rotation",
             "audit",
+            "offboarding",
         ],
         help="run one group",
     )
@@ -124,6 +126,10 @@ def main() -> None:
         )
         results["audit"] = audit_usage.run(quick=args.quick, http_too=not args.skip_http)
         print(json.dumps(results["audit"], indent=2), file=sys.stderr)
+    if args.only in (None, "offboarding") and not args.skip_propagation:
+        print("offboarding (issue 17): SCIM deactivation to refusal on 3 nodes...", file=sys.stderr)
+        results["offboarding"] = offboarding.run(quick=args.quick)
+        print(json.dumps(results["offboarding"], indent=2), file=sys.stderr)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))

@@ -1,4 +1,4 @@
-"""The goals of issue 15, each figure beside its ceiling and its goal, ratios last.
+"""The goals of issues 15 and 17, each figure beside its ceiling and its goal, ratios last.
 
 ``summarize(results)`` reads what ``python -m bench`` gathered (bench/results/latest.json) and
 returns one row per goal; a figure that was not measured in this run says so instead of
@@ -103,6 +103,18 @@ def summarize(results: dict[str, Any]) -> list[Row]:
             "—",
             "< 100 ms",
             lambda v: v < 100,
+            "ms",
+        )
+    )
+    refused = "refused_on_every_other_node"
+    single = _get(results, "offboarding", "ceiling_single_pat_revoke", refused, "p99_ms")
+    rows.append(
+        _row(
+            "SCIM deactivation -> refused on every other node, p99",
+            _get(results, "offboarding", "deactivation_1_pats", refused, "p99_ms"),
+            f"{single} ms (one PAT revoked)" if single is not None else "—",
+            "<= 50 ms",
+            lambda v: v <= 50,
             "ms",
         )
     )

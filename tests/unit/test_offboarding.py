@@ -3,7 +3,7 @@ managed credentials (rotated) and token watches handed to a successor; over the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from tests.unit.test_accounts import CHEAP, PASSWORD
 from tokenwarden.bootstrap import Container
 from tokenwarden.domain.audit import AuditEventType
 from tokenwarden.domain.errors import Conflict, Forbidden, InvalidInput, InvalidToken, NotFound
+from tokenwarden.domain.events import InvalidationEvent
 from tokenwarden.domain.managed import ManagedCredential
 from tokenwarden.domain.principals import IdentitySource, Membership, RiskLevel, Role, User, UserStatus
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
@@ -368,3 +369,40 @@ def test_scim_offboards_in_its_own_transaction_with_a_token_that_holds_none_of_t
     assert report.as_dict()["initiatedBy"] == "scim"
     assert report.ok and current(container, before).user_id == carol.id
     assert token(container, current(container, before).authorization_id).user_id == carol.id
+
+
+def test_every_node_is_told_the_leavers_tokens_before_the_commit(
+    container: Container, clock: FakeClock, admin: Actor, bob: User, carol: User
+) -> None:
+    """The leaver's tokens of this organization are announced as an intent (refused on every node
+    at once) while the transaction is still open; a token valid in other organizations too is
+    not named — only the watermark cuts it, here."""
+    laptop, phone = pat(container, bob), pat(container, bob, "phone")
+    everywhere = container.pats.create(
+        OPERATOR,
+        org="acme",
+        user=bob.id,
+        display_name="all orgs",
+        scope="vso.code",
+        valid_to=clock.now() + timedelta(days=20),
+        all_orgs=True,
+    )
+    clock.advance(seconds=1)
+    heard: list[tuple[str, set[str]]] = []  # in the order the bus would carry them
+
+    def on_intent(events: Sequence[InvalidationEvent], withdrawn: bool) -> None:
+        hashes = {h for e in events for h in e.payload["hashes"]}
+        heard.append(("withdrawn" if withdrawn else "intent", hashes))
+
+    def on_commit(events: Sequence[InvalidationEvent]) -> None:
+        heard.append(("committed", {h for e in events for h in e.payload.get("hashes", ())}))
+
+    container.database.on_intent(on_intent)
+    container.database.on_commit(on_commit)
+    container.offboarding.offboard(admin, "acme", bob.upn, carol.upn)
+
+    named = {container.hasher.hash(p.secret).hex() for p in (laptop, phone)}
+    assert heard[0] == ("intent", named)  # before the commit, never withdrawn
+    assert [what for what, _ in heard].count("withdrawn") == 0 and heard[-1] == ("committed", named)
+    for p in (laptop, phone, everywhere):
+        assert not works(container, p.secret)

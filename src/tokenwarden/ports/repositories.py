@@ -220,9 +220,11 @@ class RuleRepository(Protocol):
         issued_after: datetime | None = None,
         kinds: Sequence[str] | None = None,
         user_ids: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[TokenRecord]:
         """Unrevoked, unexpired tokens of ``org_id`` issued in [``issued_after``,
-        ``issued_before``), of ``kinds`` and ``user_ids`` when given: a rule's candidates."""
+        ``issued_before``), of ``kinds`` and ``user_ids`` when given: a rule's candidates
+        (at most ``limit`` of them, when given)."""
         ...
 
 

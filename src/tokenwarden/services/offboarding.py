@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Final
 
 from tokenwarden.domain.audit import AuditEventType
@@ -29,6 +30,10 @@ from tokenwarden.services.rotation import RotationResult, RotationService
 from tokenwarden.services.signals import emit_session_revoked
 
 PAGE: Final = 1000  # live PATs of the organization read per page when handing over watches
+# The leaver's stored tokens named to every node before the commit (an intent: refused at once);
+# beyond this many the rest wait for the commit, which cuts them all by watermark anyway.
+EARLY_HASHES: Final = 1000
+HASHES_PER_EVENT: Final = 100  # an event's hashes must fit one bus message (NOTIFY: < 8,000 bytes)
 MAX_ERROR: Final = 300
 
 
@@ -180,6 +185,7 @@ class OffboardingService:
         if successor is not None:
             successor = self._given(uow, org, user, successor.id)
         now = self._clock.now()
+        _announce_cut(uow, org, user, now)  # first: the other nodes refuse while the rest is written
         kinds = tuple(k.value for k in ALL_KINDS)
         # live before the cut: issued in this organization, not revoked, expired or already cut
         counts = uow.tokens.count_live(user_ids=[user.id], org_id=org.id, issued_before=now, now=now)
@@ -411,3 +417,17 @@ class OffboardingService:
                 uow.lifecycle.add_watcher(token_id, successor.notify_address, actor.user_id, now)
             tokens.add(token_id)
         return len(tokens)
+
+
+def _announce_cut(uow: UnitOfWork, org: Organization, user: User, now: datetime) -> None:
+    """Name the leaver's stored tokens of this organization only (up to ``EARLY_HASHES``) as revoked:
+    the event store announces these as an intent, so every node refuses them before this
+    transaction commits instead of after it (the watermarks, committed with them, are what cut
+    them for good and what cuts JWT access tokens). A rollback withdraws the intent."""
+    records = uow.rules.live_tokens(
+        org.id, issued_before=now, now=now, user_ids=[user.id], limit=EARLY_HASHES
+    )
+    # a token valid in other organizations too stays valid there: only the watermark cuts it here
+    hashes = [r.secret_hash.hex() for r in records if r.target_orgs == (org.id,)]
+    for start in range(0, len(hashes), HASHES_PER_EVENT):
+        publish(uow, EventType.TOKEN_REVOKED, hashes=hashes[start : start + HASHES_PER_EVENT])

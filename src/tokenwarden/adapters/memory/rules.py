@@ -35,8 +35,9 @@ class MemoryRuleRepository(_Repo):
         issued_after: datetime | None = None,
         kinds: Sequence[str] | None = None,
         user_ids: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[TokenRecord]:
-        return [
+        found = [
             t
             for t in self.s.tokens.values()
             if t.org_id == org_id
@@ -47,3 +48,4 @@ class MemoryRuleRepository(_Repo):
             and (kinds is None or t.kind.value in kinds)
             and (user_ids is None or t.user_id in user_ids)
         ]
+        return found if limit is None else found[:limit]

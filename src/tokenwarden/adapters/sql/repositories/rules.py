@@ -73,6 +73,7 @@ class SqlRuleRepository:
         issued_after: datetime | None = None,
         kinds: Sequence[str] | None = None,
         user_ids: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[TokenRecord]:
         c = t.tokens.c
         stmt = select(t.tokens).where(
@@ -84,4 +85,6 @@ class SqlRuleRepository:
             stmt = stmt.where(c.kind.in_(list(kinds)))
         if user_ids is not None:
             stmt = stmt.where(c.user_id.in_(list(user_ids)))
+        if limit is not None:
+            stmt = stmt.limit(limit)
         return [_token(r) for r in self._c.execute(stmt)]
