@@ -229,3 +229,28 @@ def test_racing_notice_claims_have_one_winner(sql_db: Database) -> None:
     assert len(results) == 2
     assert results[0].isdisjoint(results[1])
     assert results[0] | results[1] == set(keys)
+
+
+def test_watched_by_finds_an_address_s_watches_on_live_pats_of_one_org(db: Database) -> None:
+    org, other_org = make_org(), make_org("globex")
+    owner = make_user("owner@example.com")
+    live, revoked, expired = make_token(owner, org), make_token(owner, org), make_token(owner, org)
+    elsewhere = make_token(owner, other_org)
+    revoked = replace(revoked, revoked_at=T0)
+    expired = replace(expired, valid_to=T0 - timedelta(days=1))
+    with db() as uow:
+        uow.orgs.add(org)
+        uow.orgs.add(other_org)
+        uow.users.add(owner)
+        for tok in (live, revoked, expired, elsewhere):
+            uow.tokens.add(tok)
+            uow.lifecycle.add_watcher(tok.authorization_id, "Leaver@Example.com", None, T0)
+        uow.lifecycle.add_watcher(live.authorization_id, "stays@example.com", None, T0)
+        uow.commit()
+    with db.reader() as uow:
+        found = uow.lifecycle.watched_by(org.id, ["leaver@example.COM", "nobody@example.com"], T0)
+        assert found == [(live.authorization_id, owner.id, "Leaver@Example.com")]
+        assert uow.lifecycle.watched_by(org.id, [], T0) == []
+        assert uow.lifecycle.watched_by(other_org.id, ["leaver@example.com"], T0) == [
+            (elsewhere.authorization_id, owner.id, "Leaver@Example.com")
+        ]

@@ -296,6 +296,12 @@ class LifecycleRepository(Protocol):
         """token id -> watcher addresses, for many tokens in one query."""
         ...
 
+    def watched_by(self, org_id: str, addresses: Sequence[str], now: datetime) -> list[tuple[str, str, str]]:
+        """(token id, owner's user id, watcher address as stored) for every live (unrevoked,
+        unexpired) PAT of ``org_id`` that one of ``addresses`` watches (case-insensitively),
+        by token id then address — one indexed lookup, not a scan of the organization."""
+        ...
+
     def add_enforcement(self, enforcement: PolicyEnforcement) -> None: ...
     def enforcements(
         self, org_id: str | None = None, status: str | None = None

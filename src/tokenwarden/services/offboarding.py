@@ -21,15 +21,13 @@ from tokenwarden.domain.errors import DomainError, InvalidInput, NotFound
 from tokenwarden.domain.events import EventType
 from tokenwarden.domain.managed import CredentialStatus, ManagedCredential, SourceKind
 from tokenwarden.domain.principals import IdentitySource, Organization, User, UserStatus, member_subject
-from tokenwarden.domain.tokens import TokenKind
-from tokenwarden.domain.watermarks import ALL_KINDS, END_OF_TIME, SubjectType
+from tokenwarden.domain.watermarks import ALL_KINDS, SubjectType
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.services.common import Actor, audit, get_org, member_of, publish, require_admin
 from tokenwarden.services.directory import check_not_service
 from tokenwarden.services.rotation import RotationResult, RotationService
 from tokenwarden.services.signals import emit_session_revoked
 
-PAGE: Final = 1000  # live PATs of the organization read per page when handing over watches
 # The leaver's stored tokens named to every node before the commit (an intent: refused at once);
 # beyond this many the rest wait for the commit, which cuts them all by watermark anyway.
 EARLY_HASHES: Final = 1000
@@ -114,8 +112,12 @@ class OffboardReport:
         }
 
 
+def _raw_addresses(user: User) -> list[str]:
+    return [a for a in (user.upn, user.email) if a]
+
+
 def _addresses(user: User) -> set[str]:
-    return {a.casefold() for a in (user.upn, user.email) if a}
+    return {a.casefold() for a in _raw_addresses(user)}
 
 
 def _swap_contacts(contacts: Sequence[str], leaver: set[str], new: str) -> tuple[str, ...]:
@@ -390,20 +392,11 @@ class OffboardingService:
         Returns how many tokens were handed over."""
         now = self._clock.now()
         leaver_addresses = _addresses(leaver)
-        watched: list[tuple[str, str, str]] = []  # (token id, owner id, the leaver's address)
-        after: str | None = None
-        while True:
-            page = uow.lifecycle.idle(
-                org.id, (TokenKind.PAT,), unused_since=END_OF_TIME, now=now, after=after, limit=PAGE
-            )
-            owners = {r.authorization_id: r.user_id for r in page if r.user_id != leaver.id}
-            for token_id, addresses in uow.lifecycle.watchers(list(owners)).items():
-                watched += [
-                    (token_id, owners[token_id], a) for a in addresses if a.casefold() in leaver_addresses
-                ]
-            if len(page) < PAGE:
-                break
-            after = page[-1].authorization_id
+        watched = [  # (token id, owner id, the leaver's address as stored)
+            (token_id, owner_id, address)
+            for token_id, owner_id, address in uow.lifecycle.watched_by(org.id, _raw_addresses(leaver), now)
+            if owner_id != leaver.id and address.casefold() in leaver_addresses
+        ]
         if successor is None:
             if watched:
                 warnings.append(

@@ -372,6 +372,22 @@ class MemoryLifecycleRepository(_LifecycleRepo):
                 out.setdefault(tid, []).append(address)
         return out
 
+    def watched_by(self, org_id: str, addresses: Sequence[str], now: datetime) -> list[tuple[str, str, str]]:
+        keys = {a.lower() for a in addresses}
+        found: list[tuple[str, str, str]] = []
+        for (tid, key), address in sorted(self._t.watchers.items()):
+            tok = self.s.tokens.get(tid)
+            if (
+                key in keys
+                and tok is not None
+                and tok.org_id == org_id
+                and tok.kind is TokenKind.PAT
+                and tok.revoked_at is None
+                and tok.valid_to > now
+            ):
+                found.append((tid, tok.user_id, address))
+        return found
+
     def add_enforcement(self, enforcement: PolicyEnforcement) -> None:
         if enforcement.id in self._t.enforcements:
             raise Conflict(f"enforcement {enforcement.id} exists")

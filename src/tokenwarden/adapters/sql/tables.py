@@ -549,6 +549,7 @@ token_watchers = Table(
     Column("address", String(320), nullable=False),
     Column("added_by", String(36), nullable=True),
     Column("added_at", UTCDateTime(), nullable=False),
+    Index("ix_token_watchers_address_key", "address_key"),  # issue 17: a leaver's watches
 )
 
 notification_outbox = Table(

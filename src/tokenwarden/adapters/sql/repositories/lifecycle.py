@@ -569,6 +569,25 @@ class SqlLifecycleRepository:
                 out.setdefault(r.token_id, []).append(r.address)
         return out
 
+    def watched_by(self, org_id: str, addresses: Sequence[str], now: datetime) -> list[tuple[str, str, str]]:
+        w, c = t.token_watchers.c, t.tokens.c
+        keys = sorted({a.lower() for a in addresses})
+        if not keys:
+            return []
+        q = (
+            select(w.token_id, c.user_id, w.address)
+            .join(t.tokens, c.id == w.token_id)
+            .where(
+                w.address_key.in_(keys),
+                c.org_id == org_id,
+                c.kind == TokenKind.PAT.value,
+                c.revoked_at.is_(None),
+                c.valid_to > now,
+            )
+            .order_by(w.token_id, w.address_key)
+        )
+        return [(r.token_id, r.user_id, r.address) for r in self._c.execute(q)]
+
     def add_enforcement(self, enforcement: PolicyEnforcement) -> None:
         self._c.execute(
             insert(t.policy_enforcements).values(
