@@ -19,6 +19,9 @@ from typing import Final
 from tokenwarden.domain.errors import InvalidInput
 
 FULL_ACCESS: Final = "app_token"
+# A provisioning token (SCIM) carries this scope and is good for SCIM only: no other door, not even
+# those that ask for no scope, accepts it.
+PROVISIONING: Final = "scim.provision"
 _LADDER: Final = ("", "_write", "_manage", "_full")
 _EXECUTE: Final = "_execute"
 

@@ -22,7 +22,7 @@ from tokenwarden.domain.events import INTENT_TYPES, AnnouncementKind, EventType,
 from tokenwarden.domain.hashing import SecretHasher
 from tokenwarden.domain.principals import Role, UserStatus, member_subject
 from tokenwarden.domain.revocation import RuleIndex
-from tokenwarden.domain.scopes import ScopeCatalog
+from tokenwarden.domain.scopes import PROVISIONING, ScopeCatalog
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.domain.watermarks import SubjectType, client_cutoffs, effective_cutoffs
 from tokenwarden.ports.repositories import UnitOfWork
@@ -329,6 +329,8 @@ class Validator:
             raise InvalidToken("token is revoked")
         if needed_scope is not None and needed_scope not in entry.scopes:
             raise InsufficientScope(f"token lacks the scope {needed_scope!r}")
+        if needed_scope is None and PROVISIONING in entry.literal_scopes:
+            raise InsufficientScope("a provisioning token is good for SCIM only")
         return org
 
     def check_record(self, record: TokenRecord, org_id: str | None = None) -> str:

@@ -120,8 +120,10 @@ def provisioning(request: Request, org: str) -> tuple[ScimService, Organization,
     return c.scim, the_org, caller.actor(ip, request.headers.get("user-agent")), base
 
 
-async def scim_body(request: Request) -> Any:
-    return parse_json(await request.body(), empty="a SCIM request needs a JSON body", prefix="the body")
+def scim_body(raw: bytes) -> Any:
+    """The request's JSON — parsed only once the caller is authenticated, so an anonymous body
+    learns nothing but ``401``."""
+    return parse_json(raw, empty="a SCIM request needs a JSON body", prefix="the body")
 
 
 def answer(result: ScimAnswer) -> Response:
@@ -279,19 +281,19 @@ def _register(kind: str) -> None:
         )
 
     async def search_post(request: Request, org: str) -> Response:
-        params = search_params(await scim_body(request))
-        return await _threaded(request, lambda: _search_post(request, org, params))
+        raw = await request.body()
+        return await _threaded(request, lambda: _search_post(request, org, raw))
 
-    def _search_post(request: Request, org: str, params: dict[str, Any]) -> Response:
+    def _search_post(request: Request, org: str, raw: bytes) -> Response:
         service, the_org, _, base = provisioning(request, org)
-        return answer(_endpoint(service, kind).search(the_org, base, **params))
+        return answer(_endpoint(service, kind).search(the_org, base, **search_params(scim_body(raw))))
 
     async def create(request: Request, org: str) -> Response:
-        body = await scim_body(request)
+        raw = await request.body()
 
         def run() -> Response:
             service, the_org, actor, base = provisioning(request, org)
-            return answer(_endpoint(service, kind).create(actor, the_org, body, base))
+            return answer(_endpoint(service, kind).create(actor, the_org, scim_body(raw), base))
 
         return await _threaded(request, run)
 
@@ -304,21 +306,21 @@ def _register(kind: str) -> None:
         return read_answer(request, result, result.etag)
 
     async def put(request: Request, org: str, scim_id: str) -> Response:
-        body = await scim_body(request)
+        raw = await request.body()
 
         def run() -> Response:
             service, the_org, actor, base = provisioning(request, org)
-            if_match = request.headers.get("if-match")
+            if_match, body = request.headers.get("if-match"), scim_body(raw)
             return answer(_endpoint(service, kind).replace(actor, the_org, scim_id, body, base, if_match))
 
         return await _threaded(request, run)
 
     async def patch(request: Request, org: str, scim_id: str) -> Response:
-        body = await scim_body(request)
+        raw = await request.body()
 
         def run() -> Response:
             service, the_org, actor, base = provisioning(request, org)
-            if_match = request.headers.get("if-match")
+            if_match, body = request.headers.get("if-match"), scim_body(raw)
             return answer(_endpoint(service, kind).patch(actor, the_org, scim_id, body, base, if_match))
 
         return await _threaded(request, run)
@@ -351,11 +353,11 @@ _register("Groups")
 @router.post("/scim/v2/{org}/.search", response_class=ScimResponse)
 async def search_everything(request: Request, org: str) -> Response:
     """``POST /.search`` at the root: users and groups in one list."""
-    params = search_params(await scim_body(request))
+    raw = await request.body()
 
     def run() -> Response:
         service, the_org, _, base = provisioning(request, org)
-        return answer(service.search_all(the_org, base, **params))
+        return answer(service.search_all(the_org, base, **search_params(scim_body(raw))))
 
     return await _threaded(request, run)
 

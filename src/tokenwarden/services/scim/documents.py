@@ -45,6 +45,12 @@ def read(model: type[M], body: Any, ctx: scim.Context) -> M:
     """Validate a request body as ``model`` in ``ctx`` under the provider's policy."""
     if not isinstance(body, dict):
         raise scim.InvalidSyntaxException(detail="the request body must be a JSON object")
+    core = str(getattr(model, "__schema__", "") or "")
+    schemas = body.get("schemas")
+    if core and not (
+        isinstance(schemas, list) and any(isinstance(u, str) and u.lower() == core.lower() for u in schemas)
+    ):  # RFC 7643 §3: every resource and message names its schema
+        raise scim.InvalidSyntaxException(detail=f"the body's schemas must list {core}")
     try:
         with PROVIDER:
             return model.model_validate(known_schemas_only(body), scim_ctx=ctx)

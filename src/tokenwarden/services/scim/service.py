@@ -24,6 +24,7 @@ from tokenwarden.domain.principals import (
     User,
     UserStatus,
 )
+from tokenwarden.domain.scopes import PROVISIONING
 from tokenwarden.domain.tokens import TokenKind, TokenRecord
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.ports.scim import ScimConfig
@@ -35,7 +36,7 @@ from tokenwarden.services.scim.models import LIST_RESPONSE
 from tokenwarden.services.scim.users import Offboarding, ScimUsers
 from tokenwarden.services.validation import Caller
 
-SCIM_SCOPE: Final = "scim.provision"
+SCIM_SCOPE: Final = PROVISIONING
 DEFAULT_TOKEN_DAYS: Final = 365
 MAX_TOKEN_DAYS: Final = 730
 TOKEN_NAME: Final = "SCIM provisioning token"

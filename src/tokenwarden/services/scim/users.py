@@ -297,7 +297,11 @@ class ScimUsers:
 
     @staticmethod
     def _rename(uow: UnitOfWork, org: Organization, identity: User, resource: Any) -> None:
-        """Follow the provider's renames on an identity this organization's SCIM created."""
+        """Follow the provider's renames on an identity this organization's SCIM created — unless
+        another organization has since enrolled it: its name and address are then that
+        organization's too, and stay (the SCIM resource alone takes the provider's values)."""
+        if any(m.org_id != org.id for m in uow.users.memberships_of(identity.id)):
+            return
         upn = upn_for(resource.user_name, org)
         if upn.casefold() != identity.upn.casefold():
             other = uow.users.by_upn(upn)
@@ -362,14 +366,37 @@ class ScimUsers:
             )
             return user, True
         membership = uow.users.membership(org.id, existing.id)
-        if existing.identity_source is IdentitySource.SERVICE or membership is None:
-            raise scim.UniquenessException(
-                detail=f"{upn} is an identity of another organization: it joins this one by accepting an "
-                "invitation (tokenwarden user add), after which SCIM can provision it"
-            )
+        if existing.identity_source is IdentitySource.SERVICE:
+            raise scim.UniquenessException(detail=f"{upn} is a service identity: SCIM cannot provision it")
+        if membership is None:
+            elsewhere = uow.users.memberships_of(existing.id)
+            if existing.identity_source is not IdentitySource.EXTERNAL or elsewhere:
+                raise scim.UniquenessException(
+                    detail=f"{upn} is an identity of another organization or a local one: it joins this one "
+                    "by accepting an invitation (tokenwarden user add), after which SCIM can provision it"
+                )
+            self._rejoin(uow, actor, org, existing)
+            self._rename(uow, org, existing, resource)  # the provider's current name and address
+            return existing, True
         if uow.scim.user_of(org.id, existing.id) is not None:
             raise scim.UniquenessException(detail=f"{upn} is already provisioned")
         return existing, False
+
+    def _rejoin(self, uow: UnitOfWork, actor: Actor, org: Organization, identity: User) -> None:
+        """An identity provisioned before and now in no organization (SCIM deleted it, a rehire)
+        joins this one again. Tokens cut when it left stay dead: their watermarks are older."""
+        uow.users.set_membership(Membership(org.id, identity.id, Role.MEMBER))
+        publish(uow, EventType.MEMBERSHIP_CHANGED, user_id=identity.id, org_id=org.id)
+        audit(
+            uow,
+            self._clock,
+            actor,
+            AuditEventType.MEMBERSHIP_CHANGE,
+            org_id=org.id,
+            target_type="user",
+            target_id=identity.id,
+            details={"role": Role.MEMBER.value, "via": "scim", "rejoined": True},
+        )
 
     def _deactivate(
         self, uow: UnitOfWork, actor: Actor, org: Organization, user: User, resource: scim.Resource[Any]
