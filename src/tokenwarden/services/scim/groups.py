@@ -63,7 +63,7 @@ def sync_admins(
     admin (remembered as appointed by the group); one the group appointed and no longer lists is
     demoted at once. Admins appointed by hand are never demoted here."""
     config = uow.scim.config(org.id)
-    admin_groups = [g.id for g in _all_groups(uow, org) if is_admin_group(config, g)]
+    admin_groups = _admin_groups(uow, org, config)
     admin_members = {m for gid in admin_groups for m in uow.scim.members(gid)}
     for scim_id in dict.fromkeys(scim_ids):
         record = uow.scim.user(org.id, scim_id)
@@ -100,16 +100,24 @@ def sync_admins(
         )
 
 
-def _all_groups(uow: UnitOfWork, org: Organization) -> list[ScimGroupRecord]:
-    records, total = uow.scim.groups(org.id, {}, 0, MAX_COUNT)
-    offset = len(records)
-    while offset < total:
-        more, _ = uow.scim.groups(org.id, {}, offset, MAX_COUNT)
-        if not more:
-            break
-        records += more
-        offset += len(more)
-    return records
+def _admin_groups(uow: UnitOfWork, org: Organization, config: ScimConfig | None) -> list[str]:
+    """The ids of the groups the configured admin group names: two indexed lookups (display
+    name, externalId), never a scan of the organization's groups."""
+    if config is None or not config.admin_group:
+        return []
+    found: dict[str, None] = {}
+    for column, value in (
+        ("display_name_key", comparison_key(config.admin_group)),
+        ("external_id", config.admin_group),
+    ):
+        offset = 0
+        while True:
+            records, total = uow.scim.groups(org.id, {column: value}, offset, MAX_COUNT)
+            found.update((r.id, None) for r in records if is_admin_group(config, r))
+            offset += len(records)
+            if not records or offset >= total:
+                break
+    return list(found)
 
 
 class ScimGroups:
