@@ -787,6 +787,22 @@ def test_repost_after_delete_provisions_the_user_again(world: World) -> None:
     assert world.membership(name) == (Role.MEMBER, UserStatus.ACTIVE)
 
 
+def test_another_organization_s_former_user_cannot_be_claimed(world: World) -> None:
+    """Only a former member of *this* organization rejoins: Globex's leaver, now in no
+    organization, is not Acme's to take (its name, address and old tokens stay out of reach)."""
+    name = uniq("leaver", "globex.test")
+    theirs = world.globex.create_user(name)
+    assert world.globex.call("DELETE", f"/Users/{theirs['id']}").status_code == 204
+    assert world.membership(name, world.globex_id) is None
+    claim = world.acme.call("POST", "/Users", {"schemas": [USER], "userName": name, "active": True})
+    err(claim, 409, "uniqueness")
+    assert world.membership(name) is None
+    # and Globex itself may take its leaver back
+    again = world.globex.call("POST", "/Users", {"schemas": [USER], "userName": name, "active": True})
+    assert again.status_code == 201, again.text
+    assert world.membership(name, world.globex_id) == (Role.MEMBER, UserStatus.ACTIVE)
+
+
 # ====================================================================== admin-group escalation
 def test_only_the_configured_admin_group_makes_admins(world: World) -> None:
     a, c = world.acme, world.server.container

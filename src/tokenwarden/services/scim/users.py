@@ -26,7 +26,9 @@ from tokenwarden.domain.principals import (
     Role,
     User,
     UserStatus,
+    member_subject,
 )
+from tokenwarden.domain.watermarks import SubjectType
 from tokenwarden.ports.repositories import UnitOfWork, UnitOfWorkFactory
 from tokenwarden.ports.scim import ScimUserRecord
 from tokenwarden.services.common import Actor, audit, new_id, publish, reading
@@ -369,8 +371,14 @@ class ScimUsers:
         if existing.identity_source is IdentitySource.SERVICE:
             raise scim.UniquenessException(detail=f"{upn} is a service identity: SCIM cannot provision it")
         if membership is None:
-            elsewhere = uow.users.memberships_of(existing.id)
-            if existing.identity_source is not IdentitySource.EXTERNAL or elsewhere:
+            # a former member of *this* organization, cut when it left (its member watermark), and
+            # now of none: a rehire. Any other identity is another organization's to share.
+            rehire = (
+                existing.identity_source is IdentitySource.EXTERNAL
+                and not uow.users.memberships_of(existing.id)
+                and uow.watermarks.for_subject(SubjectType.MEMBER, member_subject(org.id, existing.id))
+            )
+            if not rehire:
                 raise scim.UniquenessException(
                     detail=f"{upn} is an identity of another organization or a local one: it joins this one "
                     "by accepting an invitation (tokenwarden user add), after which SCIM can provision it"
@@ -383,8 +391,8 @@ class ScimUsers:
         return existing, False
 
     def _rejoin(self, uow: UnitOfWork, actor: Actor, org: Organization, identity: User) -> None:
-        """An identity provisioned before and now in no organization (SCIM deleted it, a rehire)
-        joins this one again. Tokens cut when it left stay dead: their watermarks are older."""
+        """A former member of this organization, now in no organization (SCIM deleted it, a
+        rehire), joins it again. Tokens cut when it left stay dead: their watermarks are older."""
         uow.users.set_membership(Membership(org.id, identity.id, Role.MEMBER))
         publish(uow, EventType.MEMBERSHIP_CHANGED, user_id=identity.id, org_id=org.id)
         audit(
